@@ -1,0 +1,6 @@
+//! `compose`: a declarative minimal rootfs composer.
+//!
+//! Data flows one way (DESIGN §6): [`manifest`] → [`apt`] → [`fetch`] → [`deb`] →
+//! [`rootfs`] → [`oci`], with [`build`] driving the pipeline.
+
+pub mod rootfs;

@@ -1,0 +1,326 @@
+//! The virtual tree: every entry of the image, keyed by absolute path, before it is
+//! serialised. File contents live in a [`Spool`] (one unlinked temporary file), so the
+//! tree's memory is proportional to the number of entries, not to their bytes.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+
+use sha2::{Digest, Sha256};
+
+/// Where an entry came from: a package name, or a generator ("passwd", "manifest", …).
+pub type Origin = String;
+
+/// One entry of the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub kind: NodeKind,
+    /// Permission bits including setuid/setgid/sticky (`0o7777` mask).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Seconds since the Unix epoch (clamped to the image epoch when written).
+    pub mtime: u64,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeKind {
+    Dir,
+    File(Content),
+    /// Target exactly as packaged (relative or absolute).
+    Symlink(String),
+    /// Absolute path, in the tree, of the file this one is a hard link to.
+    Hardlink(String),
+}
+
+/// A slice of the spool, with the SHA-256 of its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Content {
+    pub offset: u64,
+    pub len: u64,
+    pub sha256: [u8; 32],
+}
+
+/// Append-only store of file contents backing a [`Tree`].
+#[derive(Debug)]
+pub struct Spool {
+    file: File,
+    len: u64,
+}
+
+impl Spool {
+    pub fn new() -> io::Result<Spool> {
+        Ok(Spool {
+            file: tempfile::tempfile()?,
+            len: 0,
+        })
+    }
+
+    /// Copy `reader` to the end of the spool, hashing on the way.
+    pub fn append(&mut self, reader: &mut dyn Read) -> io::Result<Content> {
+        let offset = self.len;
+        self.file.seek(SeekFrom::Start(offset))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut len = 0u64;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            hasher.update(&buf[..n]);
+            self.file.write_all(&buf[..n])?;
+            len += n as u64;
+        }
+        self.len += len;
+        Ok(Content {
+            offset,
+            len,
+            sha256: hasher.finalize().into(),
+        })
+    }
+
+    pub fn append_bytes(&mut self, bytes: &[u8]) -> io::Result<Content> {
+        self.append(&mut &bytes[..])
+    }
+
+    /// A reader over exactly the bytes of `content`.
+    pub fn reader(&self, content: &Content) -> SpoolReader<'_> {
+        SpoolReader {
+            file: &self.file,
+            pos: content.offset,
+            end: content.offset + content.len,
+        }
+    }
+
+    /// The whole content in memory (for small files: generators, ELF headers).
+    pub fn read_all(&self, content: &Content) -> io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(content.len as usize);
+        self.reader(content).read_to_end(&mut out)?;
+        Ok(out)
+    }
+}
+
+pub struct SpoolReader<'a> {
+    file: &'a File,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for SpoolReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = buf.len().min((self.end - self.pos) as usize);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "spool shorter than recorded",
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// A conflict between two entries claiming one path.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: given by {first} and by {second} with different {what}")]
+pub struct Conflict {
+    pub path: String,
+    pub first: Origin,
+    pub second: Origin,
+    pub what: &'static str,
+}
+
+/// The image's file system: absolute, normalised paths (`/usr/lib/x`, the root is `/`)
+/// mapped to entries. Iteration is in byte order of the path, so a parent always
+/// precedes its children.
+#[derive(Debug)]
+pub struct Tree {
+    entries: BTreeMap<String, Node>,
+    pub spool: Spool,
+}
+
+impl Tree {
+    pub fn new() -> io::Result<Tree> {
+        let mut entries = BTreeMap::new();
+        entries.insert(
+            "/".to_string(),
+            Node {
+                kind: NodeKind::Dir,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+                origin: "image".into(),
+            },
+        );
+        Ok(Tree {
+            entries,
+            spool: Spool::new()?,
+        })
+    }
+
+    pub fn get(&self, path: &str) -> Option<&Node> {
+        self.entries.get(path)
+    }
+
+    pub fn contains(&self, path: &str) -> bool {
+        self.entries.contains_key(path)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Node)> {
+        self.entries.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn remove(&mut self, path: &str) -> Option<Node> {
+        self.entries.remove(path)
+    }
+
+    /// Insert `node` at `path`, creating missing parents as `0755 root` directories.
+    ///
+    /// A directory given twice keeps the first one's metadata. Any other second
+    /// claim on a path is a [`Conflict`] unless both are the same kind with the same
+    /// content/target and metadata (several packages may ship one identical file).
+    pub fn insert(&mut self, path: &str, node: Node) -> Result<(), Conflict> {
+        debug_assert!(path.starts_with('/'), "tree paths are absolute: {path}");
+        self.ensure_parents(path, &node.origin)?;
+        match self.entries.get(path) {
+            None => {
+                self.entries.insert(path.to_string(), node);
+                Ok(())
+            }
+            Some(old) => {
+                let what = match (&old.kind, &node.kind) {
+                    (NodeKind::Dir, NodeKind::Dir) => return Ok(()),
+                    (NodeKind::File(a), NodeKind::File(b)) if a.sha256 != b.sha256 => "content",
+                    (NodeKind::Symlink(a), NodeKind::Symlink(b)) if a != b => "link targets",
+                    (NodeKind::Hardlink(a), NodeKind::Hardlink(b)) if a != b => "link targets",
+                    (a, b) if std::mem::discriminant(a) != std::mem::discriminant(b) => "types",
+                    _ if (old.mode, old.uid, old.gid) != (node.mode, node.uid, node.gid) => {
+                        "modes or owners"
+                    }
+                    _ => return Ok(()),
+                };
+                Err(Conflict {
+                    path: path.to_string(),
+                    first: old.origin.clone(),
+                    second: node.origin,
+                    what,
+                })
+            }
+        }
+    }
+
+    /// Insert or overwrite (for generated files that deliberately replace packaged ones).
+    pub fn replace(&mut self, path: &str, node: Node) -> Result<(), Conflict> {
+        self.ensure_parents(path, &node.origin)?;
+        self.entries.insert(path.to_string(), node);
+        Ok(())
+    }
+
+    fn ensure_parents(&mut self, path: &str, origin: &str) -> Result<(), Conflict> {
+        let mut end = 0;
+        while let Some(i) = path[end + 1..].find('/') {
+            end += 1 + i;
+            let parent = &path[..end];
+            match self.entries.get(parent) {
+                Some(Node {
+                    kind: NodeKind::Dir,
+                    ..
+                }) => {}
+                Some(other) => {
+                    return Err(Conflict {
+                        path: parent.to_string(),
+                        first: other.origin.clone(),
+                        second: origin.to_string(),
+                        what: "types (a directory is needed here)",
+                    })
+                }
+                None => {
+                    self.entries.insert(
+                        parent.to_string(),
+                        Node {
+                            kind: NodeKind::Dir,
+                            mode: 0o755,
+                            uid: 0,
+                            gid: 0,
+                            mtime: 0,
+                            origin: origin.to_string(),
+                        },
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(tree: &mut Tree, bytes: &[u8], origin: &str) -> Node {
+        Node {
+            kind: NodeKind::File(tree.spool.append_bytes(bytes).unwrap()),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            origin: origin.into(),
+        }
+    }
+
+    #[test]
+    fn parents_are_created_and_sorted_first() {
+        let mut t = Tree::new().unwrap();
+        let n = file(&mut t, b"hello", "a");
+        t.insert("/usr/lib/x/libx.so", n).unwrap();
+        let paths: Vec<_> = t.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["/", "/usr", "/usr/lib", "/usr/lib/x", "/usr/lib/x/libx.so"]);
+        let Some(Node { kind: NodeKind::File(c), .. }) = t.get("/usr/lib/x/libx.so") else {
+            panic!("not a file")
+        };
+        assert_eq!(t.spool.read_all(c).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn identical_file_twice_is_fine_different_is_a_conflict() {
+        let mut t = Tree::new().unwrap();
+        let a = file(&mut t, b"same", "pkg-a");
+        let b = file(&mut t, b"same", "pkg-b");
+        let c = file(&mut t, b"other", "pkg-c");
+        t.insert("/etc/x", a).unwrap();
+        t.insert("/etc/x", b).unwrap();
+        let err = t.insert("/etc/x", c).unwrap_err();
+        assert_eq!(err.path, "/etc/x");
+        assert_eq!(err.first, "pkg-a");
+        assert_eq!(err.second, "pkg-c");
+        assert!(err.to_string().contains("different content"), "{err}");
+    }
+
+    #[test]
+    fn a_file_where_a_directory_is_needed_is_a_conflict() {
+        let mut t = Tree::new().unwrap();
+        let b = file(&mut t, b"y", "pkg-b");
+        t.insert("/opt", b).unwrap();
+        let c = file(&mut t, b"z", "pkg-c");
+        let err = t.insert("/opt/z", c).unwrap_err();
+        assert_eq!(err.path, "/opt");
+    }
+}

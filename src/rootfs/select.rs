@@ -1,0 +1,273 @@
+//! Selection: which entries of a package's data.tar go into the image.
+//!
+//! Paths are canonicalised to merged-usr form first (`/lib/x` of a Debian package is
+//! `/usr/lib/x` in the image), then matched against the package's `paths` and
+//! `optional-paths` and filtered by `exclude`. A required pattern that matches nothing
+//! is an error naming the package and the pattern.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use crate::deb::{Entry, EntryKind};
+use crate::manifest::{is_merged_top, merged_usr_path, Package, MERGED_TOP};
+use crate::rootfs::tree::{Node, NodeKind, Tree};
+
+/// What a package contributed.
+#[derive(Debug, Default, Clone)]
+pub struct Contribution {
+    pub files: u64,
+    pub bytes: u64,
+    /// Setuid/setgid files, listed in the build summary.
+    pub setid: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    #[error("package {package}: pattern `{pattern}` ({location}) matched no file for {arch}; check the path with `dpkg-deb -c` on the package, or move it to optional-paths")]
+    Unmatched {
+        package: String,
+        pattern: String,
+        location: String,
+        arch: String,
+    },
+    #[error("package {package}: hard link {path} points to {target}, which is not selected; add a pattern that selects {target}")]
+    HardlinkTarget {
+        package: String,
+        path: String,
+        target: String,
+    },
+    #[error("package {package}: {path} is a {kind}; compose does not put device nodes or fifos in images, exclude it")]
+    Special {
+        package: String,
+        path: String,
+        kind: &'static str,
+    },
+    #[error("two packages give one path: {0}")]
+    Conflict(#[from] crate::rootfs::tree::Conflict),
+    #[error("package {package}: reading {path}: {source}")]
+    Io {
+        package: String,
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct DirMeta {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: u64,
+}
+
+/// Selection state for one package while its data.tar streams by.
+pub struct Selector<'a> {
+    package: &'a Package,
+    arch: &'a str,
+    merged_usr: bool,
+    copyright: String,
+    keep_copyright: bool,
+    matched: Vec<bool>,
+    dirs: HashMap<String, DirMeta>,
+    contribution: Contribution,
+}
+
+impl<'a> Selector<'a> {
+    pub fn new(package: &'a Package, arch: &'a str, merged_usr: bool, keep_copyright: bool) -> Self {
+        Selector {
+            package,
+            arch,
+            merged_usr,
+            copyright: format!("/usr/share/doc/{}/copyright", package.name),
+            keep_copyright,
+            matched: vec![false; package.paths.len()],
+            dirs: HashMap::new(),
+            contribution: Contribution::default(),
+        }
+    }
+
+    fn canonical(&self, path: &str) -> String {
+        if self.merged_usr {
+            merged_usr_path(path).unwrap_or_else(|| path.to_string())
+        } else {
+            path.to_string()
+        }
+    }
+
+    /// Is `path` (canonical) selected? Marks the required patterns it satisfies.
+    fn select(&mut self, path: &str) -> bool {
+        if self.keep_copyright && path == self.copyright {
+            return true;
+        }
+        if self.package.exclude.iter().any(|p| p.matcher.is_match(path)) {
+            return false;
+        }
+        let mut hit = false;
+        for (i, p) in self.package.paths.iter().enumerate() {
+            if p.matcher.is_match(path) {
+                self.matched[i] = true;
+                hit = true;
+            }
+        }
+        hit || self
+            .package
+            .optional_paths
+            .iter()
+            .any(|p| p.matcher.is_match(path))
+    }
+
+    /// Offer one entry of the package's data.tar.
+    pub fn entry(
+        &mut self,
+        tree: &mut Tree,
+        entry: &Entry,
+        data: &mut dyn Read,
+    ) -> Result<(), SelectError> {
+        if entry.path == "/" {
+            return Ok(());
+        }
+        // The merged-usr top-level links are the image's own (added once, for all).
+        if self.merged_usr {
+            let rest = &entry.path[1..];
+            if is_merged_top(rest) && !matches!(entry.kind, EntryKind::Dir | EntryKind::File) {
+                return Ok(());
+            }
+        }
+        let path = self.canonical(&entry.path);
+        if let EntryKind::Dir = entry.kind {
+            self.dirs.insert(
+                path.clone(),
+                DirMeta {
+                    mode: entry.mode,
+                    uid: entry.uid,
+                    gid: entry.gid,
+                    mtime: entry.mtime,
+                },
+            );
+        }
+        if !self.select(&path) {
+            return Ok(());
+        }
+        let kind = match &entry.kind {
+            EntryKind::Dir => NodeKind::Dir,
+            EntryKind::File => {
+                let content = tree.spool.append(data).map_err(|source| SelectError::Io {
+                    package: self.package.name.clone(),
+                    path: path.clone(),
+                    source,
+                })?;
+                self.contribution.files += 1;
+                self.contribution.bytes += content.len;
+                if entry.mode & 0o6000 != 0 {
+                    self.contribution.setid.push(path.clone());
+                }
+                NodeKind::File(content)
+            }
+            EntryKind::Symlink(target) => NodeKind::Symlink(target.clone()),
+            EntryKind::Hardlink(target) => {
+                let target = self.canonical(target);
+                match tree.get(&target) {
+                    Some(Node {
+                        kind: NodeKind::File(_),
+                        origin,
+                        ..
+                    }) if origin == &self.package.name => {}
+                    _ => {
+                        return Err(SelectError::HardlinkTarget {
+                            package: self.package.name.clone(),
+                            path,
+                            target,
+                        })
+                    }
+                }
+                NodeKind::Hardlink(target)
+            }
+            EntryKind::Other(kind) => {
+                return Err(SelectError::Special {
+                    package: self.package.name.clone(),
+                    path,
+                    kind,
+                })
+            }
+        };
+        self.insert_parents(tree, &path)?;
+        tree.insert(
+            &path,
+            Node {
+                kind,
+                mode: entry.mode & 0o7777,
+                uid: entry.uid,
+                gid: entry.gid,
+                mtime: entry.mtime,
+                origin: self.package.name.clone(),
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Give missing parents the package's own directory metadata where it has one.
+    fn insert_parents(&self, tree: &mut Tree, path: &str) -> Result<(), SelectError> {
+        let mut end = 0;
+        while let Some(i) = path[end + 1..].find('/') {
+            end += 1 + i;
+            let parent = &path[..end];
+            if tree.contains(parent) {
+                continue;
+            }
+            if let Some(m) = self.dirs.get(parent) {
+                tree.insert(
+                    parent,
+                    Node {
+                        kind: NodeKind::Dir,
+                        mode: m.mode & 0o7777,
+                        uid: m.uid,
+                        gid: m.gid,
+                        mtime: m.mtime,
+                        origin: self.package.name.clone(),
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After the last entry: every required pattern must have matched.
+    pub fn finish(self) -> Result<Contribution, SelectError> {
+        if let Some(i) = self.matched.iter().position(|m| !m) {
+            let p = &self.package.paths[i];
+            return Err(SelectError::Unmatched {
+                package: self.package.name.clone(),
+                pattern: p.text.clone(),
+                location: p.location.to_string(),
+                arch: self.arch.to_string(),
+            });
+        }
+        Ok(self.contribution)
+    }
+}
+
+/// Add the merged-usr top-level symlinks (`/bin -> usr/bin`, …) for the directories the
+/// image has under `/usr`; `/lib64` always on amd64, where the ELF interpreter lives.
+pub fn add_merged_usr_links(tree: &mut Tree, arch: &str) -> Result<(), crate::rootfs::tree::Conflict> {
+    for top in MERGED_TOP {
+        let usr = format!("/usr/{top}");
+        let wanted = tree.contains(&usr)
+            || matches!(*top, "bin" | "sbin" | "lib")
+            || (*top == "lib64" && arch == "amd64");
+        if !wanted {
+            continue;
+        }
+        tree.insert(
+            &format!("/{top}"),
+            Node {
+                kind: NodeKind::Symlink(format!("usr/{top}")),
+                mode: 0o777,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+                origin: "merged-usr".into(),
+            },
+        )?;
+    }
+    Ok(())
+}

@@ -203,6 +203,14 @@ fn signatures_satisfy_gpgv() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("NO_PUBKEY"));
 
+    // SHA-1 clearsigning (for policy tests): a real signature that gpgv 2.2 still checks.
+    let sha1 = key.clearsign_with_hash(b"Origin: x\n", sequoia_openpgp::types::HashAlgorithm::SHA1);
+    assert!(sha1.starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA1\n\n"));
+    let f = work.path().join("sha1-InRelease");
+    std::fs::write(&f, &sha1).unwrap();
+    let out = gpgv(home, &keyring, &[&f]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("VALIDSIG"));
+
     // Two signatures, one unknown: gpgv sees one good signature (apt accepts that).
     repo.resign_with("noble", &[&stranger, &key]);
     let out = gpgv(home, &keyring, &[&repo.path("dists/noble/InRelease")]);
@@ -584,7 +592,11 @@ fn serve_dir_and_manifest_helpers() {
     let server = Server::serve_dir(dir.path());
     assert_eq!(http_get(&server.url_of("a.txt")), (200, b"hello".to_vec()));
     let key = TestKey::generate("k <k@compose.invalid>");
-    let manifest = write_manifest(dir.path(), "[image]\nname = \"t\"\n");
+    let source = source_toml(&server.url, &["noble", "noble-updates"], &["main"], "k.gpg");
+    assert!(source.contains("suites = [\"noble\", \"noble-updates\"]\n"));
+    let text = format!("[image]\nname = \"t\"\n\n{source}");
+    assert!(text.parse::<toml::Table>().is_ok(), "{text}");
+    let manifest = write_manifest(dir.path(), &text);
     assert_eq!(manifest, dir.path().join("compose.toml"));
     let kr = write_keyring(dir.path(), "keyring.gpg", &key);
     assert_eq!(std::fs::read(kr).unwrap(), key.keyring_binary());
@@ -692,5 +704,76 @@ fn dump_sample() {
     let repo = Repo::build(&key, &sample_suites(), IndexVariants::ALL);
     let keep = repo.root.clone();
     std::mem::forget(repo);
+    let exe = ElfSpec::executable("arm64", &["libfoo.so.1"]).build();
+    std::fs::write(keep.join("sample-elf"), exe).unwrap();
     eprintln!("KEPT {}", keep.display());
+}
+
+#[test]
+fn tiny_elfs_satisfy_readelf_and_object() {
+    use object::{Object, ObjectSection};
+    for arch in ["amd64", "arm64"] {
+        let mut exe = ElfSpec::executable(arch, &["libfoo.so.1", "libc.so.6"]);
+        exe.runpath = Some("$ORIGIN/../lib".into());
+        let lib = ElfSpec::library(arch, "libfoo.so.1", &["libc.so.6"]);
+        for (spec, bytes) in [(&exe, exe.build()), (&lib, lib.build())] {
+            let file = object::File::parse(&bytes[..]).expect("object parses");
+            let want = if arch == "amd64" {
+                object::Architecture::X86_64
+            } else {
+                object::Architecture::Aarch64
+            };
+            assert_eq!(file.architecture(), want);
+            assert!(file.section_by_name(".dynamic").is_some());
+            let interp = file
+                .section_by_name(".interp")
+                .map(|s| s.data().unwrap().to_vec());
+            assert_eq!(
+                interp,
+                spec.interp.as_ref().map(|i| format!("{i}\0").into_bytes())
+            );
+
+            if !have("readelf") {
+                continue;
+            }
+            let work = tempfile::tempdir().unwrap();
+            let f = work.path().join("elf");
+            std::fs::write(&f, &bytes).unwrap();
+            for flag in ["-d", "-l", "-S", "-dD"] {
+                let out = run(Command::new("readelf").arg("-W").arg(flag).arg(&f));
+                assert!(out.status.success());
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert!(stderr.is_empty(), "readelf {flag}: {stderr}");
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                if flag.starts_with("-d") {
+                    for n in &spec.needed {
+                        assert!(
+                            stdout.contains(&format!("(NEEDED)             Shared library: [{n}]")),
+                            "{stdout}"
+                        );
+                    }
+                    if let Some(s) = &spec.soname {
+                        assert!(
+                            stdout.contains(&format!("Library soname: [{s}]")),
+                            "{stdout}"
+                        );
+                    }
+                    if let Some(r) = &spec.runpath {
+                        assert!(
+                            stdout.contains(&format!("Library runpath: [{r}]")),
+                            "{stdout}"
+                        );
+                    }
+                }
+                if flag == "-l" {
+                    if let Some(i) = &spec.interp {
+                        assert!(
+                            stdout.contains(&format!("[Requesting program interpreter: {i}]")),
+                            "{stdout}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod deb;
+pub mod elf;
 pub mod key;
 pub mod repo;
 pub mod server;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use deb::{build_deb, control_tar, data_tar, DebSpec, Member, DEB_MTIME};
+pub use elf::{build_elf, default_interp, ElfSpec};
 pub use key::{clearsign_with, detach_sign_with, TestKey};
 pub use repo::{IndexVariants, PublishedDeb, Repo, SuiteSpec};
 pub use server::{Served, Server};
@@ -76,6 +78,22 @@ pub fn write_keyring(dir: impl AsRef<Path>, name: &str, key: &TestKey) -> PathBu
     };
     std::fs::write(&p, bytes).unwrap();
     p
+}
+
+/// A `[[source]]` table for a manifest pointing at `url` (e.g. `server.url`), with the
+/// keyring path written relative to the manifest (e.g. "archive.gpg").
+pub fn source_toml(url: &str, suites: &[&str], components: &[&str], keyring: &str) -> String {
+    let list = |v: &[&str]| {
+        v.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "[[source]]\nurl = {url:?}\nsuites = [{}]\ncomponents = [{}]\nkeyring = {keyring:?}\n",
+        list(suites),
+        list(components)
+    )
 }
 
 /// A minimal HTTP/1.1 GET over std's TcpStream: (status, body). For fixture checks.

@@ -23,6 +23,10 @@
 #              i.e. after `dpkg --add-architecture arm64 && apt-get update`).
 #   DEB_CACHE  where downloaded .debs are kept between runs (default OUTDIR/../debs-cache).
 #   LISTS_DIR  apt lists directory (default: apt's Dir::State::lists, /var/lib/apt/lists).
+#   APT_STATE  a directory: instead of the host's apt state, run a private
+#              `apt-get update` for ARCHES (default then "amd64 arm64") into APT_STATE/lists
+#              with APT_STATE/cache, and use that for apt-cache/apt-get download. The host's
+#              dpkg architectures and lists are left untouched. Uses the host's sources.
 #   KEYRING    default /usr/share/keyrings/debian-archive-keyring.gpg.
 #   SUITES     "archive:suite ..." (default "debian:bookworm debian:bookworm-updates
 #              debian-security:bookworm-security").
@@ -34,7 +38,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
-[ $# -ge 1 ] || { sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 start_ns=$(date +%s%N)
 
 OUTDIR=$1; shift
@@ -44,10 +48,23 @@ DEB_CACHE=${DEB_CACHE:-$(dirname "$OUTDIR")/debs-cache}
 mkdir -p "$DEB_CACHE"
 KEYRING=${KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
 SUITES=${SUITES:-"debian:bookworm debian:bookworm-updates debian-security:bookworm-security"}
+APT_OPTS=()
+if [ -n "${APT_STATE:-}" ]; then
+    ARCHES=${ARCHES:-"amd64 arm64"}
+    mkdir -p "$APT_STATE/lists/partial" "$APT_STATE/cache/archives/partial"
+    APT_STATE=$(cd "$APT_STATE" && pwd)
+    APT_OPTS=(-o "Dir::State::Lists=$APT_STATE/lists" -o "Dir::Cache=$APT_STATE/cache"
+              -o "APT::Architectures=" )
+    for a in $ARCHES; do APT_OPTS+=(-o "APT::Architectures::=$a"); done
+    chown -R _apt "$APT_STATE/lists" 2>/dev/null || true
+    echo "== private apt-get update ($ARCHES) into $APT_STATE"
+    apt-get "${APT_OPTS[@]}" update -q=2 || die "apt-get update into $APT_STATE failed"
+    LISTS_DIR=$APT_STATE/lists
+fi
 if [ -z "${LISTS_DIR:-}" ]; then
     LISTS_DIR=/var/lib/apt/lists
     if command -v apt-config >/dev/null; then
-        eval "$(apt-config shell LISTS_DIR Dir::State::lists/d)"
+        eval "$(apt-config "${APT_OPTS[@]}" shell LISTS_DIR Dir::State::lists/d)"
     fi
 fi
 LISTS_DIR=${LISTS_DIR%/}
@@ -188,7 +205,7 @@ for want in "$@"; do
         seen="$seen$key "
 
         # apt must agree: its candidate is what `apt-get download` fetches.
-        aptcand=$(apt-cache policy "$name:$arch" | sed -n 's/^ *Candidate: //p')
+        aptcand=$(apt-cache "${APT_OPTS[@]}" policy "$name:$arch" | sed -n 's/^ *Candidate: //p')
         [ "$aptcand" = "$best" ] || die "$name:$arch: highest version in the Packages indexes is $best but apt's candidate is '$aptcand' (pinning?)"
 
         # The stanzas of exactly that Package/Version/Architecture (maybe in several
@@ -206,7 +223,7 @@ for want in "$@"; do
             tmp=$(mktemp -d)
             # apt-get download as root wants _apt to write the target dir.
             chmod 0777 "$tmp"
-            ( cd "$tmp" && apt-get download -q=2 "$name:$arch=$best" ) \
+            ( cd "$tmp" && apt-get "${APT_OPTS[@]}" download -q=2 "$name:$arch=$best" ) \
                 || { rm -rf "$tmp"; die "apt-get download $name:$arch=$best failed"; }
             deb=$(find "$tmp" -maxdepth 1 -name '*.deb' | head -n1)
             [ -n "$deb" ] || { rm -rf "$tmp"; die "apt-get download $name:$arch=$best produced no .deb"; }

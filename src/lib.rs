@@ -3,4 +3,5 @@
 //! Data flows one way (DESIGN §6): [`manifest`] → [`apt`] → [`fetch`] → [`deb`] →
 //! [`rootfs`] → [`oci`], with [`build`] driving the pipeline.
 
+pub mod apt;
 pub mod rootfs;

@@ -389,3 +389,326 @@ pub fn decompress(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    const H1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+    const H2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+    const H3: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+    fn body() -> String {
+        format!(
+            "Origin: Ubuntu\n\
+             Label: Ubuntu\n\
+             Suite: noble\n\
+             Codename: noble\n\
+             Date: Thu, 25 Apr 2024 15:10:33 UTC\n\
+             Valid-Until: Thu, 2 May 2024  0:46:15 UTC\n\
+             Architectures: amd64 arm64\n\
+             Components: main universe\n\
+             Acquire-By-Hash: yes\n\
+             MD5Sum:\n 00000000000000000000000000000000 1 main/binary-amd64/Release\n\
+             SHA256:\n\
+             \x20{H1}  1234567 main/binary-amd64/Packages\n\
+             \x20{H2}   345678 main/binary-amd64/Packages.gz\n\
+             \x20{H3}      100 main/binary-arm64/Packages\n"
+        )
+    }
+
+    #[test]
+    fn parses_a_release_body() {
+        let r = Release::parse(body().as_bytes(), "R").unwrap();
+        assert_eq!(r.origin.as_deref(), Some("Ubuntu"));
+        assert_eq!(r.label.as_deref(), Some("Ubuntu"));
+        assert_eq!(r.suite.as_deref(), Some("noble"));
+        assert_eq!(r.codename.as_deref(), Some("noble"));
+        assert_eq!(r.date.as_deref(), Some("Thu, 25 Apr 2024 15:10:33 UTC"));
+        assert_eq!(
+            r.valid_until.as_deref(),
+            Some("Thu, 2 May 2024  0:46:15 UTC")
+        );
+        assert_eq!(r.architectures, ["amd64", "arm64"]);
+        assert_eq!(r.components, ["main", "universe"]);
+        assert!(r.acquire_by_hash);
+        assert_eq!(r.sha256.len(), 3);
+        assert_eq!(
+            r.sha256["main/binary-amd64/Packages"],
+            IndexHash {
+                size: 1234567,
+                sha256: H1.into()
+            }
+        );
+        // Uppercase hex is normalized to lowercase.
+        assert_eq!(
+            r.sha256["main/binary-arm64/Packages"].sha256,
+            H3.to_lowercase()
+        );
+        // MD5Sum entries are not taken as hashes.
+        assert!(!r.sha256.contains_key("main/binary-amd64/Release"));
+    }
+
+    #[test]
+    fn malformed_sha256_lines_are_errors() {
+        for (bad, needle) in [
+            (format!(" {H1} 12\n"), "is not \"<sha256> <size> <path>\""),
+            (
+                format!(" {H1} 12 a b\n"),
+                "is not \"<sha256> <size> <path>\"",
+            ),
+            (" 1234 12 main/x\n".to_string(), "not 64 hex digits"),
+            (format!(" {H1} -1 main/x\n"), "is not a number"),
+            (
+                format!(" {H1} 12 /etc/passwd\n"),
+                "not a plain relative path",
+            ),
+            (
+                format!(" {H1} 12 main/../../x\n"),
+                "not a plain relative path",
+            ),
+            (format!(" {H1} 1 main/x\n {H2} 1 main/x\n"), "twice"),
+        ] {
+            let text = format!("Suite: x\nSHA256:\n{bad}");
+            let err = Release::parse(text.as_bytes(), "http://m/Release").unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                msg.contains(needle) && msg.contains("http://m/Release"),
+                "{bad:?}: {msg}"
+            );
+        }
+        let err = Release::parse(b"Suite: x\nMD5Sum:\n 0 1 a\n", "R").unwrap_err();
+        assert!(err.to_string().contains("no SHA256"), "{err}");
+        let err = Release::parse(b"Suite: x\n\nSuite: y\nSHA256:\n", "R").unwrap_err();
+        assert!(err.to_string().contains("2 stanzas"), "{err}");
+        let err = Release::parse(b"\xff\xfe", "R").unwrap_err();
+        assert!(err.to_string().contains("UTF-8"), "{err}");
+    }
+
+    #[test]
+    fn packages_indexes_order_and_fallback() {
+        let r = Release::parse(body().as_bytes(), "R").unwrap();
+        // amd64: no .xz listed → .gz then plain.
+        let idx = r.packages_indexes("main", "amd64", "R").unwrap();
+        let got: Vec<(&str, Compression, u64)> = idx
+            .iter()
+            .map(|i| (i.path.as_str(), i.compression, i.size))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("main/binary-amd64/Packages.gz", Compression::Gz, 345678),
+                ("main/binary-amd64/Packages", Compression::None, 1234567),
+            ]
+        );
+        assert_eq!(idx[0].sha256, H2);
+        // All three, xz first.
+        let text = format!(
+            "Architectures: amd64\nComponents: main\nSHA256:\n {H1} 1 main/binary-amd64/Packages\n {H2} 2 main/binary-amd64/Packages.xz\n {H3} 3 main/binary-amd64/Packages.gz\n"
+        );
+        let r2 = Release::parse(text.as_bytes(), "R").unwrap();
+        let order: Vec<Compression> = r2
+            .packages_indexes("main", "amd64", "R")
+            .unwrap()
+            .iter()
+            .map(|i| i.compression)
+            .collect();
+        assert_eq!(order, [Compression::Xz, Compression::Gz, Compression::None]);
+    }
+
+    #[test]
+    fn packages_indexes_errors() {
+        let r = Release::parse(body().as_bytes(), "http://m/InRelease").unwrap();
+        let err = r
+            .packages_indexes("main", "riscv64", "http://m/InRelease")
+            .unwrap_err();
+        assert!(matches!(err, AptError::ArchitectureMissing { .. }));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("riscv64") && msg.contains("amd64 arm64"),
+            "{msg}"
+        );
+        let err = r.packages_indexes("main", "all", "R").unwrap_err();
+        assert!(
+            err.to_string().contains("each binary-<arch> index"),
+            "{err}"
+        );
+        let err = r.packages_indexes("restricted", "amd64", "R").unwrap_err();
+        assert!(matches!(err, AptError::ComponentMissing { .. }));
+        assert!(err.to_string().contains("main universe"), "{err}");
+        // Listed arch and component, but no index for them.
+        let err = r.packages_indexes("universe", "arm64", "R").unwrap_err();
+        assert!(matches!(err, AptError::IndexMissing { .. }));
+        assert!(
+            err.to_string().contains("universe/binary-arm64/Packages"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(parse_date("Thu, 01 Jan 1970 00:00:00 UTC"), Some(0));
+        assert_eq!(
+            parse_date("Sat, 11 Jul 2026 10:16:37 UTC"),
+            Some(1_783_764_997)
+        );
+        // One-digit hour, with the padding space (Debian's Valid-Until).
+        assert_eq!(
+            parse_date("Sat, 30 Mar 2024  0:46:15 UTC"),
+            Some(1_711_759_575)
+        );
+        assert_eq!(
+            parse_date("Sat, 30 Mar 2024 0:46:15 UTC"),
+            Some(1_711_759_575)
+        );
+        assert_eq!(
+            parse_date("Sat, 30 Mar 2024 00:46:15 +0000"),
+            Some(1_711_759_575)
+        );
+        assert_eq!(
+            parse_date("Sat, 30 Mar 2024 02:46:15 +0200"),
+            Some(1_711_759_575)
+        );
+        assert_eq!(
+            parse_date("Fri, 29 Mar 2024 23:46:15 -0100"),
+            Some(1_711_759_575)
+        );
+        assert_eq!(parse_date("30 Mar 2024 00:46:15 GMT"), Some(1_711_759_575));
+        assert_eq!(
+            parse_date("Thu, 29 Feb 2024 12:00:00 UTC"),
+            Some(1_709_208_000)
+        );
+        for bad in [
+            "",
+            "Sat, 11 Jul 2026",
+            "Sat, 11 Jul 2026 10:16 UTC",
+            "Sat, 11 Jux 2026 10:16:37 UTC",
+            "Sat, 32 Jul 2026 10:16:37 UTC",
+            "Thu, 29 Feb 2023 10:16:37 UTC",
+            "Sat, 11 Jul 2026 24:00:00 UTC",
+            "Sat, 11 Jul 2026 10:16:37 CEST",
+            "Sat, 11 Jul 26 10:16:37 UTC",
+            "Xyz, 11 Jul 2026 10:16:37 UTC",
+            "2026-07-11T10:16:37Z",
+        ] {
+            assert_eq!(parse_date(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn date_checks() {
+        let r = Release::parse(body().as_bytes(), "http://m/InRelease").unwrap();
+        let date = parse_date("Thu, 25 Apr 2024 15:10:33 UTC").unwrap();
+        let until = parse_date("Thu, 2 May 2024 0:46:15 UTC").unwrap();
+        r.check_dates(date, false, "R").unwrap();
+        r.check_dates(until, false, "R").unwrap();
+        let err = r
+            .check_dates(until + 1, false, "http://m/InRelease")
+            .unwrap_err();
+        assert!(matches!(err, AptError::Expired { .. }));
+        assert!(err.to_string().contains("http://m/InRelease"), "{err}");
+        r.check_dates(until + 1, true, "R").unwrap();
+        // Clock skew: up to the tolerance is fine, beyond is an error.
+        r.check_dates(date - CLOCK_SKEW_TOLERANCE_SECS, false, "R")
+            .unwrap();
+        let err = r
+            .check_dates(date - CLOCK_SKEW_TOLERANCE_SECS - 1, false, "R")
+            .unwrap_err();
+        assert!(matches!(err, AptError::NotYetValid { .. }), "{err}");
+        // Even allow_expired does not accept metadata from the future.
+        assert!(r.check_dates(date - 3600, true, "R").is_err());
+        let mut bad = r.clone();
+        bad.valid_until = Some("soon".into());
+        let err = bad.check_dates(date, true, "R").unwrap_err();
+        assert!(matches!(
+            err,
+            AptError::BadDate {
+                field: "Valid-Until",
+                ..
+            }
+        ));
+    }
+
+    fn xz(data: &[u8]) -> Vec<u8> {
+        let mut e = liblzma::write::XzEncoder::new(Vec::new(), 6);
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn xz_concatenated_streams_decode_fully() {
+        let a: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let b = b"Package: second-stream\n".repeat(1000);
+        let mut both = xz(&a);
+        both.extend_from_slice(&xz(&b));
+        both.extend_from_slice(&xz(b"tail"));
+        let out = decompress(&both, Compression::Xz, 10 << 20, "Packages.xz").unwrap();
+        assert_eq!(out.len(), a.len() + b.len() + 4);
+        assert_eq!(&out[..a.len()], &a[..]);
+        assert_eq!(&out[a.len()..a.len() + b.len()], &b[..]);
+        assert!(out.ends_with(b"tail"));
+    }
+
+    #[test]
+    fn truncated_or_corrupt_xz_is_an_error() {
+        let data = b"Package: x\n".repeat(10_000);
+        let full = xz(&data);
+        let cut = &full[..full.len() - 10];
+        let err = decompress(cut, Compression::Xz, 1 << 30, "http://m/Packages.xz").unwrap_err();
+        assert!(matches!(err, AptError::Decompress { .. }), "{err:?}");
+        assert!(err.to_string().contains("http://m/Packages.xz"), "{err}");
+        // Half of the second stream missing.
+        let mut two = full.clone();
+        let second = xz(b"more data more data");
+        two.extend_from_slice(&second[..second.len() / 2]);
+        assert!(decompress(&two, Compression::Xz, 1 << 30, "x").is_err());
+        // Garbage after the streams.
+        let mut junk = full.clone();
+        junk.extend_from_slice(b"not xz");
+        assert!(decompress(&junk, Compression::Xz, 1 << 30, "x").is_err());
+        let mut flipped = full;
+        let mid = flipped.len() / 2;
+        flipped[mid] ^= 0xff;
+        assert!(decompress(&flipped, Compression::Xz, 1 << 30, "x").is_err());
+    }
+
+    #[test]
+    fn gzip_and_plain_and_limits() {
+        let data = b"Package: gz\nVersion: 1\n".repeat(5000);
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&data).unwrap();
+        let gz = e.finish().unwrap();
+        assert_eq!(
+            decompress(&gz, Compression::Gz, 1 << 20, "g").unwrap(),
+            data
+        );
+        let err = decompress(
+            &gz[..gz.len() - 12],
+            Compression::Gz,
+            1 << 20,
+            "Packages.gz",
+        )
+        .unwrap_err();
+        assert!(matches!(err, AptError::Decompress { .. }), "{err:?}");
+
+        let limit = data.len() as u64;
+        assert_eq!(
+            decompress(&gz, Compression::Gz, limit, "g").unwrap().len(),
+            data.len()
+        );
+        let err = decompress(&gz, Compression::Gz, limit - 1, "Packages.gz").unwrap_err();
+        assert!(matches!(err, AptError::TooLarge { .. }), "{err:?}");
+        let err = decompress(&xz(&data), Compression::Xz, 1000, "Packages.xz").unwrap_err();
+        assert!(
+            matches!(err, AptError::TooLarge { limit: 1000, .. }),
+            "{err:?}"
+        );
+
+        assert_eq!(
+            decompress(b"abc", Compression::None, 3, "p").unwrap(),
+            b"abc"
+        );
+        assert!(decompress(b"abcd", Compression::None, 3, "p").is_err());
+    }
+}

@@ -10,6 +10,40 @@ pub mod release;
 pub mod signature;
 pub mod version;
 
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// The real Debian bookworm main/amd64 index of this host (apt stores it
+    /// lz4-compressed), or None with the reason.
+    pub fn host_packages() -> Option<Vec<u8>> {
+        let dir = std::path::Path::new("/var/lib/apt/lists");
+        let file = std::fs::read_dir(dir).ok().and_then(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path())).find(|p| {
+                p.to_string_lossy()
+                    .ends_with("_dists_bookworm_main_binary-amd64_Packages.lz4")
+            })
+        });
+        let Some(file) = file else {
+            println!("SKIPPED: no *bookworm_main_binary-amd64_Packages.lz4 in /var/lib/apt/lists");
+            return None;
+        };
+        match std::process::Command::new("lz4")
+            .arg("-dc")
+            .arg(&file)
+            .output()
+        {
+            Ok(out) if out.status.success() => Some(out.stdout),
+            Ok(out) => panic!("lz4 -dc {} failed: {:?}", file.display(), out.status),
+            Err(e) => {
+                println!(
+                    "SKIPPED: lz4 is not installed ({e}); cannot read {}",
+                    file.display()
+                );
+                None
+            }
+        }
+    }
+}
+
 pub use packages::{parse_packages, PackageEntry};
 pub use release::{
     decompress, parse_date, Compression, IndexFile, IndexHash, Release, CLOCK_SKEW_TOLERANCE_SECS,

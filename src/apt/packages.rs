@@ -178,3 +178,212 @@ fn entry_from(
         provides: optional("Provides"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SUM: &str = "3f4a7b1e4c8d0b2e5a6f7c8d9e0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2";
+
+    fn stanza(name: &str, version: &str, filename: &str, sha: &str) -> String {
+        format!(
+            "Package: {name}\nSource: {name}-src (1.0)\nVersion: {version}\nArchitecture: amd64\n\
+             Pre-Depends: libc6 (>= 2.34)\nDepends: libgcc-s1,\n zlib1g (>= 1:1.2)\nProvides: virt\n\
+             Filename: {filename}\nSize: 4242\nSHA256: {sha}\nDescription: short\n long\n"
+        )
+    }
+
+    #[test]
+    fn keeps_only_selected_stanzas() {
+        let text = [
+            stanza("libc6", "2.39-0ubuntu8", "pool/main/g/glibc/libc6.deb", SUM),
+            stanza(
+                "zlib1g",
+                "1:1.3",
+                "pool/main/z/zlib/zlib1g.deb",
+                &SUM.to_uppercase(),
+            ),
+            "Package: skipped\nVersion: 1\n".to_string(), // incomplete but not kept
+        ]
+        .join("\n");
+        let got = parse_packages(text.as_bytes(), "P", &|n| n != "skipped").unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[0],
+            PackageEntry {
+                name: "libc6".into(),
+                version: "2.39-0ubuntu8".into(),
+                architecture: "amd64".into(),
+                filename: "pool/main/g/glibc/libc6.deb".into(),
+                size: 4242,
+                sha256: SUM.into(),
+                source: Some("libc6-src (1.0)".into()),
+                depends: Some("libgcc-s1, zlib1g (>= 1:1.2)".into()),
+                pre_depends: Some("libc6 (>= 2.34)".into()),
+                provides: Some("virt".into()),
+            }
+        );
+        assert_eq!(got[1].version, "1:1.3");
+        assert_eq!(got[1].sha256, SUM, "SHA256 is normalized to lowercase");
+        assert!(parse_packages(text.as_bytes(), "P", &|_| false)
+            .unwrap()
+            .is_empty());
+    }
+
+    fn err_of(text: &str) -> AptError {
+        parse_packages(text.as_bytes(), "http://m/Packages.xz", &|_| true).unwrap_err()
+    }
+
+    #[test]
+    fn missing_fields_are_errors() {
+        let full = stanza("p", "1.0", "pool/p.deb", SUM);
+        for field in ["Version", "Architecture", "Filename", "Size", "SHA256"] {
+            let text: String = full
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{field}:")))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let err = err_of(&text);
+            assert!(
+                matches!(&err, AptError::MissingField { field: f, package, .. } if *f == field && package == "p"),
+                "{field}: {err:?}"
+            );
+            let msg = err.to_string();
+            assert!(
+                msg.contains("http://m/Packages.xz") && msg.contains(field),
+                "{msg}"
+            );
+        }
+        let err = err_of("Version: 1\nSize: 3\n");
+        assert!(matches!(err, AptError::Packages { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn unsafe_filenames_are_errors() {
+        for bad in [
+            "/pool/main/p.deb",
+            "pool/../../etc/passwd",
+            "..",
+            "pool//p.deb",
+            "pool/p.deb/",
+            "pool/./p.deb",
+            "pool/p\0.deb",
+        ] {
+            let err = err_of(&stanza("p", "1", bad, SUM));
+            assert!(
+                matches!(
+                    &err,
+                    AptError::BadField {
+                        field: "Filename",
+                        ..
+                    }
+                ),
+                "{bad:?}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_hashes_and_sizes_are_errors() {
+        for bad in [&SUM[..63], &format!("{SUM}0"), &SUM.replace('3', "g"), ""] {
+            let err = err_of(&stanza("p", "1", "pool/p.deb", bad));
+            assert!(
+                matches!(
+                    &err,
+                    AptError::BadField {
+                        field: "SHA256",
+                        ..
+                    } | AptError::MissingField {
+                        field: "SHA256",
+                        ..
+                    }
+                ),
+                "{bad:?}: {err:?}"
+            );
+        }
+        let text = stanza("p", "1", "pool/p.deb", SUM).replace("Size: 4242", "Size: -1");
+        assert!(matches!(
+            err_of(&text),
+            AptError::BadField { field: "Size", .. }
+        ));
+        let text = stanza("p", "1", "pool/p.deb", SUM).replace("Size: 4242", "Size: 12kB");
+        assert!(matches!(
+            err_of(&text),
+            AptError::BadField { field: "Size", .. }
+        ));
+    }
+
+    #[test]
+    fn duplicates() {
+        let other = SUM.replace('3', "4");
+        let a = stanza("p", "1", "pool/p.deb", SUM);
+        // Identical repeat: kept once.
+        let same = format!("{a}\n{a}");
+        let got = parse_packages(same.as_bytes(), "P", &|_| true).unwrap();
+        assert_eq!(got.len(), 1);
+        // Other version: both kept.
+        let two = format!("{a}\n{}", stanza("p", "2", "pool/p2.deb", &other));
+        assert_eq!(
+            parse_packages(two.as_bytes(), "P", &|_| true)
+                .unwrap()
+                .len(),
+            2
+        );
+        // Same (name, version, arch), different hash: error naming both.
+        let clash = format!("{a}\n{}", stanza("p", "1", "pool/p.deb", &other));
+        let err = err_of(&clash);
+        assert!(matches!(err, AptError::Conflict { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(SUM) && msg.contains(&other) && msg.contains("p 1 (amd64)"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn malformed_text_is_an_error() {
+        let err = err_of("Package: p\nthis line has no colon\n");
+        assert!(matches!(err, AptError::Packages { .. }), "{err:?}");
+        let err = parse_packages(b"Package: p\n\xff", "P", &|_| true).unwrap_err();
+        assert!(err.to_string().contains("UTF-8"), "{err}");
+    }
+
+    #[test]
+    fn real_bookworm_packages_index() {
+        let Some(text) = crate::apt::test_support::host_packages() else {
+            return;
+        };
+        let stanzas = text
+            .split(|&b| b == b'\n')
+            .filter(|l| l.starts_with(b"Package: "))
+            .count();
+        let start = std::time::Instant::now();
+        let wanted = ["libc6", "libstdc++6", "zlib1g", "tzdata", "ca-certificates"];
+        let kept = parse_packages(&text, "bookworm Packages", &|n| wanted.contains(&n)).unwrap();
+        let selective = start.elapsed();
+        let start = std::time::Instant::now();
+        let all = parse_packages(&text, "bookworm Packages", &|_| true).unwrap();
+        let everything = start.elapsed();
+        println!(
+            "{} MB, {stanzas} stanzas: selective parse {selective:?}, full parse {everything:?}",
+            text.len() >> 20
+        );
+        assert_eq!(all.len(), stanzas);
+        let mut names: Vec<&str> = kept.iter().map(|e| e.name.as_str()).collect();
+        names.sort();
+        names.dedup();
+        let mut expected = wanted.to_vec();
+        expected.sort();
+        assert_eq!(names, expected);
+        let libc = kept.iter().find(|e| e.name == "libc6").unwrap();
+        assert!(
+            libc.filename.starts_with("pool/main/g/glibc/libc6_2.36-"),
+            "{libc:?}"
+        );
+        assert!(libc.version.starts_with("2.36-"));
+        assert_eq!(libc.architecture, "amd64");
+        let tz = kept.iter().find(|e| e.name == "tzdata").unwrap();
+        assert_eq!(tz.architecture, "all");
+        assert!(all.iter().all(|e| e.sha256.len() == 64 && e.size > 0));
+    }
+}

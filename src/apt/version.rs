@@ -127,3 +127,160 @@ fn verrevcmp(a: &[u8], b: &[u8]) -> Ordering {
     }
     Ordering::Equal
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use Ordering::{Equal, Greater, Less};
+
+    #[test]
+    fn edge_cases_agree_with_dpkg() {
+        // Each triple was checked with `dpkg --compare-versions` on Debian 12.
+        for (a, want, b) in [
+            ("1.0~rc1", Less, "1.0"),
+            ("1.0", Less, "1.0+b1"),
+            ("1.0", Equal, "1.0-0"),
+            ("1:1.0", Greater, "2.0"),
+            ("0:1.0", Equal, "1.0"),
+            ("00001:1", Equal, "1:1"),
+            ("1.0a", Greater, "1.0"),
+            ("1.0~", Less, "1.0"),
+            ("1.0~~", Less, "1.0~"),
+            ("1.0~~a", Greater, "1.0~~"),
+            ("1.0+", Greater, "1.0a"),
+            ("1.0.", Greater, "1.0"),
+            ("1.01", Equal, "1.1"),
+            ("1.0-1", Less, "1.0.1"),
+            ("2.36-9+deb12u4", Less, "2.36-9+deb12u10"),
+            ("1.0-1ubuntu1", Greater, "1.0-1"),
+            ("1.0-1~bpo1", Less, "1.0-1"),
+            ("1.2-3-4", Greater, "1.2-3.4"),
+            ("1.0-Z", Less, "1.0-a"),
+            // Digit runs far beyond u64, compared by value.
+            ("1.00000000000000000000000001", Less, "1.2"),
+            (
+                "1.123456789012345678901234567890",
+                Greater,
+                "1.123456789012345678901234567889",
+            ),
+            (
+                "99999999999999999999999:1",
+                Greater,
+                "9999999999999999999999:9",
+            ),
+        ] {
+            assert_eq!(compare(a, b), want, "{a} vs {b}");
+            assert_eq!(compare(b, a), want.reverse(), "{b} vs {a}");
+            assert_eq!(compare(a, a), Equal);
+        }
+    }
+
+    #[test]
+    fn validity() {
+        for v in [
+            "1.0",
+            "1:1.0-1",
+            "2.36-9+deb12u4",
+            "1.0~rc1-0ubuntu1",
+            "0.0.0+git20200101.abc-1~bpo11+1",
+            "1:1.0:2",
+            "1.2-3-4",
+        ] {
+            assert!(is_valid(v), "{v}");
+        }
+        for v in [
+            "",
+            "a1.0",
+            "1.0 1",
+            ":1.0",
+            "a:1.0",
+            "1.0-",
+            "1:",
+            "1.0_1",
+            "99999999999:1.0",
+            "1.0-a:b",
+            "1.0:1",
+            "1.0-1_2",
+        ] {
+            assert!(!is_valid(v), "{v:?}");
+        }
+    }
+
+    /// Sorts every distinct version of the host's real bookworm Packages with
+    /// `compare` and checks each adjacent pair with `dpkg --compare-versions`
+    /// (`lt`, or `eq` where `compare` says equal): if dpkg agrees on all
+    /// neighbours, the whole order is dpkg's.
+    #[test]
+    fn agrees_with_dpkg_on_every_real_version() {
+        let Some(text) = crate::apt::test_support::host_packages() else {
+            return;
+        };
+        if std::process::Command::new("dpkg")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            println!("SKIPPED: dpkg is not installed");
+            return;
+        }
+        let entries = crate::apt::parse_packages(&text, "bookworm Packages", &|_| true).unwrap();
+        let versions: BTreeSet<&str> = entries.iter().map(|e| e.version.as_str()).collect();
+        let invalid: Vec<&&str> = versions.iter().filter(|v| !is_valid(v)).collect();
+        assert!(
+            invalid.is_empty(),
+            "real versions judged invalid: {invalid:?}"
+        );
+        let mut sorted: Vec<&str> = versions.into_iter().collect();
+        sorted.sort_by(|a, b| compare(a, b));
+        let pairs: Vec<(&str, &str, &str)> = sorted
+            .windows(2)
+            .map(|w| {
+                let op = if compare(w[0], w[1]) == Equal {
+                    "eq"
+                } else {
+                    "lt"
+                };
+                (w[0], op, w[1])
+            })
+            .collect();
+
+        let start = std::time::Instant::now();
+        let threads = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2);
+        let chunk = pairs.len().div_ceil(threads);
+        let disagreements: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = pairs
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        let mut bad = Vec::new();
+                        for (a, op, b) in part {
+                            let ok = std::process::Command::new("dpkg")
+                                .args(["--compare-versions", a, op, b])
+                                .status()
+                                .expect("running dpkg")
+                                .success();
+                            if !ok {
+                                bad.push(format!("dpkg does not say {a} {op} {b}"));
+                            }
+                        }
+                        bad
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        println!(
+            "{} distinct versions, {} adjacent pairs checked with dpkg in {:?} on {threads} threads",
+            sorted.len(),
+            pairs.len(),
+            start.elapsed()
+        );
+        assert!(disagreements.is_empty(), "{disagreements:#?}");
+    }
+}

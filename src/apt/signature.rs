@@ -317,6 +317,37 @@ fn issuer_of(sig: &openpgp::packet::Signature) -> String {
         .map_or_else(|| "unknown issuer".to_string(), |h| h.to_hex())
 }
 
+/// Sequoia judges a key as of the signature's creation time; gpgv, and so
+/// apt, also refuse a good signature by a key that is expired or revoked now
+/// (EXPKEYSIG, REVKEYSIG). Do the same.
+fn usable_now(cert: &Cert, key: KeyHandle) -> Result<(), String> {
+    use openpgp::types::RevocationStatus;
+    let policy = StandardPolicy::new();
+    let valid = cert
+        .with_policy(&policy, None)
+        .map_err(|e| format!("is not valid now ({e:#})"))?;
+    valid.alive().map_err(|e| format!("has expired ({e:#})"))?;
+    if let RevocationStatus::Revoked(_) = valid.revocation_status() {
+        return Err("is revoked".into());
+    }
+    let usable = valid
+        .keys()
+        .key_handle(key)
+        .alive()
+        .revoked(false)
+        .for_signing()
+        .next()
+        .is_some();
+    if usable {
+        Ok(())
+    } else {
+        Err(
+            "made the signature with a subkey that is now expired, revoked or not for signing"
+                .into(),
+        )
+    }
+}
+
 impl VerificationHelper for Helper<'_> {
     fn get_certs(&mut self, ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
         Ok(self
@@ -349,7 +380,14 @@ impl VerificationHelper for Helper<'_> {
             };
             for result in results {
                 match result {
-                    Ok(good) => self.good.push(good.ka.cert().fingerprint().to_hex()),
+                    Ok(good) => {
+                        let cert = good.ka.cert();
+                        let fp = cert.fingerprint().to_hex();
+                        match usable_now(cert, good.ka.key().key_handle()) {
+                            Ok(()) => self.good.push(fp),
+                            Err(why) => self.ignored.push(format!("key {fp} {why}")),
+                        }
+                    }
                     Err(VerificationError::BadSignature { ka, error, .. }) => {
                         let key = ka.cert().fingerprint().to_hex();
                         match error.downcast_ref::<openpgp::Error>() {
@@ -564,6 +602,49 @@ mod tests {
             "{err:?}"
         );
         assert!(err.to_string().contains("SHA1"), "{err}");
+    }
+
+    #[test]
+    fn signature_by_a_key_expired_now_does_not_count() {
+        use std::time::{Duration, SystemTime};
+        let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+        let (cert, _) = CertBuilder::new()
+            .add_userid("short-lived")
+            .set_creation_time(two_hours_ago)
+            .set_validity_period(Duration::from_secs(3600))
+            .add_signing_subkey()
+            .generate()
+            .unwrap();
+        let policy = StandardPolicy::new();
+        let signed_at = two_hours_ago + Duration::from_secs(600);
+        let pair = cert
+            .keys()
+            .secret()
+            .with_policy(&policy, signed_at)
+            .for_signing()
+            .next()
+            .unwrap()
+            .key()
+            .clone()
+            .into_keypair()
+            .unwrap();
+        let mut data = Vec::new();
+        {
+            let mut w = Signer::new(Message::new(&mut data), pair)
+                .unwrap()
+                .creation_time(signed_at)
+                .cleartext()
+                .build()
+                .unwrap();
+            w.write_all(TEXT).unwrap();
+            w.finalize().unwrap();
+        }
+        let err = verify_clearsigned(&data, &keyring(&[&cert]), "t").unwrap_err();
+        assert!(
+            matches!(err, AptError::NoTrustedSignature { .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("has expired"), "{err}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Data flows one way (DESIGN §6): [`manifest`] → [`apt`] → [`fetch`] → [`deb`] →
 //! [`rootfs`] → [`oci`], with [`build`] driving the pipeline.
 
+pub mod apt;
 pub mod fetch;
 pub mod manifest;
 pub mod rootfs;

@@ -3,4 +3,6 @@
 //! Data flows one way (DESIGN §6): [`manifest`] → [`apt`] → [`fetch`] → [`deb`] →
 //! [`rootfs`] → [`oci`], with [`build`] driving the pipeline.
 
+pub mod deb;
+pub mod oci;
 pub mod rootfs;

@@ -292,8 +292,15 @@ mod tests {
         let n = file(&mut t, b"hello", "a");
         t.insert("/usr/lib/x/libx.so", n).unwrap();
         let paths: Vec<_> = t.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(paths, ["/", "/usr", "/usr/lib", "/usr/lib/x", "/usr/lib/x/libx.so"]);
-        let Some(Node { kind: NodeKind::File(c), .. }) = t.get("/usr/lib/x/libx.so") else {
+        assert_eq!(
+            paths,
+            ["/", "/usr", "/usr/lib", "/usr/lib/x", "/usr/lib/x/libx.so"]
+        );
+        let Some(Node {
+            kind: NodeKind::File(c),
+            ..
+        }) = t.get("/usr/lib/x/libx.so")
+        else {
             panic!("not a file")
         };
         assert_eq!(t.spool.read_all(c).unwrap(), b"hello");

@@ -1,0 +1,1 @@
+//! OCI layers and image layout (DESIGN §4).

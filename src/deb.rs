@@ -257,8 +257,10 @@ impl<R: Read> ArReader<R> {
                     member: base,
                 });
             };
-            let matches =
-                name == base || name.strip_prefix(base).is_some_and(|s| s.starts_with('.'));
+            // `control.tar` and `data.tar` take a compression suffix.
+            let matches = name == base
+                || (base.ends_with(".tar")
+                    && name.strip_prefix(base).is_some_and(|s| s.starts_with('.')));
             if !matches && !name.starts_with('_') {
                 return Err(DebError::UnexpectedMember {
                     what: self.what.clone(),

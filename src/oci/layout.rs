@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use canon_json::CanonJsonSerialize;
@@ -44,6 +45,10 @@ impl LayoutWriter {
                 "cannot create a temporary directory in {}",
                 parent.display()
             )))?;
+        // TempDir is 0700; the layout is an ordinary directory once committed.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).map_err(
+            OciError::io(format!("cannot set the mode of {}", dir.path().display())),
+        )?;
         let blobs = dir.path().join("blobs/sha256");
         fs::create_dir_all(&blobs)
             .map_err(OciError::io(format!("cannot create {}", blobs.display())))?;
@@ -74,6 +79,10 @@ impl LayoutWriter {
             .map_err(|e| OciError::io("cannot write the layer")(e.into_error()))?;
         tmp.as_file()
             .sync_all()
+            .map_err(OciError::io("cannot write the layer"))?;
+        // NamedTempFile is 0600; blobs are world-readable like the JSON ones.
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(0o644))
             .map_err(OciError::io("cannot write the layer"))?;
         let dest = blobs.join(hex_of(&info.digest));
         tmp.persist(&dest)

@@ -4,6 +4,8 @@
 //! [`rootfs`] → [`oci`], with [`build`] driving the pipeline.
 
 pub mod apt;
+pub mod deb;
 pub mod fetch;
 pub mod manifest;
+pub mod oci;
 pub mod rootfs;

@@ -9,3 +9,8 @@ pub mod fetch;
 pub mod manifest;
 pub mod oci;
 pub mod rootfs;
+
+pub mod build;
+pub mod error;
+
+pub use error::Error;

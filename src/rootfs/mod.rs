@@ -1,4 +1,6 @@
 //! The image's file system: selection of package files, the virtual tree, generated
-//! files, scanner metadata and the linkage check.
+//! files and scanner metadata.
 
+pub mod generate;
+pub mod select;
 pub mod tree;

@@ -73,7 +73,12 @@ pub struct Selector<'a> {
 }
 
 impl<'a> Selector<'a> {
-    pub fn new(package: &'a Package, arch: &'a str, merged_usr: bool, keep_copyright: bool) -> Self {
+    pub fn new(
+        package: &'a Package,
+        arch: &'a str,
+        merged_usr: bool,
+        keep_copyright: bool,
+    ) -> Self {
         Selector {
             package,
             arch,
@@ -99,7 +104,12 @@ impl<'a> Selector<'a> {
         if self.keep_copyright && path == self.copyright {
             return true;
         }
-        if self.package.exclude.iter().any(|p| p.matcher.is_match(path)) {
+        if self
+            .package
+            .exclude
+            .iter()
+            .any(|p| p.matcher.is_match(path))
+        {
             return false;
         }
         let mut hit = false;
@@ -248,7 +258,10 @@ impl<'a> Selector<'a> {
 
 /// Add the merged-usr top-level symlinks (`/bin -> usr/bin`, …) for the directories the
 /// image has under `/usr`; `/lib64` always on amd64, where the ELF interpreter lives.
-pub fn add_merged_usr_links(tree: &mut Tree, arch: &str) -> Result<(), crate::rootfs::tree::Conflict> {
+pub fn add_merged_usr_links(
+    tree: &mut Tree,
+    arch: &str,
+) -> Result<(), crate::rootfs::tree::Conflict> {
     for top in MERGED_TOP {
         let usr = format!("/usr/{top}");
         let wanted = tree.contains(&usr)

@@ -1,0 +1,43 @@
+//! The library's error: one clear sentence per failure, and the exit code it maps to
+//! (DESIGN §1: 1 build/verify failure, 2 usage or manifest error).
+
+use crate::apt::AptError;
+use crate::deb::DebError;
+use crate::fetch::FetchError;
+use crate::manifest::ManifestError;
+use crate::oci::OciError;
+use crate::rootfs::generate::GenerateError;
+use crate::rootfs::select::SelectError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Apt(#[from] AptError),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Deb(#[from] DebError),
+    #[error(transparent)]
+    Select(#[from] SelectError),
+    #[error(transparent)]
+    Generate(#[from] GenerateError),
+    #[error(transparent)]
+    Oci(#[from] OciError),
+    #[error("{0}")]
+    Build(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Manifest(_) | Error::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

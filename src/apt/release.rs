@@ -219,7 +219,10 @@ impl Release {
                 available,
             });
         }
-        if !self.components.iter().any(|c| c == component) {
+        // Debian's security archive lists `updates/main` while its index paths are
+        // `main/…` (the `updates` prefix is a compatibility alias); apt accepts `main`.
+        let listed = |c: &String| c == component || c.strip_prefix("updates/") == Some(component);
+        if !self.components.iter().any(listed) {
             let available = if self.components.is_empty() {
                 "none listed".to_string()
             } else {
@@ -515,6 +518,18 @@ mod tests {
             .map(|i| i.compression)
             .collect();
         assert_eq!(order, [Compression::Xz, Compression::Gz, Compression::None]);
+    }
+
+    #[test]
+    fn security_archive_updates_prefix_covers_the_component() {
+        // Debian's bookworm-security Release: `Components: updates/main …`, paths `main/…`.
+        let text = format!(
+            "Architectures: amd64\nComponents: updates/main updates/contrib\nSHA256:\n {H1} 1 main/binary-amd64/Packages\n"
+        );
+        let r = Release::parse(text.as_bytes(), "R").unwrap();
+        let idx = r.packages_indexes("main", "amd64", "R").unwrap();
+        assert_eq!(idx[0].path, "main/binary-amd64/Packages");
+        assert!(r.packages_indexes("non-free", "amd64", "R").is_err());
     }
 
     #[test]

@@ -698,18 +698,6 @@ fn sequoia_reads_fixture_inrelease_like_real_ubuntu() {
 }
 
 #[test]
-#[ignore = "debug aid: prints a sample repository"]
-fn dump_sample() {
-    let key = TestKey::generate("Compose Test Archive <archive@compose.invalid>");
-    let repo = Repo::build(&key, &sample_suites(), IndexVariants::ALL);
-    let keep = repo.root.clone();
-    std::mem::forget(repo);
-    let exe = ElfSpec::executable("arm64", &["libfoo.so.1"]).build();
-    std::fs::write(keep.join("sample-elf"), exe).unwrap();
-    eprintln!("KEPT {}", keep.display());
-}
-
-#[test]
 fn tiny_elfs_satisfy_readelf_and_object() {
     use object::{Object, ObjectSection};
     for arch in ["amd64", "arm64"] {

@@ -248,6 +248,27 @@ pub struct PackageLock {
     pub sha256: Sha256,
 }
 
+impl PackageLock {
+    /// From a `Packages` stanza: `sha256` is its bare hex `SHA256` field.
+    pub fn new(
+        version: &str,
+        arch: &str,
+        suite: &str,
+        url: &str,
+        size: u64,
+        sha256: &str,
+    ) -> Result<PackageLock, String> {
+        Ok(PackageLock {
+            version: version.into(),
+            arch: arch.into(),
+            suite: suite.into(),
+            url: url.into(),
+            size,
+            sha256: Sha256::from_hex(sha256)?,
+        })
+    }
+}
+
 /// What one architecture's build produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outputs {
@@ -259,6 +280,23 @@ pub struct Outputs {
     pub config: Sha256,
     /// The image manifest's digest.
     pub manifest: Sha256,
+}
+
+impl Outputs {
+    /// From the layer written and the config and manifest digests (`sha256:<hex>`).
+    pub fn new(
+        layer: &crate::oci::LayerInfo,
+        config: &str,
+        manifest: &str,
+    ) -> Result<Outputs, String> {
+        Ok(Outputs {
+            layer_diff_id: Sha256::from_digest(&layer.diff_id)?,
+            layer_digest: Sha256::from_digest(&layer.digest)?,
+            layer_size: layer.size,
+            config: Sha256::from_digest(config)?,
+            manifest: Sha256::from_digest(manifest)?,
+        })
+    }
 }
 
 /// A fact of a lock, to find its line ([`Lock::line_of`]).
@@ -308,27 +346,22 @@ pub struct LockError {
 
 #[derive(Debug)]
 pub enum LockErrorKind {
-    Io(std::io::Error),
+    Io {
+        action: &'static str,
+        source: std::io::Error,
+    },
     /// The line is not a lock line.
     UnknownKind(String),
     /// A field is missing, extra, empty or not what its kind needs.
     Malformed(String),
     /// A hash that is not `sha256:` and 64 lowercase hex digits.
-    BadHash {
-        field: String,
-        value: String,
-    },
+    BadHash { field: String, value: String },
     /// The line does not end with ` ~CHECK`.
     NoCheck,
     /// The line does not match its check: edited by hand.
-    Edited {
-        fact: String,
-    },
+    Edited { fact: String },
     /// The same fact twice.
-    Duplicate {
-        fact: String,
-        first: usize,
-    },
+    Duplicate { fact: String, first: usize },
     /// A required fact is absent.
     Missing(String),
     /// The file does not match its checksum line: edited by hand.
@@ -376,7 +409,7 @@ impl fmt::Display for LockError {
         }
         f.write_str(": ")?;
         match &self.kind {
-            LockErrorKind::Io(e) => write!(f, "{e}"),
+            LockErrorKind::Io { action, source } => write!(f, "{action}: {source}"),
             LockErrorKind::UnknownKind(what) => write!(
                 f,
                 "unknown line kind `{what}` (expected format, manifest, tool, epoch, tag, index, checksum, or ARCH release/packages/package/layer/config/manifest); {}",
@@ -436,7 +469,7 @@ impl fmt::Display for LockError {
 impl std::error::Error for LockError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.kind {
-            LockErrorKind::Io(e) => Some(e),
+            LockErrorKind::Io { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -581,6 +614,15 @@ impl Lock {
             .map(|i| i + HEADER.len() + 1)
     }
 
+    /// `path:line` of `fact` (just `path` if the lock has no such fact), to start a
+    /// message about a recorded value: `x.toml.lock:17: amd64 package libc6: …`.
+    pub fn locate(&self, path: &Path, fact: &Fact) -> String {
+        match self.line_of(fact) {
+            Some(line) => format!("{}:{line}", path.display()),
+            None => path.display().to_string(),
+        }
+    }
+
     /// The line of the first fact of `arch`.
     fn arch_line(&self, arch: &str) -> Option<usize> {
         self.facts()
@@ -603,7 +645,14 @@ impl Lock {
                 Lock::parse(&text, path).map(Some)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(LockError::new(path, None, LockErrorKind::Io(e))),
+            Err(e) => Err(LockError::new(
+                path,
+                None,
+                LockErrorKind::Io {
+                    action: "cannot read the lock",
+                    source: e,
+                },
+            )),
         }
     }
 
@@ -622,7 +671,11 @@ impl Lock {
                 ),
             )),
             Err(e) => {
-                let at = e.line.map(|l| format!("line {l}: ")).unwrap_or_default();
+                let at = e
+                    .line
+                    .and_then(|l| text.lines().nth(l - 1))
+                    .map(|l| format!("`{l}`: "))
+                    .unwrap_or_default();
                 let why = match e.kind {
                     LockErrorKind::Malformed(m) => m,
                     LockErrorKind::UnknownKind(k) => format!("unknown line kind `{k}`"),
@@ -635,7 +688,16 @@ impl Lock {
                 ));
             }
         }
-        write_atomic(path, &text).map_err(|e| LockError::new(path, None, LockErrorKind::Io(e)))
+        write_atomic(path, &text).map_err(|e| {
+            LockError::new(
+                path,
+                None,
+                LockErrorKind::Io {
+                    action: "cannot write the lock",
+                    source: e,
+                },
+            )
+        })
     }
 
     /// Read a lock's text; `path` is for messages. Every error names the line.
@@ -1955,8 +2017,44 @@ checksum sha256:02621c562d8d511361a84358472f791adc3a0e12bc6300abcc926a83f39d5d21
         assert!(dash.write(&path).is_err());
         assert_eq!(Lock::load(&path).unwrap(), Some(lock));
 
+        assert!(
+            e.to_string()
+                .contains("`amd64 package libc6 2.39 beta amd64 noble "),
+            "{e}"
+        );
         write_atomic(&path, "replaced\n").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "replaced\n");
+    }
+
+    #[test]
+    fn constructors_and_locate() {
+        let hex = "ab".repeat(32);
+        let p = PackageLock::new("1.0", "all", "noble", "http://x/a.deb", 3, &hex).unwrap();
+        assert_eq!(p.sha256.hex(), hex);
+        assert!(PackageLock::new("1.0", "all", "noble", "http://x/a.deb", 3, "abc").is_err());
+        let layer = crate::oci::LayerInfo {
+            digest: h('1').digest(),
+            diff_id: h('2').digest(),
+            size: 7,
+        };
+        let o = Outputs::new(&layer, &h('3').digest(), &h('4').digest()).unwrap();
+        assert_eq!(
+            (o.layer_digest, o.layer_diff_id, o.layer_size),
+            (h('1'), h('2'), 7)
+        );
+        assert!(Outputs::new(&layer, "sha256:xyz", &h('4').digest()).is_err());
+
+        let lock = sample();
+        let fact = Fact::Package {
+            arch: "amd64".into(),
+            name: "libc6".into(),
+        };
+        let n = line_no(&lock.to_text(), "amd64 package libc6 ");
+        assert_eq!(lock.locate(path(), &fact), format!("m/x.toml.lock:{n}"));
+        let nope = Fact::Layer {
+            arch: "s390x".into(),
+        };
+        assert_eq!(lock.locate(path(), &nope), "m/x.toml.lock");
     }
 
     #[test]

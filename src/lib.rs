@@ -6,6 +6,7 @@
 pub mod apt;
 pub mod deb;
 pub mod fetch;
+pub mod lock;
 pub mod manifest;
 pub mod oci;
 pub mod rootfs;

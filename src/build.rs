@@ -10,6 +10,7 @@ use crate::apt::{self, Keyring, PackageEntry, Release};
 use crate::deb;
 use crate::error::{Error, Result};
 use crate::fetch::{FetchOptions, Fetcher, Want};
+use crate::lock::{self, ArchLock, Lock, Sha256};
 use crate::manifest::{self, Manifest, Source};
 use crate::oci::{ImageConfig, LayerInfo, LayoutWriter};
 use crate::rootfs::generate::{self, MOZILLA_CERTS};
@@ -22,7 +23,7 @@ const RELEASE_LIMIT: u64 = 32 << 20;
 const PACKAGES_LIMIT: u64 = 1 << 30;
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// What `compose MANIFEST` was asked to do.
+/// What `compose MANIFEST` (or `compose lock`/`verify`) was asked to do.
 #[derive(Debug, Clone, Default)]
 pub struct BuildOptions {
     pub manifest: PathBuf,
@@ -41,21 +42,29 @@ pub struct BuildOptions {
     pub epoch: u64,
     /// Parallel downloads; 0 = default.
     pub jobs: usize,
+    /// The lock; default `<manifest>.lock` (see [`lock::lock_path`]).
+    pub lock: Option<PathBuf>,
+    /// The lock must exist, match the manifest, match a fresh resolution, and the
+    /// output digests must equal the recorded ones.
+    pub locked: bool,
+    /// Build from the lock and the cache only.
+    pub offline: bool,
 }
 
-/// A package chosen for an architecture.
-#[derive(Debug, Clone)]
+/// A package pinned for an architecture, by resolution or by the lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
-    pub entry: PackageEntry,
-    /// Repository base URL (before `--mirror`) and suite it came from.
-    pub base_url: String,
+    pub name: String,
+    pub version: String,
+    /// The package's `Architecture`: the target architecture or `all`.
+    pub architecture: String,
+    /// The suite it came from.
     pub suite: String,
-}
-
-impl Resolved {
-    pub fn url(&self) -> String {
-        format!("{}/{}", self.base_url, self.entry.filename)
-    }
+    /// Its URL before `--mirror`.
+    pub url: String,
+    pub size: u64,
+    /// Lowercase hex.
+    pub sha256: String,
 }
 
 /// One architecture's result.
@@ -64,6 +73,7 @@ pub struct ArchImage {
     pub arch: String,
     pub packages: Vec<Resolved>,
     pub layer: LayerInfo,
+    pub config_digest: String,
     pub manifest_digest: String,
     pub entries: usize,
     pub setid: Vec<String>,
@@ -76,6 +86,9 @@ pub struct BuildResult {
     pub output: PathBuf,
     pub tag: String,
     pub images: Vec<ArchImage>,
+    /// The lock written (or checked) and whether the packages came from it.
+    pub lock_path: PathBuf,
+    pub from_lock: bool,
 }
 
 /// The host's architecture as a Debian name.
@@ -99,27 +112,30 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Compose the image a manifest describes.
-pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
+/// Everything a build needs before it starts per-architecture work.
+struct Plan {
+    manifest: Manifest,
+    archs: Vec<String>,
+    tag: String,
+    lock_path: PathBuf,
+    /// The lock on disk, if any.
+    existing: Option<Lock>,
+    runtime: tokio::runtime::Runtime,
+    fetcher: Arc<Fetcher>,
+}
+
+fn plan(opts: &BuildOptions, strict_cache: bool) -> Result<Plan> {
     let manifest = Manifest::load(&opts.manifest)?;
     let archs = architectures(&manifest, &opts.archs)?;
-    for s in &manifest.sources {
-        if s.snapshot.is_some() {
-            return Err(Error::Usage(format!(
-                "{}: `snapshot` is not yet supported by this version of compose; remove it to build from the live archive",
-                s.location
-            )));
-        }
-    }
     let tag = opts
         .tag
         .clone()
         .unwrap_or_else(|| manifest.image.name.clone());
-    let output = opts
-        .output
+    let lock_path = opts
+        .lock
         .clone()
-        .unwrap_or_else(|| Path::new("out").join(&manifest.image.name));
-
+        .unwrap_or_else(|| lock::lock_path(&opts.manifest));
+    let existing = Lock::load(&lock_path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -133,49 +149,349 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         mirrors: opts.mirrors.clone(),
         quiet: opts.quiet,
         jobs: if opts.jobs == 0 { 8 } else { opts.jobs },
+        offline: opts.offline,
+        strict_cache,
     })?);
+    Ok(Plan {
+        manifest,
+        archs,
+        tag,
+        lock_path,
+        existing,
+        runtime,
+        fetcher,
+    })
+}
+
+impl Plan {
+    fn manifest_sha(&self) -> Sha256 {
+        Sha256::of(self.manifest.text.as_bytes())
+    }
+
+    /// The lock on disk if it pins exactly this manifest, these architectures and epoch.
+    fn matching_lock(&self, epoch: u64) -> Option<&Lock> {
+        self.existing.as_ref().filter(|l| {
+            l.manifest == self.manifest_sha()
+                && l.epoch == epoch
+                && l.archs
+                    .keys()
+                    .eq(self.archs.iter().collect::<BTreeSet<_>>())
+        })
+    }
+
+    /// Resolve every architecture from verified indexes into a lock without outputs.
+    fn resolve_all(&self, opts: &BuildOptions) -> Result<(Lock, BTreeMap<String, Vec<Resolved>>)> {
+        let mut lock = Lock::new(self.manifest_sha(), opts.epoch, self.tag.clone());
+        let mut pinned = BTreeMap::new();
+        let mut releases = ReleaseCache::default();
+        for arch in &self.archs {
+            let (packages, arch_lock) = self.runtime.block_on(resolve(
+                &self.fetcher,
+                &self.manifest,
+                arch,
+                opts,
+                &mut releases,
+            ))?;
+            lock.archs.insert(arch.clone(), arch_lock);
+            pinned.insert(arch.clone(), packages);
+        }
+        Ok((lock, pinned))
+    }
+}
+
+/// The packages a lock pins for `arch`, in name order.
+fn pinned_from_lock(lock: &Lock, arch: &str) -> Vec<Resolved> {
+    lock.archs[arch]
+        .packages
+        .iter()
+        .map(|(name, p)| Resolved {
+            name: name.clone(),
+            version: p.version.clone(),
+            architecture: p.arch.clone(),
+            suite: p.suite.clone(),
+            url: p.url.clone(),
+            size: p.size,
+            sha256: p.sha256.hex().to_string(),
+        })
+        .collect()
+}
+
+fn changes(lock_path: &Path, changes: &[lock::Change]) -> String {
+    changes
+        .iter()
+        .map(|c| format!("  {}:{}", lock_path.display(), c))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Compose the image a manifest describes; write (or, with `--locked`, check) its lock.
+pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
+    let plan = plan(opts, false)?;
+    let manifest = &plan.manifest;
+    let output = opts
+        .output
+        .clone()
+        .unwrap_or_else(|| Path::new("out").join(&manifest.image.name));
+
+    // Where the packages come from: a matching lock (no index needed), else resolution.
+    let matching = plan.matching_lock(opts.epoch).cloned();
+    if opts.locked {
+        let Some(existing) = &plan.existing else {
+            return Err(Error::Lock(format!(
+                "--locked: there is no lock at {}; run `compose lock {}` and commit it",
+                plan.lock_path.display(),
+                opts.manifest.display()
+            )));
+        };
+        if existing.manifest != plan.manifest_sha() {
+            return Err(Error::Lock(format!(
+                "--locked: {} changed since the lock was written ({}: manifest {}, now {}); run `compose lock {}` to accept the change",
+                opts.manifest.display(),
+                existing.locate(&plan.lock_path, &lock::Fact::Manifest),
+                existing.manifest.short(),
+                plan.manifest_sha().short(),
+                opts.manifest.display()
+            )));
+        }
+        if matching.is_none() {
+            return Err(Error::Lock(format!(
+                "--locked: the lock {} pins architectures [{}] and epoch {}, this build asks for [{}] and epoch {}",
+                plan.lock_path.display(),
+                existing.archs.keys().cloned().collect::<Vec<_>>().join(", "),
+                existing.epoch,
+                plan.archs.join(", "),
+                opts.epoch
+            )));
+        }
+    }
+    let (mut new_lock, pinned, from_lock) = match (&matching, opts.locked && !opts.offline) {
+        // --locked: the lock must also be what a fresh resolution gives.
+        (Some(existing), true) => {
+            let (fresh, pinned) = plan.resolve_all(opts)?;
+            let diff = existing.input_changes(&fresh);
+            if !diff.is_empty() {
+                return Err(Error::Lock(format!(
+                    "--locked: resolving again would change the lock:\n{}\nrun `compose lock {}` to accept the new packages",
+                    changes(&plan.lock_path, &diff),
+                    opts.manifest.display()
+                )));
+            }
+            (fresh, pinned, false)
+        }
+        (Some(existing), false) => {
+            let mut lock = existing.clone();
+            let pinned = plan
+                .archs
+                .iter()
+                .map(|a| (a.clone(), pinned_from_lock(existing, a)))
+                .collect();
+            for a in lock.archs.values_mut() {
+                a.outputs = None;
+            }
+            lock.index = None;
+            lock.tool = lock::tool_version();
+            lock.tag = plan.tag.clone();
+            (lock, pinned, true)
+        }
+        (None, _) if opts.offline => {
+            return Err(Error::Lock(format!(
+                "--offline needs a lock that pins this manifest, its architectures and epoch; {} {}; run once without --offline",
+                plan.lock_path.display(),
+                if plan.existing.is_some() { "does not match" } else { "does not exist" }
+            )))
+        }
+        (None, _) => {
+            let (lock, pinned) = plan.resolve_all(opts)?;
+            (lock, pinned, false)
+        }
+    };
 
     let mut layout = LayoutWriter::create_beside(&output)?;
     let mut images = Vec::new();
     let mut descriptors = Vec::new();
-    let mut releases = ReleaseCache::default();
-    for arch in &archs {
-        let packages = runtime.block_on(resolve(&fetcher, &manifest, arch, opts, &mut releases))?;
+    for arch in &plan.archs {
+        let packages = pinned[arch].clone();
         let wants: Vec<Want> = packages
             .iter()
             .map(|r| Want {
-                what: format!(
-                    "package {} {} ({})",
-                    r.entry.name, r.entry.version, r.entry.architecture
-                ),
-                url: r.url(),
-                size: r.entry.size,
-                sha256: r.entry.sha256.clone(),
+                what: format!("package {} {} ({})", r.name, r.version, r.architecture),
+                url: r.url.clone(),
+                size: r.size,
+                sha256: r.sha256.clone(),
             })
             .collect();
-        let debs = runtime.block_on(fetcher.get_all(&wants))?;
-        let (tree, setid) = compose_tree(&manifest, arch, &packages, &debs)?;
+        let debs = plan.runtime.block_on(plan.fetcher.get_all(&wants))?;
+        let (tree, setid) = compose_tree(manifest, arch, &packages, &debs)?;
         let layer = layout.write_layer(&tree, opts.epoch)?;
-        let config = image_config(&manifest, arch);
-        let desc = layout.write_image(&config, &layer, opts.epoch, &manifest.image.annotations)?;
+        let config = image_config(manifest, arch);
+        let written =
+            layout.write_image(&config, &layer, opts.epoch, &manifest.image.annotations)?;
+        let outputs = lock::Outputs::new(&layer, &written.config.digest, &written.manifest.digest)
+            .map_err(|e| Error::Build(format!("internal: {e}")))?;
+        if let Some(a) = new_lock.archs.get_mut(arch) {
+            a.outputs = Some(outputs);
+        }
         images.push(ArchImage {
             arch: arch.clone(),
             packages,
             layer,
-            manifest_digest: desc.digest.clone(),
+            config_digest: written.config.digest.clone(),
+            manifest_digest: written.manifest.digest.clone(),
             entries: tree.len(),
             setid,
         });
-        descriptors.push(desc);
+        descriptors.push(written.manifest);
     }
-    let digest = layout.finish(descriptors, &tag)?;
+    let digest = layout.finish(descriptors, &plan.tag)?;
+    new_lock.index =
+        Some(Sha256::from_digest(&digest).map_err(|e| Error::Build(format!("internal: {e}")))?);
+    if opts.locked {
+        // The hash audit: what was built must be what the lock recorded.
+        let existing = plan.existing.as_ref().expect("checked above");
+        if existing.has_outputs() {
+            let diff = existing.output_changes(&new_lock);
+            if !diff.is_empty() {
+                return Err(Error::Lock(format!(
+                    "--locked: the output differs from the lock (hash audit failed):\n{}",
+                    changes(&plan.lock_path, &diff)
+                )));
+            }
+        }
+    }
     layout.commit(&output)?;
+    if plan.existing.as_ref() != Some(&new_lock) {
+        new_lock.write(&plan.lock_path)?;
+    }
     Ok(BuildResult {
         digest,
         output,
-        tag,
+        tag: plan.tag,
         images,
+        lock_path: plan.lock_path,
+        from_lock,
     })
+}
+
+/// `compose lock`: resolve and write the lock, build nothing. Outputs recorded by an
+/// earlier build are kept when the inputs did not change.
+pub fn lock(opts: &BuildOptions) -> Result<(PathBuf, Vec<String>)> {
+    let plan = plan(opts, false)?;
+    let (mut fresh, _) = plan.resolve_all(opts)?;
+    let mut changed = Vec::new();
+    if let Some(existing) = &plan.existing {
+        changed = existing.diff_inputs(&fresh);
+        if changed.is_empty() && existing.epoch == fresh.epoch && existing.tag == fresh.tag {
+            fresh = existing.clone();
+            fresh.tool = lock::tool_version();
+        }
+    }
+    fresh.write(&plan.lock_path)?;
+    Ok((plan.lock_path, changed))
+}
+
+/// One line of `compose verify`'s audit.
+#[derive(Debug, Clone)]
+pub struct AuditLine {
+    pub ok: bool,
+    pub text: String,
+}
+
+/// `compose verify`: rebuild from the lock in a temporary directory (cache entries are
+/// re-hashed and a damaged one is a failure, not re-fetched) and compare every digest.
+pub fn verify(opts: &BuildOptions) -> Result<Vec<AuditLine>> {
+    let lock_path = opts
+        .lock
+        .clone()
+        .unwrap_or_else(|| lock::lock_path(&opts.manifest));
+    let Some(recorded) = Lock::load(&lock_path)? else {
+        return Err(Error::Lock(format!(
+            "verify: no lock at {}; build once (or run `compose lock`) first",
+            lock_path.display()
+        )));
+    };
+    if !recorded.has_outputs() {
+        return Err(Error::Lock(format!(
+            "verify: {} records no output digests (written by `compose lock`); build once to record them",
+            lock_path.display()
+        )));
+    }
+    let tmp = tempfile::tempdir()
+        .map_err(|e| Error::Build(format!("verify: cannot make a temporary directory: {e}")))?;
+    let mut o = opts.clone();
+    o.archs = recorded.archs.keys().cloned().collect();
+    o.epoch = recorded.epoch;
+    o.tag = Some(recorded.tag.clone());
+    o.output = Some(tmp.path().join("out"));
+    // The rebuilt lock goes to the temp dir: verify never rewrites the recorded one.
+    let rebuilt_lock = tmp.path().join("rebuilt.lock");
+    std::fs::copy(&lock_path, &rebuilt_lock)
+        .map_err(|e| Error::Build(format!("verify: cannot copy the lock: {e}")))?;
+    o.lock = Some(rebuilt_lock.clone());
+    o.locked = false;
+    let plan = plan(&o, true)?;
+    if recorded.manifest != plan.manifest_sha() {
+        return Err(Error::Lock(format!(
+            "verify: {} changed since the lock was written ({}); the lock no longer describes it",
+            opts.manifest.display(),
+            recorded.locate(&lock_path, &lock::Fact::Manifest)
+        )));
+    }
+    drop(plan);
+    let result = build(&o)?;
+    let rebuilt = Lock::load(&rebuilt_lock)?.expect("build writes the lock");
+    let mut lines = Vec::new();
+    for image in &result.images {
+        lines.push(AuditLine {
+            ok: true,
+            text: format!(
+                "{}: {} packages fetched by their recorded URL, size and SHA256 checked",
+                image.arch,
+                image.packages.len()
+            ),
+        });
+    }
+    let diff = recorded.output_changes(&rebuilt);
+    for arch in recorded.archs.keys() {
+        let bad: Vec<_> = diff
+            .iter()
+            .filter(|c| c.text.starts_with(&format!("{arch}:")))
+            .collect();
+        lines.push(AuditLine {
+            ok: bad.is_empty(),
+            text: if bad.is_empty() {
+                let o = recorded.archs[arch].outputs.as_ref().expect("has_outputs");
+                format!(
+                    "{arch}: layer {} config {} manifest {} equal",
+                    o.layer_digest.short(),
+                    o.config.short(),
+                    o.manifest.short()
+                )
+            } else {
+                bad.iter()
+                    .map(|c| format!("{}:{}", lock_path.display(), c))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            },
+        });
+    }
+    let index_ok = recorded.index == rebuilt.index;
+    lines.push(AuditLine {
+        ok: index_ok,
+        text: format!(
+            "index {} {}",
+            recorded
+                .index
+                .as_ref()
+                .map(|i| i.digest())
+                .unwrap_or_default(),
+            if index_ok {
+                "equal".to_string()
+            } else {
+                format!("differs: rebuilt {}", result.digest)
+            }
+        ),
+    });
+    Ok(lines)
 }
 
 fn architectures(manifest: &Manifest, requested: &[String]) -> Result<Vec<String>> {
@@ -202,7 +518,7 @@ fn architectures(manifest: &Manifest, requested: &[String]) -> Result<Vec<String
 /// Verified Release files by `dists/<suite>` URL: several architectures share them.
 #[derive(Default)]
 struct ReleaseCache {
-    releases: HashMap<String, Arc<Release>>,
+    releases: HashMap<String, Arc<VerifiedRelease>>,
     keyrings: HashMap<PathBuf, Arc<Keyring>>,
 }
 
@@ -228,19 +544,27 @@ impl ReleaseCache {
     }
 }
 
+/// A verified Release and what the lock records of it.
+struct VerifiedRelease {
+    release: Release,
+    /// The InRelease (or Release) URL before `--mirror`.
+    url: String,
+    sha256: Sha256,
+}
+
 /// Fetch and verify `dists/<suite>/InRelease` (or `Release` + `Release.gpg`).
 async fn release(
     fetcher: &Fetcher,
     dists: &str,
     keyring: &Keyring,
     allow_expired: bool,
-) -> Result<Release> {
+) -> Result<VerifiedRelease> {
     let in_release = format!("{dists}/InRelease");
-    let (body, what) = match fetcher.get(&in_release, RELEASE_LIMIT).await? {
-        Some(data) => (
-            apt::verify_clearsigned(&data, keyring, &in_release)?.body,
-            in_release,
-        ),
+    let (body, what, signed) = match fetcher.get(&in_release, RELEASE_LIMIT).await? {
+        Some(data) => {
+            let body = apt::verify_clearsigned(&data, keyring, &in_release)?.body;
+            (body, in_release, data)
+        }
         None => {
             let url = format!("{dists}/Release");
             let Some(data) = fetcher.get(&url, RELEASE_LIMIT).await? else {
@@ -254,23 +578,28 @@ async fn release(
                     "{url} has no signature: {sig_url} is missing and there is no InRelease; compose only uses signed repositories"
                 )));
             };
-            (apt::verify_detached(&data, &sig, keyring, &url)?.body, url)
+            let body = apt::verify_detached(&data, &sig, keyring, &url)?.body;
+            (body, url, data)
         }
     };
     let release = Release::parse(&body, &what)?;
     release.check_dates(now(), allow_expired, &what)?;
-    Ok(release)
+    Ok(VerifiedRelease {
+        release,
+        sha256: Sha256::of(&signed),
+        url: what,
+    })
 }
 
 /// Resolve the manifest's packages for `arch`: the highest version across the
-/// sources' suites, from verified indexes.
+/// sources' suites, from verified indexes. Returns them with the lock's facts.
 async fn resolve(
     fetcher: &Fetcher,
     manifest: &Manifest,
     arch: &str,
     opts: &BuildOptions,
     cache: &mut ReleaseCache,
-) -> Result<Vec<Resolved>> {
+) -> Result<(Vec<Resolved>, ArchLock)> {
     let wanted: BTreeSet<&str> = manifest
         .packages
         .iter()
@@ -278,24 +607,34 @@ async fn resolve(
         .map(|p| p.name.as_str())
         .collect();
     let keep = |name: &str| wanted.contains(name);
-    let mut candidates: Vec<Resolved> = Vec::new();
+    let mut arch_lock = ArchLock::default();
+    // (entry, base URL, suite), in source and suite order.
+    let mut candidates: Vec<(PackageEntry, String, String)> = Vec::new();
     let mut searched = Vec::new();
     for source in &manifest.sources {
         let keyring = cache.keyring(source)?;
         let base = source.base_url(arch).to_string();
+        let allow_expired = opts.allow_expired || source.snapshot.is_some();
         for suite in &source.suites {
             let dists = format!("{base}/dists/{suite}");
             searched.push(dists.clone());
             let rel = match cache.releases.get(&dists) {
                 Some(r) => r.clone(),
                 None => {
-                    let r = Arc::new(release(fetcher, &dists, &keyring, opts.allow_expired).await?);
+                    let r = Arc::new(release(fetcher, &dists, &keyring, allow_expired).await?);
                     cache.releases.insert(dists.clone(), r.clone());
                     r
                 }
             };
+            arch_lock.releases.insert(
+                rel.url.clone(),
+                lock::ReleaseLock {
+                    sha256: rel.sha256.clone(),
+                    date: rel.release.date.clone(),
+                },
+            );
             for component in &source.components {
-                let indexes = rel.packages_indexes(component, arch, &dists)?;
+                let indexes = rel.release.packages_indexes(component, arch, &dists)?;
                 let mut text = None;
                 let mut tried = Vec::new();
                 for index in &indexes {
@@ -314,12 +653,18 @@ async fn resolve(
                                     path.display()
                                 ))
                             })?;
-                            text = Some(apt::decompress(
-                                &bytes,
-                                index.compression,
-                                PACKAGES_LIMIT,
-                                &url,
-                            )?);
+                            text = Some(match index.compression {
+                                apt::Compression::None => bytes,
+                                c => apt::decompress(&bytes, c, PACKAGES_LIMIT, &url)?,
+                            });
+                            arch_lock.indexes.insert(
+                                url.clone(),
+                                lock::IndexLock {
+                                    size: index.size,
+                                    sha256: Sha256::from_hex(&index.sha256)
+                                        .map_err(|e| Error::Build(format!("{url}: {e}")))?,
+                                },
+                            );
                             break;
                         }
                         None => tried.push(fetcher.rewrite(&url)),
@@ -334,30 +679,26 @@ async fn resolve(
                 let what = format!("{dists}/{component}/binary-{arch}/Packages");
                 for entry in apt::parse_packages(&text, &what, &keep)? {
                     if entry.architecture == arch || entry.architecture == "all" {
-                        candidates.push(Resolved {
-                            entry,
-                            base_url: base.clone(),
-                            suite: suite.clone(),
-                        });
+                        candidates.push((entry, base.clone(), suite.clone()));
                     }
                 }
             }
         }
     }
-    let mut chosen = Vec::new();
+    let mut chosen: Vec<&(PackageEntry, String, String)> = Vec::new();
     for name in &wanted {
         let best = candidates
             .iter()
-            .filter(|c| c.entry.name == *name)
+            .filter(|c| c.0.name == *name)
             .reduce(|best, c| {
-                if apt::version::compare(&c.entry.version, &best.entry.version).is_gt() {
+                if apt::version::compare(&c.0.version, &best.0.version).is_gt() {
                     c
                 } else {
                     best
                 }
             });
         match best {
-            Some(b) => chosen.push(b.clone()),
+            Some(b) => chosen.push(b),
             None => {
                 return Err(Error::Build(format!(
                     "package {name} is not in any index for {arch} (searched {}); check its name with `apt-cache policy {name}` or add the suite/component that has it",
@@ -366,19 +707,42 @@ async fn resolve(
             }
         }
     }
-    warn_unmet_depends(&chosen, opts.quiet);
-    Ok(chosen)
+    warn_unmet_depends(chosen.iter().map(|c| &c.0), opts.quiet);
+    let mut resolved = Vec::new();
+    for (entry, base, suite) in chosen {
+        let url = format!("{base}/{}", entry.filename);
+        let pin = lock::PackageLock::new(
+            &entry.version,
+            &entry.architecture,
+            suite,
+            &url,
+            entry.size,
+            &entry.sha256,
+        )
+        .map_err(|e| Error::Build(format!("{url}: {e}")))?;
+        arch_lock.packages.insert(entry.name.clone(), pin);
+        resolved.push(Resolved {
+            name: entry.name.clone(),
+            version: entry.version.clone(),
+            architecture: entry.architecture.clone(),
+            suite: suite.clone(),
+            url,
+            size: entry.size,
+            sha256: entry.sha256.clone(),
+        });
+    }
+    Ok((resolved, arch_lock))
 }
 
 /// Unmet `Depends:`/`Pre-Depends:` among the declared packages are warnings (the linkage
 /// check is the real guard).
-fn warn_unmet_depends(chosen: &[Resolved], quiet: bool) {
+fn warn_unmet_depends<'a>(chosen: impl Iterator<Item = &'a PackageEntry> + Clone, quiet: bool) {
     if quiet {
         return;
     }
-    let mut have: BTreeSet<&str> = chosen.iter().map(|r| r.entry.name.as_str()).collect();
-    for r in chosen {
-        if let Some(p) = &r.entry.provides {
+    let mut have: BTreeSet<&str> = chosen.clone().map(|e| e.name.as_str()).collect();
+    for e in chosen.clone() {
+        if let Some(p) = &e.provides {
             for alt in p.split(',') {
                 if let Some(n) = alt.split_whitespace().next() {
                     have.insert(n);
@@ -386,8 +750,8 @@ fn warn_unmet_depends(chosen: &[Resolved], quiet: bool) {
             }
         }
     }
-    for r in chosen {
-        let deps = [&r.entry.pre_depends, &r.entry.depends];
+    for e in chosen {
+        let deps = [&e.pre_depends, &e.depends];
         for group in deps
             .iter()
             .filter_map(|d| d.as_deref())
@@ -401,7 +765,7 @@ fn warn_unmet_depends(chosen: &[Resolved], quiet: bool) {
             if !names.is_empty() && !names.iter().any(|n| have.contains(n)) {
                 eprintln!(
                     "warning: {} depends on {}, which the manifest does not declare",
-                    r.entry.name,
+                    e.name,
                     group.trim()
                 );
             }
@@ -423,7 +787,7 @@ fn compose_tree(
     let mut setid = Vec::new();
     let mut have_ca = false;
     for (resolved, path) in packages.iter().zip(debs) {
-        let name = &resolved.entry.name;
+        let name = &resolved.name;
         let spec = manifest
             .packages
             .iter()
@@ -433,7 +797,7 @@ fn compose_tree(
         have_ca |= capture;
         let file = std::fs::File::open(path)
             .map_err(|e| Error::Build(format!("cannot open cached {}: {e}", path.display())))?;
-        let what = resolved.url();
+        let what = resolved.url.clone();
         let mut selector = Selector::new(
             spec,
             arch,
@@ -535,13 +899,22 @@ pub fn summary(result: &BuildResult) -> String {
         for p in &image.packages {
             out.push_str(&format!(
                 "  {} {} ({}, {})\n",
-                p.entry.name, p.entry.version, p.entry.architecture, p.suite
+                p.name, p.version, p.architecture, p.suite
             ));
         }
         for f in &image.setid {
             out.push_str(&format!("  setuid/setgid: {f}\n"));
         }
     }
+    out.push_str(&format!(
+        "{} {}\n",
+        if result.from_lock {
+            "packages pinned by"
+        } else {
+            "lock"
+        },
+        result.lock_path.display()
+    ));
     out.push_str(&format!(
         "wrote {} tagged {}\n",
         result.output.display(),

@@ -4,6 +4,7 @@
 use crate::apt::AptError;
 use crate::deb::DebError;
 use crate::fetch::FetchError;
+use crate::lock::LockError;
 use crate::manifest::ManifestError;
 use crate::oci::OciError;
 use crate::rootfs::generate::GenerateError;
@@ -29,6 +30,11 @@ pub enum Error {
     Oci(#[from] OciError),
     #[error("{0}")]
     Build(String),
+    /// The lock is missing, stale, or does not match (`--locked`, `--offline`, verify).
+    #[error("{0}")]
+    Lock(String),
+    #[error(transparent)]
+    LockFile(#[from] LockError),
 }
 
 impl Error {

@@ -46,6 +46,20 @@ pub enum FetchError {
     },
     #[error("HTTP client: {0}")]
     Client(String),
+    #[error("--offline: {what} is not in the cache ({url}, sha256 {sha256}); run once without --offline to fetch it")]
+    Offline {
+        what: String,
+        url: String,
+        sha256: String,
+    },
+    #[error("cache entry {} is damaged: expected sha256 {expected} ({size} bytes), found {actual} ({len} bytes)", path.display())]
+    Damaged {
+        path: PathBuf,
+        expected: String,
+        size: u64,
+        actual: String,
+        len: u64,
+    },
 }
 
 /// The content-addressed cache: `<root>/sha256/<hex>`, temporary files in `<root>/tmp`.
@@ -83,9 +97,15 @@ impl Cache {
         self.root.join("sha256").join(sha256)
     }
 
-    /// The cached file for `sha256` if present and intact. A damaged entry is removed
-    /// (it will be fetched again) and reported on stderr.
-    pub fn lookup(&self, sha256: &str, size: u64) -> Result<Option<PathBuf>, FetchError> {
+    /// The cached file for `sha256` if present and intact. A damaged entry is an error
+    /// when `strict` (an audit must report it), else removed (it will be fetched again)
+    /// and reported on stderr.
+    pub fn lookup(
+        &self,
+        sha256: &str,
+        size: u64,
+        strict: bool,
+    ) -> Result<Option<PathBuf>, FetchError> {
         let path = self.blob_path(sha256);
         let file = match std::fs::File::open(&path) {
             Ok(f) => f,
@@ -98,6 +118,15 @@ impl Cache {
         })?;
         if len == size && actual == sha256 {
             return Ok(Some(path));
+        }
+        if strict {
+            return Err(FetchError::Damaged {
+                path,
+                expected: sha256.to_string(),
+                size,
+                actual,
+                len,
+            });
         }
         eprintln!(
             "warning: cache entry {} is damaged (sha256 {actual}, {len} bytes); fetching it again",
@@ -167,6 +196,10 @@ pub struct FetchOptions {
     pub quiet: bool,
     /// Parallel downloads.
     pub jobs: usize,
+    /// Never touch the network: everything must come from the cache.
+    pub offline: bool,
+    /// A damaged cache entry is an error instead of being fetched again.
+    pub strict_cache: bool,
 }
 
 pub struct Fetcher {
@@ -175,6 +208,8 @@ pub struct Fetcher {
     mirrors: Vec<(String, String)>,
     progress: MultiProgress,
     jobs: usize,
+    offline: bool,
+    strict_cache: bool,
 }
 
 const RETRIES: u32 = 3;
@@ -211,6 +246,8 @@ impl Fetcher {
             mirrors: opts.mirrors,
             progress,
             jobs: opts.jobs.max(1),
+            offline: opts.offline,
+            strict_cache: opts.strict_cache,
         })
     }
 
@@ -266,6 +303,13 @@ impl Fetcher {
 
     /// A small document (InRelease, Release, Release.gpg) into memory, unverified.
     pub async fn get(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, FetchError> {
+        if self.offline {
+            return Err(FetchError::Offline {
+                what: "a Release file (needs resolution: the lock does not match)".into(),
+                url: url.to_string(),
+                sha256: "unknown".into(),
+            });
+        }
         let Some(resp) = self.send(url).await? else {
             return Ok(None);
         };
@@ -293,8 +337,8 @@ impl Fetcher {
         bar: Option<&ProgressBar>,
     ) -> Result<Option<PathBuf>, FetchError> {
         let cache = self.cache.clone();
-        let (sha, size) = (want.sha256.clone(), want.size);
-        let cached = tokio::task::spawn_blocking(move || cache.lookup(&sha, size))
+        let (sha, size, strict) = (want.sha256.clone(), want.size, self.strict_cache);
+        let cached = tokio::task::spawn_blocking(move || cache.lookup(&sha, size, strict))
             .await
             .map_err(|e| FetchError::Client(e.to_string()))??;
         if let Some(path) = cached {
@@ -302,6 +346,13 @@ impl Fetcher {
                 bar.inc(want.size);
             }
             return Ok(Some(path));
+        }
+        if self.offline {
+            return Err(FetchError::Offline {
+                what: want.what.clone(),
+                url: want.url.clone(),
+                sha256: want.sha256.clone(),
+            });
         }
         let Some(resp) = self.send(&want.url).await? else {
             return Ok(None);

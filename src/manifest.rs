@@ -310,7 +310,8 @@ pub struct Source {
 }
 
 impl Source {
-    /// The repository base URL for `arch` (no trailing slash).
+    /// The repository base URL for `arch` (no trailing slash; the snapshot service's
+    /// when `snapshot` is set).
     pub fn base_url(&self, arch: &str) -> &str {
         self.arch_url
             .get(arch)
@@ -800,8 +801,28 @@ impl Cx<'_> {
                     ));
                 }
             }
+            let mut url = s.url.get_ref().trim_end_matches('/').to_string();
+            if let Some(ts) = &s.snapshot {
+                let at = |u: &str, span| {
+                    snapshot_url(u, ts.get_ref()).ok_or_else(|| {
+                        self.error(
+                            span,
+                            format!("no known snapshot service serves `{u}`"),
+                            "snapshot works for archive/security/ports.ubuntu.com and deb/security.debian.org; for another archive give its snapshot URL as `url` and drop `snapshot`",
+                        )
+                    })
+                };
+                url = at(&url, s.url.span())?;
+                for (a, u) in &s.arch_url {
+                    let mapped = at(u.get_ref(), u.span())?;
+                    arch_url.insert(
+                        normalise_arch(a.get_ref()).unwrap_or_default().to_string(),
+                        mapped,
+                    );
+                }
+            }
             sources.push(Source {
-                url: s.url.get_ref().trim_end_matches('/').to_string(),
+                url,
                 arch_url,
                 suites,
                 components,
@@ -1043,6 +1064,25 @@ impl Cx<'_> {
     }
 }
 
+/// The snapshot service URL of an archive at `ts` (`YYYYMMDDTHHMMSSZ`).
+pub fn snapshot_url(url: &str, ts: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?
+        .trim_end_matches('/');
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let service = match (host, path) {
+        ("archive.ubuntu.com" | "security.ubuntu.com", "ubuntu") => "snapshot.ubuntu.com/ubuntu",
+        ("ports.ubuntu.com", "ubuntu-ports") => "snapshot.ubuntu.com/ubuntu-ports",
+        ("deb.debian.org" | "ftp.debian.org", "debian") => "snapshot.debian.org/archive/debian",
+        ("deb.debian.org" | "security.debian.org", "debian-security") => {
+            "snapshot.debian.org/archive/debian-security"
+        }
+        _ => return None,
+    };
+    Some(format!("https://{service}/{ts}"))
+}
+
 fn check_account_name(cx: &Cx<'_>, name: &Spanned<String>) -> Result<(), ManifestError> {
     let n = name.get_ref();
     let ok = !n.is_empty()
@@ -1224,6 +1264,38 @@ mode = "1777"
         assert_eq!(merged_usr_path("/usr/lib/x").unwrap(), "/usr/lib/x");
         assert_eq!(merged_usr_path("/library/x").unwrap(), "/library/x");
         assert_eq!(merged_usr_path("/etc/passwd").unwrap(), "/etc/passwd");
+    }
+
+    #[test]
+    fn snapshot_rewrites_the_source_urls() {
+        let m = parse(&GOOD.replace(
+            "suites = [\"noble\", \"noble-updates\"]",
+            "suites = [\"noble\"]\nsnapshot = \"20251115T000000Z\"",
+        ))
+        .unwrap();
+        let s = &m.sources[0];
+        assert_eq!(
+            s.base_url("amd64"),
+            "https://snapshot.ubuntu.com/ubuntu/20251115T000000Z"
+        );
+        assert_eq!(
+            s.base_url("arm64"),
+            "https://snapshot.ubuntu.com/ubuntu-ports/20251115T000000Z"
+        );
+        assert_eq!(
+            snapshot_url("http://deb.debian.org/debian-security/", "20240101T000000Z").as_deref(),
+            Some("https://snapshot.debian.org/archive/debian-security/20240101T000000Z")
+        );
+        let e = err(&GOOD
+            .replace(
+                "http://archive.ubuntu.com/ubuntu/",
+                "http://mirror.example/ubuntu",
+            )
+            .replace(
+                "suites = [\"noble\", \"noble-updates\"]",
+                "suites = [\"noble\"]\nsnapshot = \"20251115T000000Z\"",
+            ));
+        assert!(e.message.contains("no known snapshot service"), "{e}");
     }
 
     #[test]

@@ -292,9 +292,9 @@ fn composes_the_fixture_into_a_verified_layout() {
     let libfoo = result.images[0]
         .packages
         .iter()
-        .find(|p| p.entry.name == "libfoo1")
+        .find(|p| p.name == "libfoo1")
         .unwrap();
-    assert_eq!(libfoo.entry.version, "1.0-1ubuntu0.1");
+    assert_eq!(libfoo.version, "1.0-1ubuntu0.1");
     assert_eq!(libfoo.suite, "noble-updates");
     let lib = format!("usr/lib/{TRIPLET}");
     let link = &entries[&format!("{lib}/libfoo.so.1")];

@@ -12,8 +12,8 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{
-    Descriptor, ImageConfig, LayerInfo, OciError, ANNOTATION_REF_NAME, MEDIA_TYPE_CONFIG,
-    MEDIA_TYPE_INDEX, MEDIA_TYPE_LAYER, MEDIA_TYPE_MANIFEST,
+    Descriptor, ImageConfig, LayerInfo, OciError, WrittenImage, ANNOTATION_REF_NAME,
+    MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX, MEDIA_TYPE_LAYER, MEDIA_TYPE_MANIFEST,
 };
 use crate::rootfs::tree::Tree;
 
@@ -108,14 +108,14 @@ impl LayoutWriter {
     }
 
     /// Write the image config, then the manifest referring to it and to `layer`.
-    /// Returns the manifest's descriptor, with its platform.
+    /// Returns both descriptors; the manifest's carries its platform.
     pub fn write_image(
         &mut self,
         config: &ImageConfig,
         layer: &LayerInfo,
         epoch: u64,
         annotations: &BTreeMap<String, String>,
-    ) -> Result<Descriptor, OciError> {
+    ) -> Result<WrittenImage, OciError> {
         let created = rfc3339(epoch);
         let mut container = Map::new();
         if !config.env.is_empty() {
@@ -166,7 +166,10 @@ impl LayoutWriter {
         }
         let mut desc = self.write_json(MEDIA_TYPE_MANIFEST, &manifest)?;
         desc.platform = Some((config.architecture.clone(), config.variant.clone()));
-        Ok(desc)
+        Ok(WrittenImage {
+            manifest: desc,
+            config: config_desc,
+        })
     }
 
     /// Write `index.json` and `oci-layout`. One manifest: `index.json`'s single

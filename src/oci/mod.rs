@@ -85,5 +85,14 @@ pub struct Descriptor {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// What [`LayoutWriter::write_image`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenImage {
+    /// The image manifest, with its platform.
+    pub manifest: Descriptor,
+    /// The image config.
+    pub config: Descriptor,
+}
+
 #[cfg(test)]
 mod tests;

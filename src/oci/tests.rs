@@ -372,6 +372,7 @@ fn write_layout(output: &Path, arches: &[(&str, Option<&str>)]) -> String {
         )]);
         manifests.push(
             w.write_image(&image_config(arch, *variant), &layer, 0, &annotations)
+                .map(|i| i.manifest)
                 .unwrap(),
         );
     }
@@ -525,6 +526,7 @@ fn commit_replaces_a_layout_but_nothing_else() {
     let layer = w.write_layer(&sample(), 0).unwrap();
     let m = w
         .write_image(&image_config("amd64", None), &layer, 0, &BTreeMap::new())
+        .map(|i| i.manifest)
         .unwrap();
     w.finish(vec![m], "t").unwrap();
     let err = w.commit(&precious).unwrap_err();

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::fetch::{FetchOptions, Fetcher, Want};
 use crate::manifest::{self, Manifest, Source};
 use crate::oci::{ImageConfig, LayerInfo, LayoutWriter};
+use crate::rootfs::export::{self, ExportSummary};
 use crate::rootfs::generate::{self, MOZILLA_CERTS};
 use crate::rootfs::select::{self, Selector};
 use crate::rootfs::tree::Tree;
@@ -41,6 +42,8 @@ pub struct BuildOptions {
     pub epoch: u64,
     /// Parallel downloads; 0 = default.
     pub jobs: usize,
+    /// `--rootfs DIR`: also write the (single-arch) tree as a plain directory.
+    pub rootfs: Option<PathBuf>,
 }
 
 /// A package chosen for an architecture.
@@ -76,6 +79,8 @@ pub struct BuildResult {
     pub output: PathBuf,
     pub tag: String,
     pub images: Vec<ArchImage>,
+    /// What `--rootfs` wrote.
+    pub rootfs: Option<ExportSummary>,
 }
 
 /// The host's architecture as a Debian name.
@@ -135,6 +140,19 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         jobs: if opts.jobs == 0 { 8 } else { opts.jobs },
     })?);
 
+    // --rootfs: one architecture only; refuse an unusable directory before any work.
+    if let Some(dir) = &opts.rootfs {
+        if archs.len() > 1 {
+            return Err(Error::Usage(format!(
+                "--rootfs writes one root filesystem, but {} architectures were asked for ({}); choose one with --arch",
+                archs.len(),
+                archs.join(", ")
+            )));
+        }
+        export::check_destination(dir)?;
+    }
+    let mut staged_rootfs = None;
+
     let mut layout = LayoutWriter::create_beside(&output)?;
     let mut images = Vec::new();
     let mut descriptors = Vec::new();
@@ -156,6 +174,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         let debs = runtime.block_on(fetcher.get_all(&wants))?;
         let (tree, setid) = compose_tree(&manifest, arch, &packages, &debs)?;
         let layer = layout.write_layer(&tree, opts.epoch)?;
+        if let Some(dir) = &opts.rootfs {
+            staged_rootfs = Some(export::stage(&tree, dir, opts.epoch)?);
+        }
         let config = image_config(&manifest, arch);
         let desc = layout.write_image(&config, &layer, opts.epoch, &manifest.image.annotations)?;
         images.push(ArchImage {
@@ -169,12 +190,35 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         descriptors.push(desc);
     }
     let digest = layout.finish(descriptors, &tag)?;
-    layout.commit(&output)?;
+    // Both outputs or neither: the root filesystem goes in place first and is taken
+    // back if the layout cannot be.
+    let rootfs = match staged_rootfs {
+        None => {
+            layout.commit(&output)?;
+            None
+        }
+        Some(staged) => {
+            let committed = staged.commit()?;
+            if let Err(e) = layout.commit(&output) {
+                committed.rollback();
+                return Err(e.into());
+            }
+            let summary = committed.finish()?;
+            if !summary.owners_set {
+                eprintln!(
+                    "note: not running as root, so {} was written without owners: every entry belongs to you (the image layer has the real ones)",
+                    summary.dir.display()
+                );
+            }
+            Some(summary)
+        }
+    };
     Ok(BuildResult {
         digest,
         output,
         tag,
         images,
+        rootfs,
     })
 }
 
@@ -547,5 +591,15 @@ pub fn summary(result: &BuildResult) -> String {
         result.output.display(),
         result.tag
     ));
+    if let Some(r) = &result.rootfs {
+        out.push_str(&format!(
+            "wrote root filesystem {} ({} directories, {} files, {} symlinks, {} hard links)\n",
+            r.dir.display(),
+            r.dirs,
+            r.files,
+            r.symlinks,
+            r.hardlinks
+        ));
+    }
     out
 }

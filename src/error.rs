@@ -6,6 +6,7 @@ use crate::deb::DebError;
 use crate::fetch::FetchError;
 use crate::manifest::ManifestError;
 use crate::oci::OciError;
+use crate::rootfs::export::ExportError;
 use crate::rootfs::generate::GenerateError;
 use crate::rootfs::select::SelectError;
 
@@ -27,6 +28,8 @@ pub enum Error {
     Generate(#[from] GenerateError),
     #[error(transparent)]
     Oci(#[from] OciError),
+    #[error(transparent)]
+    Export(#[from] ExportError),
     #[error("{0}")]
     Build(String),
 }

@@ -40,6 +40,9 @@ struct BuildArgs {
     /// Rewrite a source URL prefix, e.g. http://archive.ubuntu.com=http://mirror.local
     #[arg(long, value_name = "FROM=TO", value_parser = compose::build::parse_mirror)]
     mirror: Vec<(String, String)>,
+    /// Also write the root filesystem (one architecture) as a plain directory
+    #[arg(long, value_name = "DIR")]
+    rootfs: Option<PathBuf>,
     /// Accept a Release whose Valid-Until has passed
     #[arg(long)]
     allow_expired: bool,
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         allow_expired: cli.build.allow_expired,
         epoch,
         jobs: 0,
+        rootfs: cli.build.rootfs,
     };
     match compose::build::build(&opts) {
         Ok(result) => {

@@ -322,7 +322,10 @@ impl Staged {
             aside,
             summary: self.summary,
         };
-        write_marker(&committed.dir)?;
+        if let Err(e) = write_marker(&committed.dir) {
+            committed.rollback();
+            return Err(e);
+        }
         Ok(committed)
     }
 }

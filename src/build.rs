@@ -13,6 +13,7 @@ use crate::fetch::{FetchOptions, Fetcher, Want};
 use crate::lock::{self, ArchLock, Lock, Sha256};
 use crate::manifest::{self, Manifest, Source};
 use crate::oci::{ImageConfig, LayerInfo, LayoutWriter};
+use crate::rootfs::export::{self, ExportSummary};
 use crate::rootfs::generate::{self, MOZILLA_CERTS};
 use crate::rootfs::select::{self, Selector};
 use crate::rootfs::tree::Tree;
@@ -49,6 +50,8 @@ pub struct BuildOptions {
     pub locked: bool,
     /// Build from the lock and the cache only.
     pub offline: bool,
+    /// `--rootfs DIR`: also write the (single-arch) tree as a plain directory.
+    pub rootfs: Option<PathBuf>,
 }
 
 /// A package pinned for an architecture, by resolution or by the lock.
@@ -89,6 +92,8 @@ pub struct BuildResult {
     /// The lock written (or checked) and whether the packages came from it.
     pub lock_path: PathBuf,
     pub from_lock: bool,
+    /// What `--rootfs` wrote.
+    pub rootfs: Option<ExportSummary>,
 }
 
 /// The host's architecture as a Debian name.
@@ -233,6 +238,17 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         .clone()
         .unwrap_or_else(|| Path::new("out").join(&manifest.image.name));
 
+    // --rootfs: one architecture only; refuse an unusable directory before any work.
+    if let Some(dir) = &opts.rootfs {
+        if plan.archs.len() > 1 {
+            return Err(Error::Usage(format!(
+                "--rootfs writes one root filesystem, but {} architectures were asked for ({}); choose one with --arch",
+                plan.archs.len(),
+                plan.archs.join(", ")
+            )));
+        }
+        export::check_destination(dir)?;
+    }
     // Where the packages come from: a matching lock (no index needed), else resolution.
     let matching = plan.matching_lock(opts.epoch).cloned();
     if opts.locked {
@@ -306,6 +322,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         }
     };
 
+    let mut staged_rootfs = None;
+
     let mut layout = LayoutWriter::create_beside(&output)?;
     let mut images = Vec::new();
     let mut descriptors = Vec::new();
@@ -323,6 +341,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         let debs = plan.runtime.block_on(plan.fetcher.get_all(&wants))?;
         let (tree, setid) = compose_tree(manifest, arch, &packages, &debs)?;
         let layer = layout.write_layer(&tree, opts.epoch)?;
+        if let Some(dir) = &opts.rootfs {
+            staged_rootfs = Some(export::stage(&tree, dir, opts.epoch)?);
+        }
         let config = image_config(manifest, arch);
         let written =
             layout.write_image(&config, &layer, opts.epoch, &manifest.image.annotations)?;
@@ -358,7 +379,29 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
             }
         }
     }
-    layout.commit(&output)?;
+    // Both outputs or neither: the root filesystem goes in place first and is taken
+    // back if the layout cannot be.
+    let rootfs = match staged_rootfs {
+        None => {
+            layout.commit(&output)?;
+            None
+        }
+        Some(staged) => {
+            let committed = staged.commit()?;
+            if let Err(e) = layout.commit(&output) {
+                committed.rollback();
+                return Err(e.into());
+            }
+            let summary = committed.finish()?;
+            if !summary.owners_set {
+                eprintln!(
+                    "note: not running as root, so {} was written without owners: every entry belongs to you (the image layer has the real ones)",
+                    summary.dir.display()
+                );
+            }
+            Some(summary)
+        }
+    };
     if plan.existing.as_ref() != Some(&new_lock) {
         new_lock.write(&plan.lock_path)?;
     }
@@ -369,6 +412,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         images,
         lock_path: plan.lock_path,
         from_lock,
+        rootfs,
     })
 }
 
@@ -915,10 +959,31 @@ pub fn summary(result: &BuildResult) -> String {
         },
         result.lock_path.display()
     ));
+    if let Some(r) = &result.rootfs {
+        out.push_str(&format!(
+            "rootfs {}: {} files, {} directories, {} symlinks, {} hard links, {} bytes\n",
+            r.dir.display(),
+            r.files,
+            r.dirs,
+            r.symlinks,
+            r.hardlinks,
+            r.bytes
+        ));
+    }
     out.push_str(&format!(
         "wrote {} tagged {}\n",
         result.output.display(),
         result.tag
     ));
+    if let Some(r) = &result.rootfs {
+        out.push_str(&format!(
+            "wrote root filesystem {} ({} directories, {} files, {} symlinks, {} hard links)\n",
+            r.dir.display(),
+            r.dirs,
+            r.files,
+            r.symlinks,
+            r.hardlinks
+        ));
+    }
     out
 }

@@ -7,6 +7,7 @@ use crate::fetch::FetchError;
 use crate::lock::LockError;
 use crate::manifest::ManifestError;
 use crate::oci::OciError;
+use crate::rootfs::export::ExportError;
 use crate::rootfs::generate::GenerateError;
 use crate::rootfs::select::SelectError;
 
@@ -28,6 +29,8 @@ pub enum Error {
     Generate(#[from] GenerateError),
     #[error(transparent)]
     Oci(#[from] OciError),
+    #[error(transparent)]
+    Export(#[from] ExportError),
     #[error("{0}")]
     Build(String),
     /// The lock is missing, stale, or does not match (`--locked`, `--offline`, verify).

@@ -55,6 +55,9 @@ struct BuildArgs {
     /// Tag in index.json (default: the image name)
     #[arg(long, value_name = "TAG")]
     tag: Option<String>,
+    /// Also write the root filesystem (one architecture) as a plain directory
+    #[arg(long, value_name = "DIR")]
+    rootfs: Option<PathBuf>,
     /// Fail unless the lock matches the manifest, a fresh resolution and the output
     #[arg(long)]
     locked: bool,
@@ -171,6 +174,7 @@ fn main() -> ExitCode {
             opts.tag = b.tag;
             opts.locked = b.locked;
             opts.offline = b.offline;
+            opts.rootfs = b.rootfs;
             match build::build(&opts) {
                 Ok(result) => {
                     if !opts.quiet {

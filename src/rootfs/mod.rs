@@ -1,6 +1,7 @@
 //! The image's file system: selection of package files, the virtual tree, generated
 //! files and scanner metadata.
 
+pub mod export;
 pub mod generate;
 pub mod select;
 pub mod tree;

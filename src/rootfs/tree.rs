@@ -228,12 +228,47 @@ impl Tree {
     }
 
     /// Insert or overwrite (for generated files that deliberately replace packaged ones).
+    ///
+    /// A directory that has entries under it cannot be replaced by a file or a link:
+    /// its entries would then lie under a non-directory (under a symlink, a path that
+    /// could lead anywhere, even outside `--rootfs`).
     pub fn replace(&mut self, path: &str, node: Node) -> Result<(), Conflict> {
         self.ensure_parents(path, &node.origin)?;
+        if let Some(old) = self.entries.get(path) {
+            if matches!(old.kind, NodeKind::Dir)
+                && !matches!(node.kind, NodeKind::Dir)
+                && self.has_children(path)
+            {
+                return Err(Conflict {
+                    path: path.to_string(),
+                    first: old.origin.clone(),
+                    second: node.origin,
+                    what: "types (a directory with entries in it cannot become a file or a link)",
+                });
+            }
+        }
         self.entries.insert(path.to_string(), node);
         Ok(())
     }
 
+    /// Does the tree hold any entry under directory `path`?
+    pub fn has_children(&self, path: &str) -> bool {
+        let prefix = if path == "/" {
+            "/".to_string()
+        } else {
+            format!("{path}/")
+        };
+        self.entries
+            .range::<str, _>((
+                std::ops::Bound::Excluded(prefix.as_str()),
+                std::ops::Bound::Unbounded,
+            ))
+            .next()
+            .is_some_and(|(p, _)| p.starts_with(&prefix))
+    }
+
+    /// Create the missing parents of `path`; every existing one must be a directory
+    /// (a symlink is not: nothing is ever put in the tree under a symlink).
     fn ensure_parents(&mut self, path: &str, origin: &str) -> Result<(), Conflict> {
         let mut end = 0;
         while let Some(i) = path[end + 1..].find('/') {
@@ -329,5 +364,86 @@ mod tests {
         let c = file(&mut t, b"z", "pkg-c");
         let err = t.insert("/opt/z", c).unwrap_err();
         assert_eq!(err.path, "/opt");
+    }
+
+    fn symlink(target: &str, origin: &str) -> Node {
+        Node {
+            kind: NodeKind::Symlink(target.into()),
+            mode: 0o777,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            origin: origin.into(),
+        }
+    }
+
+    #[test]
+    fn nothing_goes_under_a_symlink_by_insert_or_replace() {
+        let mut t = Tree::new().unwrap();
+        t.insert("/usr/lib/x", symlink("/etc", "pkg-a")).unwrap();
+        let f = file(&mut t, b"evil", "pkg-b");
+        let err = t.insert("/usr/lib/x/passwd", f.clone()).unwrap_err();
+        assert_eq!(err.path, "/usr/lib/x");
+        assert_eq!(err.first, "pkg-a");
+        assert!(err.to_string().contains("a directory is needed"), "{err}");
+        let err = t.replace("/usr/lib/x/sub/passwd", f).unwrap_err();
+        assert_eq!(err.path, "/usr/lib/x");
+        assert!(!t.contains("/usr/lib/x/sub"));
+        assert!(!t.contains("/usr/lib/x/sub/passwd"));
+    }
+
+    #[test]
+    fn replace_refuses_to_turn_a_directory_with_entries_into_a_link() {
+        let mut t = Tree::new().unwrap();
+        let f = file(&mut t, b"tz", "tzdata");
+        t.insert("/usr/share/zoneinfo/UTC", f).unwrap();
+        let err = t
+            .replace("/usr/share/zoneinfo", symlink("/tmp", "manifest"))
+            .unwrap_err();
+        assert_eq!(err.path, "/usr/share/zoneinfo");
+        assert_eq!(
+            (err.first.as_str(), err.second.as_str()),
+            ("tzdata", "manifest")
+        );
+        assert!(matches!(
+            t.get("/usr/share/zoneinfo").unwrap().kind,
+            NodeKind::Dir
+        ));
+        // An empty directory may become a link; a directory may be replaced by one.
+        t.insert(
+            "/opt/empty",
+            Node {
+                kind: NodeKind::Dir,
+                ..symlink("", "a")
+            },
+        )
+        .unwrap();
+        t.replace("/opt/empty", symlink("/usr", "manifest"))
+            .unwrap();
+        t.replace(
+            "/usr/share",
+            Node {
+                kind: NodeKind::Dir,
+                mode: 0o700,
+                ..symlink("", "m")
+            },
+        )
+        .unwrap();
+        assert_eq!(t.get("/usr/share").unwrap().mode, 0o700);
+        // A sibling whose name extends the directory's is not one of its entries.
+        t.insert(
+            "/usr/lib-x",
+            Node {
+                kind: NodeKind::Dir,
+                ..symlink("", "a")
+            },
+        )
+        .unwrap();
+        t.insert("/usr/lib-x.d", symlink("x", "a")).unwrap();
+        t.replace("/usr/lib-x", symlink("/usr", "manifest"))
+            .unwrap();
+        assert!(t.has_children("/usr"));
+        assert!(t.has_children("/"));
+        assert!(!t.has_children("/usr/lib-x"));
     }
 }

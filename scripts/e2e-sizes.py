@@ -4,8 +4,8 @@
     scripts/e2e-sizes.py ROOTFS WHOLE DEB... [--max-ratio R]
 
 ROOTFS: the unpacked image rootfs (umoci unpack). WHOLE: the whole-package extraction
-(mmdebstrap --variant=extract, its own bookkeeping removed by the caller). DEB...: the
-.debs both were made from.
+(mmdebstrap --variant=extract; with --skeleton, what mmdebstrap itself created before
+extracting is not counted). DEB...: the .debs both were made from.
 
 Prints `du -sb`-style totals of both trees (apparent bytes of files, symlinks and
 directories, hard links once) and their ratio, then a per-package table of regular-file
@@ -23,14 +23,18 @@ import tarfile
 MERGED = ("bin", "sbin", "lib", "lib64", "libx32")
 
 
-def du_sb(root):
-    """Apparent size like `du -sb`: every inode once (files, dirs, symlinks)."""
+def du_sb(root, skip=frozenset()):
+    """Apparent size like `du -sb`: every inode once (files, dirs, symlinks); paths in
+    `skip` ("/etc/apt", ...) are not counted themselves (their children still are)."""
     seen, total = set(), 0
     for dirpath, dirnames, filenames in os.walk(root):
         for name in [""] + dirnames + filenames:
             p = os.path.join(dirpath, name) if name else dirpath
             if name in dirnames and not os.path.islink(p):
                 continue  # directories are counted when walked into
+            rel = "/" + os.path.relpath(p, root) if p != root else "/"
+            if rel in skip:
+                continue
             st = os.lstat(p)
             if (st.st_dev, st.st_ino) in seen:
                 continue
@@ -45,14 +49,17 @@ def merged(path):
     return "/usr" + path if first in MERGED else path
 
 
-def deb_files(deb):
-    """(package, {merged path: size}) for the regular files of a .deb's data.tar."""
+def deb_files(deb, names=None):
+    """(package, {merged path: size}) for the regular files of a .deb's data.tar; every
+    member name (unmapped, "/etc/x") is added to the set `names` if given."""
     pkg = subprocess.run(["dpkg-deb", "-f", deb, "Package"], check=True,
                          capture_output=True, text=True).stdout.strip()
     proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", deb], stdout=subprocess.PIPE)
     files = {}
     with tarfile.open(fileobj=proc.stdout, mode="r|") as tf:
         for m in tf:
+            if names is not None:
+                names.add("/" + m.name.lstrip("./").rstrip("/"))
             if m.isreg():
                 files[merged(m.name)] = m.size
     if proc.wait() != 0:
@@ -81,16 +88,28 @@ def main():
     ap.add_argument("whole")
     ap.add_argument("debs", nargs="+")
     ap.add_argument("--max-ratio", type=float, default=0.5)
+    ap.add_argument("--skeleton", help="file: paths (`find .` output) the extractor made "
+                    "before extracting; not counted in WHOLE unless a .deb ships them")
     a = ap.parse_args()
 
-    img_total, whole_total = du_sb(a.rootfs), du_sb(a.whole)
-    ratio = img_total / whole_total
     img = image_files(a.rootfs)
+    shipped = set()
+    per_pkg = [deb_files(deb, shipped) for deb in sorted(a.debs)]
+    skip = set()
+    if a.skeleton:
+        for line in open(a.skeleton, encoding="utf-8"):
+            rel = "/" + line.strip().lstrip("./")
+            if rel != "/" and rel not in shipped:
+                skip.add(rel)
+    img_total, whole_total = du_sb(a.rootfs), du_sb(a.whole, skip)
+    if skip:
+        print(f"  not counted in WHOLE: {len(skip)} entries the extractor made itself "
+              f"({du_sb(a.whole) - whole_total} bytes: apt/dpkg state, /dev nodes, ...)")
+    ratio = img_total / whole_total
     claimed = set()
     print(f"  {'PACKAGE':<16} {'DEB FILES':>10} {'IN IMAGE':>10}  SHARE   FILES")
     sum_deb = sum_in = 0
-    for deb in sorted(a.debs):
-        pkg, files = deb_files(deb)
+    for pkg, files in per_pkg:
         inside = {p: s for p, s in files.items() if img.get(p) == s}
         claimed.update(inside)
         d, i = sum(files.values()), sum(inside.values())

@@ -28,6 +28,9 @@
 #              with APT_STATE/cache, and use that for apt-cache/apt-get download. The host's
 #              dpkg architectures and lists are left untouched. Uses the host's sources.
 #   KEYRING    default /usr/share/keyrings/debian-archive-keyring.gpg.
+#   CHOSEN_VERSIONS  a file: one "package<TAB>version<TAB>architecture" line is appended
+#              per .deb put in the mirror (what compose must resolve; the e2e compares
+#              scanner output with it).
 #   SUITES     "archive:suite ..." (default "debian:bookworm debian:bookworm-updates
 #              debian-security:bookworm-security").
 #
@@ -38,7 +41,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
-[ $# -ge 1 ] || { sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 start_ns=$(date +%s%N)
 
 OUTDIR=$1; shift
@@ -252,6 +255,7 @@ for want in "$@"; do
             where="$where $archive/$suite"
         done <<<"$rows"
         bytes_total=$((bytes_total + size))
+        [ -z "${CHOSEN_VERSIONS:-}" ] || printf '%s\t%s\t%s\n' "$name" "$best" "$pkgarch" >>"$CHOSEN_VERSIONS"
         summary+=("$(printf '%-16s %-24s %-6s %9s  %-10s %s' "$name" "$best" "$pkgarch" "$size" "$how" "${where# }")")
     done
 done

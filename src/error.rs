@@ -7,6 +7,7 @@ use crate::fetch::FetchError;
 use crate::manifest::ManifestError;
 use crate::oci::OciError;
 use crate::rootfs::generate::GenerateError;
+use crate::rootfs::linkage::LinkageError;
 use crate::rootfs::select::SelectError;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,8 @@ pub enum Error {
     Generate(#[from] GenerateError),
     #[error(transparent)]
     Oci(#[from] OciError),
+    #[error(transparent)]
+    Linkage(#[from] LinkageError),
     #[error("{0}")]
     Build(String),
 }

@@ -293,6 +293,23 @@ impl ElfInfo {
     }
 }
 
+/// The Debian architecture an ELF file is built for (`amd64`, `arm64`, …), when it is
+/// ELF and of a known machine: `compose check --binary` picks that image of an index.
+pub fn debian_arch(bytes: &[u8]) -> Option<&'static str> {
+    let info = read_elf(bytes).ok()??;
+    Some(match *info.triplets().first()? {
+        "x86_64-linux-gnu" => "amd64",
+        "aarch64-linux-gnu" => "arm64",
+        "arm-linux-gnueabihf" => "armhf",
+        "arm-linux-gnueabi" => "armel",
+        "i386-linux-gnu" => "i386",
+        "powerpc64le-linux-gnu" => "ppc64el",
+        "s390x-linux-gnu" => "s390x",
+        "riscv64-linux-gnu" => "riscv64",
+        _ => return None,
+    })
+}
+
 /// Read the ELF facts of `data`; `Ok(None)` when it is not an ELF file.
 fn read_elf<'d, R: ReadRef<'d>>(data: R) -> Result<Option<ElfInfo>, String> {
     let ident = match data.read_bytes_at(0, 16) {

@@ -15,6 +15,7 @@ use crate::manifest::{self, Manifest, Source};
 use crate::oci::{ImageConfig, LayerInfo, LayoutWriter};
 use crate::rootfs::export::{self, ExportSummary};
 use crate::rootfs::generate::{self, MOZILLA_CERTS};
+use crate::rootfs::linkage::{self, Shipped};
 use crate::rootfs::select::{self, Selector};
 use crate::rootfs::tree::Tree;
 
@@ -82,6 +83,8 @@ pub struct ArchImage {
     pub manifest_digest: String,
     pub entries: usize,
     pub setid: Vec<String>,
+    /// ELF files the linkage check read (DESIGN §5).
+    pub elf_files: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -341,7 +344,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
             })
             .collect();
         let debs = plan.runtime.block_on(plan.fetcher.get_all(&wants))?;
-        let (tree, setid) = compose_tree(manifest, arch, &packages, &debs)?;
+        let (tree, setid, shipped) = compose_tree(manifest, arch, &packages, &debs)?;
+        // Linkage check (DESIGN §5), before anything of this architecture is written.
+        let linked = linkage::check(&tree, &[], Some(&shipped))?;
         let layer = layout.write_layer(&tree, opts.epoch)?;
         if let Some(dir) = &opts.rootfs {
             staged_rootfs = Some(export::stage(&tree, dir, opts.epoch)?);
@@ -362,6 +367,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
             manifest_digest: written.manifest.digest.clone(),
             entries: tree.len(),
             setid,
+            elf_files: linked.elf_files,
         });
         descriptors.push(written.manifest);
     }
@@ -827,12 +833,15 @@ fn compose_tree(
     arch: &str,
     packages: &[Resolved],
     debs: &[PathBuf],
-) -> Result<(Tree, Vec<String>)> {
+) -> Result<(Tree, Vec<String>, Shipped)> {
     let mut tree =
         Tree::new().map_err(|e| Error::Build(format!("cannot create the spool: {e}")))?;
     let mut certs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut setid = Vec::new();
     let mut have_ca = false;
+    // Every file of every declared package, selected or not: what a linkage miss can
+    // suggest adding.
+    let mut shipped = Shipped::new(manifest.image.merged_usr);
     for (resolved, path) in packages.iter().zip(debs) {
         let name = &resolved.name;
         let spec = manifest
@@ -855,6 +864,7 @@ fn compose_tree(
             std::io::BufReader::new(file),
             &what,
             |entry, data| -> Result<()> {
+                shipped.record(name, entry);
                 let is_cert = capture
                     && matches!(entry.kind, deb::EntryKind::File)
                     && entry.path.starts_with(MOZILLA_CERTS)
@@ -898,7 +908,7 @@ fn compose_tree(
     if manifest.image.merged_usr {
         select::add_merged_usr_links(&mut tree, arch).map_err(select::SelectError::from)?;
     }
-    Ok((tree, setid))
+    Ok((tree, setid, shipped))
 }
 
 fn image_config(manifest: &Manifest, arch: &str) -> ImageConfig {
@@ -936,10 +946,11 @@ pub fn summary(result: &BuildResult) -> String {
     let mut out = String::new();
     for image in &result.images {
         out.push_str(&format!(
-            "{}: {} packages, {} entries, layer {} ({} bytes)\n",
+            "{}: {} packages, {} entries ({} ELF files linked), layer {} ({} bytes)\n",
             image.arch,
             image.packages.len(),
             image.entries,
+            image.elf_files,
             image.layer.digest,
             image.layer.size
         ));

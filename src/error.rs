@@ -9,6 +9,7 @@ use crate::manifest::ManifestError;
 use crate::oci::OciError;
 use crate::rootfs::export::ExportError;
 use crate::rootfs::generate::GenerateError;
+use crate::rootfs::linkage::LinkageError;
 use crate::rootfs::select::SelectError;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,8 @@ pub enum Error {
     Oci(#[from] OciError),
     #[error(transparent)]
     Export(#[from] ExportError),
+    #[error(transparent)]
+    Linkage(#[from] LinkageError),
     #[error("{0}")]
     Build(String),
     /// The lock is missing, stale, or does not match (`--locked`, `--offline`, verify).

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 mod layer;
 mod layout;
+pub mod read;
 
 pub use layer::{write_layer, GZIP_LEVEL};
 pub use layout::{rfc3339, LayoutWriter};

@@ -3,5 +3,6 @@
 
 pub mod export;
 pub mod generate;
+pub mod linkage;
 pub mod select;
 pub mod tree;

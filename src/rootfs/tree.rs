@@ -92,6 +92,7 @@ impl Spool {
     pub fn reader(&self, content: &Content) -> SpoolReader<'_> {
         SpoolReader {
             file: &self.file,
+            start: content.offset,
             pos: content.offset,
             end: content.offset + content.len,
         }
@@ -107,6 +108,7 @@ impl Spool {
 
 pub struct SpoolReader<'a> {
     file: &'a File,
+    start: u64,
     pos: u64,
     end: u64,
 }
@@ -126,6 +128,29 @@ impl Read for SpoolReader<'_> {
         }
         self.pos += n as u64;
         Ok(n)
+    }
+}
+
+/// Positions are relative to the start of the content (for readers that only need a
+/// few ranges of a file, such as an ELF header and its dynamic section).
+impl Seek for SpoolReader<'_> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let len = (self.end - self.start) as i128;
+        let at = match pos {
+            SeekFrom::Start(n) => n as i128,
+            SeekFrom::End(d) => len + d as i128,
+            SeekFrom::Current(d) => (self.pos - self.start) as i128 + d as i128,
+        };
+        if at < 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start of a spooled file",
+            ));
+        }
+        // Past the end reads nothing, as for a file.
+        let at = (at.min(len)) as u64;
+        self.pos = self.start + at;
+        Ok(at)
     }
 }
 

@@ -1,5 +1,5 @@
 //! Minimal, structurally valid ELF64 little-endian shared objects for linkage tests:
-//! a `PT_INTERP` (optional), a `PT_DYNAMIC` with `DT_NEEDED`, `DT_SONAME`, `DT_RUNPATH`,
+//! a `PT_INTERP` (optional), a `PT_DYNAMIC` with `DT_NEEDED`, `DT_SONAME`, `DT_RPATH`, `DT_RUNPATH`,
 //! and matching section headers (`.interp`, `.dynstr`, `.dynamic`, `.shstrtab`), so
 //! both segment-based and section-based readers (readelf, `object`) see the same
 //! facts. No code: they are never run.
@@ -14,6 +14,8 @@ pub struct ElfSpec {
     pub needed: Vec<String>,
     pub soname: Option<String>,
     pub runpath: Option<String>,
+    /// DT_RPATH (the older form; the loader ignores it when DT_RUNPATH is present)
+    pub rpath: Option<String>,
 }
 
 impl ElfSpec {
@@ -70,6 +72,7 @@ const DT_NEEDED: u64 = 1;
 const DT_STRTAB: u64 = 5;
 const DT_STRSZ: u64 = 10;
 const DT_SONAME: u64 = 14;
+const DT_RPATH: u64 = 15;
 const DT_RUNPATH: u64 = 29;
 
 /// Lays out the file; virtual addresses equal file offsets (one PT_LOAD at 0).
@@ -99,6 +102,9 @@ pub fn build_elf(spec: &ElfSpec) -> Vec<u8> {
     }
     if let Some(s) = &spec.soname {
         dyns.push((DT_SONAME, add(s)));
+    }
+    if let Some(r) = &spec.rpath {
+        dyns.push((DT_RPATH, add(r)));
     }
     if let Some(r) = &spec.runpath {
         dyns.push((DT_RUNPATH, add(r)));

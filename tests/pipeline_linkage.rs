@@ -1,0 +1,255 @@
+//! The linkage check in the pipeline and `compose check`, over the hermetic fixture: a
+//! signed apt repository of packages holding (synthetic) ELF files.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use compose::build::{build, BuildOptions};
+use support::{DebSpec, ElfSpec, IndexVariants, Member, Repo, Server, SuiteSpec, TestKey};
+
+const ARCH: &str = "arm64";
+const T: &str = "aarch64-linux-gnu";
+
+fn packages() -> Vec<DebSpec> {
+    vec![
+        // Debian's unmerged layout: the loader and libc under /lib.
+        DebSpec::new("libc6", "2.36-9", ARCH, Member::Xz)
+            .file(
+                &format!("/lib/{T}/ld-linux-aarch64.so.1"),
+                ElfSpec::library(ARCH, "ld-linux-aarch64.so.1", &[]).build(),
+                0o755,
+            )
+            .symlink(
+                "/lib/ld-linux-aarch64.so.1",
+                &format!("{T}/ld-linux-aarch64.so.1"),
+            )
+            .file(
+                &format!("/lib/{T}/libc.so.6"),
+                ElfSpec::library(ARCH, "libc.so.6", &["ld-linux-aarch64.so.1"]).build(),
+                0o755,
+            )
+            .copyright(),
+        DebSpec::new("libgcc-s1", "12.2.0-14", ARCH, Member::Xz)
+            .file(
+                &format!("/lib/{T}/libgcc_s.so.1"),
+                ElfSpec::library(ARCH, "libgcc_s.so.1", &["libc.so.6"]).build(),
+                0o644,
+            )
+            .copyright(),
+        DebSpec::new("hello", "1.0-1", ARCH, Member::Gz)
+            .file(
+                "/usr/bin/hello",
+                ElfSpec::executable(ARCH, &["libgcc_s.so.1", "libc.so.6"]).build(),
+                0o755,
+            )
+            .copyright(),
+    ]
+}
+
+const WITH_LIBGCC: &str = r#"
+[package.libc6]
+paths = ["/usr/lib/*-linux-gnu/libc.so.6", "/usr/lib/*-linux-gnu/ld-linux-*.so.*", "/usr/lib/ld-linux-*.so.*"]
+
+[package.libgcc-s1]
+paths = ["/usr/lib/*-linux-gnu/libgcc_s.so.1"]
+
+[package.hello]
+paths = ["/usr/bin/hello"]
+"#;
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    _server: Server,
+    _repo: Repo,
+    url: String,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let key = TestKey::generate("compose fixture <fixture@example.invalid>");
+        let mut suite = SuiteSpec::new("bookworm", &["main"], &[ARCH]);
+        for p in packages() {
+            suite = suite.package("main", p);
+        }
+        let repo = Repo::build(&key, &[suite], IndexVariants::ALL);
+        let server = repo.serve();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        support::write_keyring(&dir, "archive.gpg", &key);
+        let url = server.url.clone();
+        Fixture {
+            _tmp: tmp,
+            dir,
+            _server: server,
+            _repo: repo,
+            url,
+        }
+    }
+
+    fn manifest(&self, body: &str) -> PathBuf {
+        let text = format!(
+            "[image]\nname = \"linked\"\narchitectures = [\"{ARCH}\"]\n\n{}\n{body}",
+            support::source_toml(&self.url, &["bookworm"], &["main"], "archive.gpg")
+        );
+        support::write_manifest(&self.dir, &text)
+    }
+
+    fn build(&self, body: &str) -> Result<compose::build::BuildResult, compose::Error> {
+        build(&BuildOptions {
+            manifest: self.manifest(body),
+            output: Some(self.dir.join("out")),
+            cache: Some(self.dir.join("cache")),
+            quiet: true,
+            ..BuildOptions::default()
+        })
+    }
+}
+
+#[test]
+fn a_complete_image_builds_and_counts_its_elf_files() {
+    let f = Fixture::new();
+    let result = f.build(WITH_LIBGCC).unwrap();
+    assert_eq!(result.images[0].elf_files, 4);
+    let summary = compose::build::summary(&result);
+    assert!(summary.contains("(4 ELF files linked)"), "{summary}");
+}
+
+#[test]
+fn an_unselected_library_fails_the_build_naming_soname_and_pattern() {
+    let f = Fixture::new();
+    // libgcc-s1 declared, but its library not selected.
+    let body = WITH_LIBGCC.replace(
+        "[package.libgcc-s1]\npaths = [\"/usr/lib/*-linux-gnu/libgcc_s.so.1\"]",
+        "[package.libgcc-s1]\npaths = []",
+    );
+    assert_ne!(body, WITH_LIBGCC);
+    let e = f.build(&body).unwrap_err();
+    assert_eq!(e.exit_code(), 1);
+    assert!(matches!(e, compose::Error::Linkage(_)), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "/usr/bin/hello needs libgcc_s.so.1, which is not in the image; add `/usr/lib/*-linux-gnu/libgcc_s.so.1` to package libgcc-s1"
+    );
+    assert!(
+        !f.dir.join("out").exists(),
+        "nothing may be left at --output"
+    );
+    // Nor any temporary layout beside it.
+    let left: Vec<_> = std::fs::read_dir(&f.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "cache" && n != "archive.gpg" && n != "compose.toml")
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn an_undeclared_library_package_fails_the_build() {
+    let f = Fixture::new();
+    let body = WITH_LIBGCC.replace(
+        "[package.libgcc-s1]\npaths = [\"/usr/lib/*-linux-gnu/libgcc_s.so.1\"]\n",
+        "",
+    );
+    let e = f.build(&body).unwrap_err().to_string();
+    assert!(
+        e.starts_with("/usr/bin/hello needs libgcc_s.so.1, which is not in the image; no declared package ships it"),
+        "{e}"
+    );
+    assert!(!f.dir.join("out").exists());
+}
+
+#[test]
+fn a_missing_interpreter_names_the_loader_link_and_its_target() {
+    let f = Fixture::new();
+    let body = WITH_LIBGCC.replace(
+        ", \"/usr/lib/*-linux-gnu/ld-linux-*.so.*\", \"/usr/lib/ld-linux-*.so.*\"",
+        "",
+    );
+    let e = f.build(&body).unwrap_err().to_string();
+    assert!(
+        e.contains("/usr/bin/hello needs the interpreter /lib/ld-linux-aarch64.so.1, which is not in the image; add `/usr/lib/ld-linux-aarch64.so.1` and its target `/usr/lib/*-linux-gnu/ld-linux-aarch64.so.1` to package libc6"),
+        "{e}"
+    );
+    assert!(
+        e.contains("/usr/lib/aarch64-linux-gnu/libc.so.6 needs ld-linux-aarch64.so.1"),
+        "{e}"
+    );
+}
+
+fn compose_check(layout: &Path, binaries: &[&Path]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_compose"));
+    cmd.arg("check").arg(layout);
+    for b in binaries {
+        cmd.arg("--binary").arg(b);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn compose_check_tells_whether_a_binary_runs_on_the_image() {
+    let f = Fixture::new();
+    f.build(WITH_LIBGCC).unwrap();
+    let out = f.dir.join("out");
+
+    let (code, stdout, stderr) = compose_check(&out, &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        stdout.lines().last(),
+        Some("ok: 4 ELF files in the image resolve")
+    );
+
+    let good = f.dir.join("app");
+    std::fs::write(&good, ElfSpec::executable(ARCH, &["libc.so.6"]).build()).unwrap();
+    let tagged = format!("{}:linked", out.display());
+    let (code, stdout, stderr) = compose_check(Path::new(&tagged), &[&good]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!(
+            "{}: ok (aarch64): /lib/ld-linux-aarch64.so.1 → /usr/lib/{T}/ld-linux-aarch64.so.1, libc.so.6 → /usr/lib/{T}/libc.so.6",
+            good.display()
+        )
+    );
+    assert_eq!(
+        lines.last(),
+        Some(&"ok: 1 binary and 4 ELF files in the image resolve")
+    );
+
+    let bad = f.dir.join("needs-zlib");
+    std::fs::write(
+        &bad,
+        ElfSpec::executable(ARCH, &["libz.so.1", "libc.so.6"]).build(),
+    )
+    .unwrap();
+    let (code, stdout, _) = compose_check(&out, &[&good, &bad]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "{} needs libz.so.1, which is not in the image\n",
+            bad.display()
+        )),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().last(),
+        Some("FAILED: 1 unresolved in 1 file")
+    );
+
+    // Usage errors: 2.
+    let (code, _, stderr) = compose_check(&f.dir.join("nowhere"), &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("not an OCI image layout"), "{stderr}");
+    let (code, _, stderr) = compose_check(Path::new(&format!("{}:nope", out.display())), &[]);
+    assert_eq!(code, 2, "{stderr}");
+    let (code, _, _) = compose_check(&out, &[&f.dir.join("no-such-binary")]);
+    assert_eq!(code, 2);
+}

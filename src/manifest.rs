@@ -648,6 +648,38 @@ impl Cx<'_> {
         })
     }
 
+    /// A [[user]] or [[group]] name: valid, unique, and not `root` or `builtin` (the
+    /// generator always writes those).
+    fn account_name(
+        &self,
+        name: &Spanned<String>,
+        seen: &mut BTreeSet<String>,
+        kind: &str,
+        builtin: &str,
+    ) -> Result<(), ManifestError> {
+        let n = name.get_ref();
+        let valid = !n.is_empty()
+            && n.len() <= 32
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+            && !n.starts_with('-');
+        if !valid {
+            return Err(self.error(
+                name.span(),
+                format!("`{n}` is not a valid {kind} name"),
+                "use letters, digits, `_`, `-` and `.` (at most 32)",
+            ));
+        }
+        if !seen.insert(n.clone()) || n == "root" || n == builtin {
+            return Err(self.error(
+                name.span(),
+                format!("{kind} `{n}` is defined twice (root and {builtin} are always there)"),
+                format!("give each [[{kind}]] a unique name"),
+            ));
+        }
+        Ok(())
+    }
+
     fn mode(&self, m: &Option<Spanned<String>>, default: u32) -> Result<u32, ManifestError> {
         let Some(m) = m else { return Ok(default) };
         let s = m.get_ref();
@@ -887,20 +919,7 @@ impl Cx<'_> {
         let mut group_names = BTreeSet::new();
         for g in &raw.group {
             let gr = g.get_ref();
-            check_account_name(self, &gr.name)?;
-            if !group_names.insert(gr.name.get_ref().clone())
-                || gr.name.get_ref() == "root"
-                || gr.name.get_ref() == "nogroup"
-            {
-                return Err(self.error(
-                    gr.name.span(),
-                    format!(
-                        "group `{}` is defined twice (root and nogroup are always there)",
-                        gr.name.get_ref()
-                    ),
-                    "give each [[group]] a unique name",
-                ));
-            }
+            self.account_name(&gr.name, &mut group_names, "group", "nogroup")?;
             groups.push(Group {
                 name: gr.name.get_ref().clone(),
                 gid: gr.gid,
@@ -911,20 +930,7 @@ impl Cx<'_> {
         let mut user_names = BTreeSet::new();
         for u in &raw.user {
             let ur = u.get_ref();
-            check_account_name(self, &ur.name)?;
-            if !user_names.insert(ur.name.get_ref().clone())
-                || ur.name.get_ref() == "root"
-                || ur.name.get_ref() == "nobody"
-            {
-                return Err(self.error(
-                    ur.name.span(),
-                    format!(
-                        "user `{}` is defined twice (root and nobody are always there)",
-                        ur.name.get_ref()
-                    ),
-                    "give each [[user]] a unique name",
-                ));
-            }
+            self.account_name(&ur.name, &mut user_names, "user", "nobody")?;
             let home = match &ur.home {
                 Some(h) => Some(self.image_path(h, merged_usr, "home")?),
                 None => None,
@@ -1081,24 +1087,6 @@ pub fn snapshot_url(url: &str, ts: &str) -> Option<String> {
         _ => return None,
     };
     Some(format!("https://{service}/{ts}"))
-}
-
-fn check_account_name(cx: &Cx<'_>, name: &Spanned<String>) -> Result<(), ManifestError> {
-    let n = name.get_ref();
-    let ok = !n.is_empty()
-        && n.len() <= 32
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
-        && !n.starts_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(cx.error(
-            name.span(),
-            format!("`{n}` is not a valid user or group name"),
-            "use letters, digits, `_`, `-` and `.` (at most 32)",
-        ))
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,57 @@
+//! Every manifest shipped in manifests/ parses and validates (schema, globs, keyrings).
+
+use std::path::Path;
+
+use compose::manifest::Manifest;
+
+#[test]
+fn every_shipped_manifest_is_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let m = Manifest::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!m.packages.is_empty(), "{}", path.display());
+            names.push(m.image.name.clone());
+        }
+    }
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "debian12-cc",
+            "debian12-minimal",
+            "noble-static",
+            "noble-tiny-grpc"
+        ],
+        "a manifest was added or removed: update this list and the README"
+    );
+    let tiny = Manifest::load(&dir.join("noble-tiny-grpc.toml")).unwrap();
+    assert_eq!(tiny.image.architectures, ["amd64", "arm64"]);
+    assert_eq!(
+        tiny.sources[0].base_url("arm64"),
+        "http://ports.ubuntu.com/ubuntu-ports"
+    );
+    assert_eq!(tiny.resolved_user().as_deref(), Some("1002:1001"));
+    for p in [
+        "libc6",
+        "libgcc-s1",
+        "libstdc++6",
+        "zlib1g",
+        "ca-certificates",
+        "tzdata",
+        "netbase",
+        "base-files",
+    ] {
+        assert!(
+            tiny.packages.iter().any(|x| x.name == p),
+            "noble-tiny-grpc lacks {p}"
+        );
+    }
+    let stat = Manifest::load(&dir.join("noble-static.toml")).unwrap();
+    assert!(
+        !stat.packages.iter().any(|p| p.name == "libc6"),
+        "noble-static has no libc"
+    );
+}

@@ -110,8 +110,10 @@ run_compose_rc() { # manifest outdir cachedir logname [args...] -> compose's exi
     local manifest=$1 out=$2 cache=$3 name=$4
     shift 4
     RC=0
+    # Each run keeps its lock in $TMP: the repository's manifests/ stays untouched.
     "$COMPOSE" "$manifest" --mirror "http://deb.debian.org=$SERVE_URL" \
-        --output "$out" --cache "$cache" "$@" >"$TMP/$name.stdout" 2>"$TMP/$name.stderr" || RC=$?
+        --output "$out" --cache "$cache" --lock "$TMP/$name.lock" "$@" \
+        >"$TMP/$name.stdout" 2>"$TMP/$name.stderr" || RC=$?
 }
 run_compose() { # manifest outdir cachedir logname [args...] -> prints the digest
     local manifest=$1 out=$2 name=$4
@@ -178,6 +180,14 @@ D2=$(run_compose "$MANIFEST" "$TMP/out2" "$TMP/cache2" run2)
 echo "digest $D2"
 [ "$D1" = "$D2" ] || fail "not reproducible: $D1 (first run) != $D2 (second run, empty cache)"
 cmp -s "$TMP/out/index.json" "$TMP/out2/index.json" || fail "index.json differs between runs"
+
+step "compose (3): --locked with the first run's lock (the hash audit), then compose verify"
+cp "$TMP/run1.lock" "$TMP/run3.lock"
+D3=$(run_compose "$MANIFEST" "$TMP/out3" "$TMP/cache" run3 --locked)
+[ "$D1" = "$D3" ] || fail "--locked rebuild gave $D3, the lock recorded $D1"
+"$COMPOSE" verify "$MANIFEST" --mirror "http://deb.debian.org=$SERVE_URL" \
+    --cache "$TMP/cache" --lock "$TMP/run1.lock" --quiet | sed 's/^/  /' \
+    || fail "compose verify failed against $TMP/run1.lock"
 
 echo "A OK: $TAG $D1"
 

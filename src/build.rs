@@ -661,83 +661,69 @@ async fn resolve(
         .collect();
     let keep = |name: &str| wanted.contains(name);
     let mut arch_lock = ArchLock::default();
-    // (entry, base URL, suite), in source and suite order.
-    let mut candidates: Vec<(PackageEntry, String, String)> = Vec::new();
-    let mut searched = Vec::new();
+
+    // 1. Every suite's Release, fetched and verified concurrently (once per URL for all
+    //    architectures).
+    let mut suites = Vec::new(); // (source, base URL, suite, dists URL), in manifest order
     for source in &manifest.sources {
-        let keyring = cache.keyring(source)?;
         let base = source.base_url(arch).to_string();
-        let allow_expired = opts.allow_expired || source.snapshot.is_some();
         for suite in &source.suites {
             let dists = format!("{base}/dists/{suite}");
-            searched.push(dists.clone());
-            let rel = match cache.releases.get(&dists) {
-                Some(r) => r.clone(),
-                None => {
-                    let r = Arc::new(release(fetcher, &dists, &keyring, allow_expired).await?);
-                    cache.releases.insert(dists.clone(), r.clone());
-                    r
-                }
-            };
-            arch_lock.releases.insert(
-                rel.url.clone(),
-                lock::ReleaseLock {
-                    sha256: rel.sha256.clone(),
-                    date: rel.release.date.clone(),
-                },
-            );
-            for component in &source.components {
-                let indexes = rel.release.packages_indexes(component, arch, &dists)?;
-                let mut text = None;
-                let mut tried = Vec::new();
-                for index in &indexes {
-                    let url = format!("{dists}/{}", index.path);
-                    let want = Want {
-                        what: format!("index {}", index.path),
-                        url: url.clone(),
-                        size: index.size,
-                        sha256: index.sha256.clone(),
-                    };
-                    match fetcher.get_verified(&want, None).await? {
-                        Some(path) => {
-                            let bytes = std::fs::read(&path).map_err(|e| {
-                                Error::Build(format!(
-                                    "cannot read cached index {}: {e}",
-                                    path.display()
-                                ))
-                            })?;
-                            text = Some(match index.compression {
-                                apt::Compression::None => bytes,
-                                c => apt::decompress(&bytes, c, PACKAGES_LIMIT, &url)?,
-                            });
-                            arch_lock.indexes.insert(
-                                url.clone(),
-                                lock::IndexLock {
-                                    size: index.size,
-                                    sha256: Sha256::from_hex(&index.sha256)
-                                        .map_err(|e| Error::Build(format!("{url}: {e}")))?,
-                                },
-                            );
-                            break;
-                        }
-                        None => tried.push(fetcher.rewrite(&url)),
-                    }
-                }
-                let Some(text) = text else {
-                    return Err(Error::Build(format!(
-                        "{dists}: no Packages index for {component}/binary-{arch} could be fetched (tried {})",
-                        tried.join(", ")
-                    )));
-                };
-                let what = format!("{dists}/{component}/binary-{arch}/Packages");
-                for entry in apt::parse_packages(&text, &what, &keep)? {
-                    if entry.architecture == arch || entry.architecture == "all" {
-                        candidates.push((entry, base.clone(), suite.clone()));
-                    }
-                }
+            suites.push((source, base.clone(), suite.clone(), dists));
+        }
+    }
+    let mut missing = Vec::new();
+    for (source, _, _, dists) in &suites {
+        if !cache.releases.contains_key(dists) && !missing.iter().any(|(d, _, _)| d == dists) {
+            let allow_expired = opts.allow_expired || source.snapshot.is_some();
+            missing.push((dists.clone(), cache.keyring(source)?, allow_expired));
+        }
+    }
+    let fetched = futures::future::try_join_all(
+        missing
+            .iter()
+            .map(|(dists, keyring, allow)| release(fetcher, dists, keyring, *allow)),
+    )
+    .await?;
+    for ((dists, _, _), r) in missing.iter().zip(fetched) {
+        cache.releases.insert(dists.clone(), Arc::new(r));
+    }
+
+    // 2. Every component's Packages index, fetched concurrently.
+    let mut indexes = Vec::new(); // (base URL, suite, dists, component, candidates)
+    for (source, base, suite, dists) in &suites {
+        let rel = &cache.releases[dists];
+        arch_lock.releases.insert(
+            rel.url.clone(),
+            lock::ReleaseLock {
+                sha256: rel.sha256.clone(),
+                date: rel.release.date.clone(),
+            },
+        );
+        for component in &source.components {
+            let candidates = rel.release.packages_indexes(component, arch, dists)?;
+            indexes.push((base, suite, dists, component, candidates));
+        }
+    }
+    let texts = futures::future::try_join_all(indexes.iter().map(
+        |(_, _, dists, component, candidates)| {
+            packages_index(fetcher, dists, component, arch, candidates)
+        },
+    ))
+    .await?;
+
+    // 3. Parse them in manifest order (ties between equal versions go to the first).
+    let mut candidates: Vec<(PackageEntry, String, String)> = Vec::new();
+    for ((base, suite, dists, component, _), (url, index, text)) in indexes.iter().zip(texts) {
+        arch_lock.indexes.insert(url, index);
+        let what = format!("{dists}/{component}/binary-{arch}/Packages");
+        for entry in apt::parse_packages(&text, &what, &keep)? {
+            if entry.architecture == arch || entry.architecture == "all" {
+                candidates.push((entry, base.to_string(), suite.to_string()));
             }
         }
     }
+    let searched: Vec<&str> = suites.iter().map(|(_, _, _, d)| d.as_str()).collect();
     let mut chosen: Vec<&(PackageEntry, String, String)> = Vec::new();
     for name in &wanted {
         let best = candidates
@@ -785,6 +771,48 @@ async fn resolve(
         });
     }
     Ok((resolved, arch_lock))
+}
+
+/// The first of `candidates` (`.xz`, `.gz`, plain, as Release lists them) the server
+/// has, verified against Release and decompressed: (URL, lock entry, text).
+async fn packages_index(
+    fetcher: &Fetcher,
+    dists: &str,
+    component: &str,
+    arch: &str,
+    candidates: &[apt::IndexFile],
+) -> Result<(String, lock::IndexLock, Vec<u8>)> {
+    let mut tried = Vec::new();
+    for index in candidates {
+        let url = format!("{dists}/{}", index.path);
+        let want = Want {
+            what: format!("index {}", index.path),
+            url: url.clone(),
+            size: index.size,
+            sha256: index.sha256.clone(),
+        };
+        let Some(path) = fetcher.get_verified(&want, None).await? else {
+            tried.push(fetcher.rewrite(&url));
+            continue;
+        };
+        let bytes = std::fs::read(&path).map_err(|e| {
+            Error::Build(format!("cannot read cached index {}: {e}", path.display()))
+        })?;
+        let text = match index.compression {
+            apt::Compression::None => bytes,
+            c => apt::decompress(&bytes, c, PACKAGES_LIMIT, &url)?,
+        };
+        let entry = lock::IndexLock {
+            size: index.size,
+            sha256: Sha256::from_hex(&index.sha256)
+                .map_err(|e| Error::Build(format!("{url}: {e}")))?,
+        };
+        return Ok((url, entry, text));
+    }
+    Err(Error::Build(format!(
+        "{dists}: no Packages index for {component}/binary-{arch} could be fetched (tried {})",
+        tried.join(", ")
+    )))
 }
 
 /// Unmet `Depends:`/`Pre-Depends:` among the declared packages are warnings (the linkage

@@ -910,6 +910,22 @@ fn compose_tree(
                 Ok(())
             },
         )?;
+        // Selected hard links whose target was not selected: a second pass copies it.
+        let orphans = selector.orphan_targets();
+        if !orphans.is_empty() {
+            let file = std::fs::File::open(path)
+                .map_err(|e| Error::Build(format!("cannot open cached {}: {e}", path.display())))?;
+            deb::read_deb(
+                std::io::BufReader::new(file),
+                &what,
+                |entry, data| -> Result<()> {
+                    if orphans.contains(&entry.path) {
+                        selector.orphan_target(&mut tree, entry, data)?;
+                    }
+                    Ok(())
+                },
+            )?;
+        }
         setid.extend(selector.finish()?.setid);
         if manifest.generate.dpkg_status {
             generate::dpkg_status(

@@ -674,3 +674,27 @@ fn skopeo_and_umoci_accept_the_layout() {
         Err(_) => eprintln!("SKIPPED umoci check: umoci is not installed (apt-get install umoci)"),
     }
 }
+
+#[test]
+fn a_hard_link_whose_target_is_not_selected_becomes_a_copy_of_it() {
+    let f = Fixture::new();
+    // libfoo.so.1.0.0 is a hard link to libfoo-alt.so.1 in the package (the name that
+    // sorts first holds the data); select only the link.
+    Fixture::write(
+        &f.dir,
+        &f.server.url,
+        &MANIFEST_BODY.replace(
+            "[\"/usr/lib/*-linux-gnu/libfoo.so.*\", \"/usr/lib/*-linux-gnu/libfoo-alt.so.1\"]",
+            "[\"/usr/lib/*-linux-gnu/libfoo.so.1.0.0\"]",
+        ),
+    );
+    f.build().unwrap();
+    let (_, _, entries) = read_image(&f.dir.join("out"));
+    let lib = format!("usr/lib/{TRIPLET}");
+    let file = &entries[&format!("{lib}/libfoo.so.1.0.0")];
+    assert_eq!(
+        (file.kind, file.data.as_slice()),
+        (tar::EntryType::Regular, &b"foo 1.0-1ubuntu0.1"[..])
+    );
+    assert!(!entries.contains_key(&format!("{lib}/libfoo-alt.so.1")));
+}

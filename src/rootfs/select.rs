@@ -30,7 +30,7 @@ pub enum SelectError {
         location: String,
         arch: String,
     },
-    #[error("package {package}: hard link {path} points to {target}, which is not selected; add a pattern that selects {target}")]
+    #[error("package {package}: hard link {path} points to {target}, which is not a regular file of the package")]
     HardlinkTarget {
         package: String,
         path: String,
@@ -70,6 +70,9 @@ pub struct Selector<'a> {
     matched: Vec<bool>,
     dirs: HashMap<String, DirMeta>,
     contribution: Contribution,
+    /// Selected hard links whose target was not selected: (canonical path, the link's
+    /// entry). Their content is taken from the target in a second pass.
+    orphans: Vec<(String, Entry)>,
 }
 
 impl<'a> Selector<'a> {
@@ -88,6 +91,7 @@ impl<'a> Selector<'a> {
             matched: vec![false; package.paths.len()],
             dirs: HashMap::new(),
             contribution: Contribution::default(),
+            orphans: Vec::new(),
         }
     }
 
@@ -175,22 +179,19 @@ impl<'a> Selector<'a> {
             }
             EntryKind::Symlink(target) => NodeKind::Symlink(target.clone()),
             EntryKind::Hardlink(target) => {
-                let target = self.canonical(target);
-                match tree.get(&target) {
+                let canonical_target = self.canonical(target);
+                match tree.get(&canonical_target) {
                     Some(Node {
                         kind: NodeKind::File(_),
                         origin,
                         ..
-                    }) if origin == &self.package.name => {}
+                    }) if origin == &self.package.name => NodeKind::Hardlink(canonical_target),
+                    // The target is not selected: this path becomes a copy of it (second pass).
                     _ => {
-                        return Err(SelectError::HardlinkTarget {
-                            package: self.package.name.clone(),
-                            path,
-                            target,
-                        })
+                        self.orphans.push((path, entry.clone()));
+                        return Ok(());
                     }
                 }
-                NodeKind::Hardlink(target)
             }
             EntryKind::Other(kind) => {
                 return Err(SelectError::Special {
@@ -241,8 +242,82 @@ impl<'a> Selector<'a> {
         Ok(())
     }
 
+    /// Package paths (as in the data.tar) whose content a second pass must supply:
+    /// targets of selected hard links that were not selected themselves.
+    pub fn orphan_targets(&self) -> std::collections::BTreeSet<String> {
+        self.orphans
+            .iter()
+            .filter_map(|(_, e)| match &e.kind {
+                EntryKind::Hardlink(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Second pass over the data.tar: `entry` is a hard-link target that was not
+    /// selected. The first selected link to it gets its content as a regular file (with
+    /// the link's own path and metadata); further links become hard links to that one.
+    pub fn orphan_target(
+        &mut self,
+        tree: &mut Tree,
+        entry: &Entry,
+        data: &mut dyn Read,
+    ) -> Result<(), SelectError> {
+        if !matches!(entry.kind, EntryKind::File) {
+            return Ok(());
+        }
+        let links: Vec<(String, Entry)> = self
+            .orphans
+            .iter()
+            .filter(|(_, e)| matches!(&e.kind, EntryKind::Hardlink(t) if t == &entry.path))
+            .cloned()
+            .collect();
+        let Some(((first, first_entry), rest)) = links.split_first() else {
+            return Ok(());
+        };
+        let content = tree.spool.append(data).map_err(|source| SelectError::Io {
+            package: self.package.name.clone(),
+            path: first.clone(),
+            source,
+        })?;
+        self.contribution.files += 1;
+        self.contribution.bytes += content.len;
+        // A hard link shares its target's inode: the target's mode and owners.
+        let node = |kind| Node {
+            kind,
+            mode: entry.mode & 0o7777,
+            uid: entry.uid,
+            gid: entry.gid,
+            mtime: first_entry.mtime.max(entry.mtime),
+            origin: self.package.name.clone(),
+        };
+        if entry.mode & 0o6000 != 0 {
+            self.contribution.setid.push(first.clone());
+        }
+        self.insert_parents(tree, first)?;
+        tree.insert(first, node(NodeKind::File(content)))?;
+        for (path, _) in rest {
+            self.insert_parents(tree, path)?;
+            tree.insert(path, node(NodeKind::Hardlink(first.clone())))?;
+        }
+        self.orphans
+            .retain(|(p, _)| p != first && !rest.iter().any(|(r, _)| r == p));
+        Ok(())
+    }
+
     /// After the last entry: every required pattern must have matched.
     pub fn finish(self) -> Result<Contribution, SelectError> {
+        if let Some((path, entry)) = self.orphans.first() {
+            let target = match &entry.kind {
+                EntryKind::Hardlink(t) => t.clone(),
+                _ => String::new(),
+            };
+            return Err(SelectError::HardlinkTarget {
+                package: self.package.name.clone(),
+                path: path.clone(),
+                target,
+            });
+        }
         if let Some(i) = self.matched.iter().position(|m| !m) {
             let p = &self.package.paths[i];
             return Err(SelectError::Unmatched {

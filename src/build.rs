@@ -195,6 +195,10 @@ impl Plan {
         let mut pinned = BTreeMap::new();
         let mut releases = ReleaseCache::default();
         for arch in &self.archs {
+            let _phase = Phase(
+                self.fetcher
+                    .phase(format!("{arch}: verifying indexes, resolving")),
+            );
             let (packages, arch_lock) = self.runtime.block_on(resolve(
                 &self.fetcher,
                 &self.manifest,
@@ -206,6 +210,15 @@ impl Plan {
             pinned.insert(arch.clone(), packages);
         }
         Ok((lock, pinned))
+    }
+}
+
+/// A phase spinner, cleared when the phase ends (however it ends).
+struct Phase(indicatif::ProgressBar);
+
+impl Drop for Phase {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
     }
 }
 
@@ -344,10 +357,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
             })
             .collect();
         let debs = plan.runtime.block_on(plan.fetcher.get_all(&wants))?;
+        let phase = Phase(plan.fetcher.phase(format!("{arch}: selecting files")));
         let (tree, setid, shipped) = compose_tree(manifest, arch, &packages, &debs)?;
         // Linkage check (DESIGN §5), before anything of this architecture is written.
+        phase.0.set_message(format!("{arch}: checking ELF linkage"));
         let linked = linkage::check(&tree, &[], Some(&shipped))?;
+        phase.0.set_message(format!("{arch}: writing the layer"));
         let layer = layout.write_layer(&tree, opts.epoch)?;
+        drop(phase);
         if let Some(dir) = &opts.rootfs {
             staged_rootfs = Some(export::stage(&tree, dir, opts.epoch)?);
         }

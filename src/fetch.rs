@@ -255,6 +255,18 @@ impl Fetcher {
         &self.progress
     }
 
+    /// A spinner for one phase of the build (hidden with the rest of the progress).
+    pub fn phase(&self, message: String) -> ProgressBar {
+        let bar = self.progress.add(ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_message(message);
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    }
+
     /// Apply `--mirror` rewrites.
     pub fn rewrite(&self, url: &str) -> String {
         for (from, to) in &self.mirrors {

@@ -12,12 +12,14 @@ use crate::error::{Error, Result};
 use crate::fetch::{FetchOptions, Fetcher, Want};
 use crate::lock::{self, ArchLock, Lock, Sha256};
 use crate::manifest::{self, Manifest, Source};
-use crate::oci::{ImageConfig, LayerInfo, LayoutWriter};
+use crate::oci::archive::{self, DockerImage};
+use crate::oci::{Format, ImageConfig, LayerInfo, LayoutWriter};
 use crate::rootfs::export::{self, ExportSummary};
 use crate::rootfs::generate::{self, MOZILLA_CERTS};
 use crate::rootfs::linkage::{self, Shipped};
 use crate::rootfs::select::{self, Selector};
 use crate::rootfs::tree::Tree;
+use crate::sbom;
 
 /// InRelease/Release/Release.gpg larger than this are refused (Ubuntu's are ~250 KB).
 const RELEASE_LIMIT: u64 = 32 << 20;
@@ -55,6 +57,11 @@ pub struct BuildOptions {
     pub rootfs: Option<PathBuf>,
     /// An audit (`compose verify`): a damaged cache entry is a failure, not re-fetched.
     pub audit: bool,
+    // --- issue 7 (ship): output format and SBOM ---
+    /// `--format`: a layout directory (default) or one archive file at `output`.
+    pub format: Format,
+    /// `--sbom FILE`: SPDX 2.3 JSON of the image, written only when the build succeeds.
+    pub sbom: Option<PathBuf>,
 }
 
 /// A package pinned for an architecture, by resolution or by the lock.
@@ -251,10 +258,21 @@ fn changes(lock_path: &Path, changes: &[lock::Change]) -> String {
 pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let plan = plan(opts)?;
     let manifest = &plan.manifest;
-    let output = opts
-        .output
-        .clone()
-        .unwrap_or_else(|| Path::new("out").join(&manifest.image.name));
+    let output = opts.output.clone().unwrap_or_else(|| {
+        let name = &manifest.image.name;
+        match opts.format {
+            Format::Oci => Path::new("out").join(name),
+            _ => Path::new("out").join(format!("{name}.tar")),
+        }
+    });
+    // --- issue 7 (ship): docker-archive holds one architecture.
+    if opts.format == Format::DockerArchive && plan.archs.len() > 1 {
+        return Err(Error::Usage(format!(
+            "--format docker-archive holds one architecture, but {} were asked for ({}); choose one with --arch, or use --format oci-archive",
+            plan.archs.len(),
+            plan.archs.join(", ")
+        )));
+    }
 
     // --rootfs: one architecture only; refuse an unusable directory before any work.
     if let Some(dir) = &opts.rootfs {
@@ -345,6 +363,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let mut layout = LayoutWriter::create_beside(&output)?;
     let mut images = Vec::new();
     let mut descriptors = Vec::new();
+    // --- issue 7 (ship): what the SBOM needs of each tree before it is dropped.
+    let mut sbom_archs = Vec::new();
     for arch in &plan.archs {
         let packages = pinned[arch].clone();
         let wants: Vec<Want> = packages
@@ -365,6 +385,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         phase.0.set_message(format!("{arch}: writing the layer"));
         let layer = layout.write_layer(&tree, opts.epoch)?;
         drop(phase);
+        if opts.sbom.is_some() {
+            sbom_archs.push(sbom::SbomArch::collect(arch, &packages, &tree)?);
+        }
         if let Some(dir) = &opts.rootfs {
             staged_rootfs = Some(export::stage(&tree, dir, opts.epoch)?);
         }
@@ -406,16 +429,41 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     }
     // Both outputs or neither: the root filesystem goes in place first and is taken
     // back if the layout cannot be.
+    // --- issue 7 (ship): the SBOM is made before anything is committed, written after.
+    let sbom_doc = match &opts.sbom {
+        Some(_) => Some(sbom::document(&sbom::SbomImage {
+            name: &manifest.image.name,
+            tag: &plan.tag,
+            digest: &digest,
+            epoch: opts.epoch,
+            archs: &sbom_archs,
+        })?),
+        None => None,
+    };
     let rootfs = match staged_rootfs {
         None => {
-            layout.commit(&output)?;
+            commit_output(
+                layout,
+                &output,
+                opts,
+                &images,
+                &manifest.image.name,
+                &plan.tag,
+            )?;
             None
         }
         Some(staged) => {
             let committed = staged.commit()?;
-            if let Err(e) = layout.commit(&output) {
+            if let Err(e) = commit_output(
+                layout,
+                &output,
+                opts,
+                &images,
+                &manifest.image.name,
+                &plan.tag,
+            ) {
                 committed.rollback();
-                return Err(e.into());
+                return Err(e);
             }
             let summary = committed.finish()?;
             if !summary.owners_set {
@@ -430,6 +478,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     if plan.existing.as_ref() != Some(&new_lock) {
         new_lock.write(&plan.lock_path)?;
     }
+    if let (Some(path), Some(doc)) = (&opts.sbom, &sbom_doc) {
+        sbom::write(path, doc)?;
+    }
     Ok(BuildResult {
         digest,
         output,
@@ -439,6 +490,37 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         from_lock,
         rootfs,
     })
+}
+
+// --- issue 7 (ship): the layout as a directory, or packed into one archive file.
+fn commit_output(
+    layout: LayoutWriter,
+    output: &Path,
+    opts: &BuildOptions,
+    images: &[ArchImage],
+    name: &str,
+    tag: &str,
+) -> Result<()> {
+    match opts.format {
+        Format::Oci => layout.commit(output)?,
+        Format::OciArchive => archive::write_oci_archive(layout.path(), output, opts.epoch)?,
+        Format::DockerArchive => {
+            let image = &images[0];
+            let repo = name.to_ascii_lowercase();
+            archive::write_docker_archive(
+                layout.path(),
+                output,
+                &DockerImage {
+                    config_digest: &image.config_digest,
+                    layer_digest: &image.layer.digest,
+                    name: &repo,
+                    tag,
+                },
+                opts.epoch,
+            )?
+        }
+    }
+    Ok(())
 }
 
 /// `compose lock`: resolve and write the lock, build nothing. Outputs recorded by an

@@ -11,6 +11,7 @@ use crate::rootfs::export::ExportError;
 use crate::rootfs::generate::GenerateError;
 use crate::rootfs::linkage::LinkageError;
 use crate::rootfs::select::SelectError;
+use crate::sbom::SbomError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -41,6 +42,9 @@ pub enum Error {
     Lock(String),
     #[error(transparent)]
     LockFile(#[from] LockError),
+    /// `--sbom` (issue 7).
+    #[error(transparent)]
+    Sbom(#[from] SbomError),
 }
 
 impl Error {

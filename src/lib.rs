@@ -10,6 +10,7 @@ pub mod lock;
 pub mod manifest;
 pub mod oci;
 pub mod rootfs;
+pub mod sbom;
 
 pub mod build;
 pub mod error;

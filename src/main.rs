@@ -64,6 +64,13 @@ struct BuildArgs {
     /// Build from the lock and the cache only, without network
     #[arg(long)]
     offline: bool,
+    /// Output format: oci (a layout directory), oci-archive or docker-archive (one tar
+    /// file at --output, default out/<image name>.tar)
+    #[arg(long, value_name = "FORMAT", default_value = "oci", value_parser = compose::oci::Format::parse)]
+    format: compose::oci::Format,
+    /// Also write an SPDX 2.3 JSON SBOM of the image to FILE
+    #[arg(long, value_name = "FILE")]
+    sbom: Option<PathBuf>,
     #[command(flatten)]
     source: SourceArgs,
 }
@@ -185,6 +192,8 @@ fn main() -> ExitCode {
             opts.locked = b.locked;
             opts.offline = b.offline;
             opts.rootfs = b.rootfs;
+            opts.format = b.format;
+            opts.sbom = b.sbom;
             match build::build(&opts) {
                 Ok(result) => {
                     if !opts.quiet {

@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 
+pub mod archive;
 mod layer;
 mod layout;
 pub mod read;
 
+pub use archive::Format;
 pub use layer::{write_layer, GZIP_LEVEL};
 pub use layout::{rfc3339, LayoutWriter};
 

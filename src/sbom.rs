@@ -1,0 +1,524 @@
+//! `--sbom FILE`: an SPDX 2.3 JSON document of the image (issue 7).
+//!
+//! The image is one package (`SPDXRef-Image`, version = the digest `index.json` points
+//! to, purpose `CONTAINER`); each Debian package of each architecture is a package with
+//! its URL, the SHA256 of its `.deb`, a `pkg:deb` purl and the licence its DEP-5
+//! copyright file declares for `Files: *`; each regular file of each architecture's tree
+//! is a file with SHA1 and SHA256, contained by the package it came from (or by the image
+//! when a generator made it). Deterministic: creation time = the image epoch, namespace
+//! from the name and digest, everything sorted, canonical JSON.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use canon_json::CanonJsonSerialize;
+use serde_json::{json, Value};
+use sha1::{Digest, Sha1};
+
+use crate::build::Resolved;
+use crate::oci::rfc3339;
+use crate::rootfs::tree::{NodeKind, Tree};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SbomError {
+    #[error("--sbom: {context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> SbomError {
+    let context = context.into();
+    move |source| SbomError::Io { context, source }
+}
+
+/// One regular file of an architecture's tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SbomFile {
+    /// Absolute image path.
+    pub path: String,
+    pub sha256: [u8; 32],
+    pub sha1: [u8; 20],
+    /// The package name, or a generator's name.
+    pub origin: String,
+}
+
+/// What the SBOM needs of one architecture, collected before its tree is dropped.
+#[derive(Debug, Clone)]
+pub struct SbomArch {
+    pub arch: String,
+    pub packages: Vec<Resolved>,
+    pub files: Vec<SbomFile>,
+    /// `ID` and `VERSION_ID` of the image's os-release, when it has one.
+    pub os_release: Option<(String, Option<String>)>,
+    /// Package name → the `License:` of its DEP-5 copyright's `Files: *` paragraph.
+    pub licenses: BTreeMap<String, String>,
+}
+
+impl SbomArch {
+    /// Hash every regular file of `tree` with SHA1 (SPDX requires it; the tree already
+    /// has SHA256) and read os-release and the packages' copyright files.
+    pub fn collect(arch: &str, packages: &[Resolved], tree: &Tree) -> Result<SbomArch, SbomError> {
+        let mut files = Vec::new();
+        for (path, node) in tree.iter() {
+            if let NodeKind::File(content) = &node.kind {
+                let mut sha1 = Sha1::new();
+                let mut reader = tree.spool.reader(content);
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = reader
+                        .read(&mut buf)
+                        .map_err(io_err(format!("reading {path} from the spool")))?;
+                    if n == 0 {
+                        break;
+                    }
+                    sha1.update(&buf[..n]);
+                }
+                files.push(SbomFile {
+                    path: path.clone(),
+                    sha256: content.sha256,
+                    sha1: sha1.finalize().into(),
+                    origin: node.origin.clone(),
+                });
+            }
+        }
+        let text = |path: &str| -> Option<String> {
+            match &tree.get(path)?.kind {
+                NodeKind::File(c) => tree
+                    .spool
+                    .read_all(c)
+                    .ok()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned()),
+                _ => None,
+            }
+        };
+        let os_release = ["/etc/os-release", "/usr/lib/os-release"]
+            .iter()
+            .find_map(|p| text(p))
+            .and_then(|t| parse_os_release(&t));
+        let licenses = packages
+            .iter()
+            .filter_map(|p| {
+                let t = text(&format!("/usr/share/doc/{}/copyright", p.name))?;
+                Some((p.name.clone(), dep5_license(&t)?))
+            })
+            .collect();
+        Ok(SbomArch {
+            arch: arch.to_string(),
+            packages: packages.to_vec(),
+            files,
+            os_release,
+            licenses,
+        })
+    }
+}
+
+/// `ID` and `VERSION_ID` (unquoted) of an os-release file.
+pub fn parse_os_release(text: &str) -> Option<(String, Option<String>)> {
+    let mut id = None;
+    let mut version = None;
+    for line in text.lines() {
+        if let Some((k, v)) = line.split_once('=') {
+            let v = v.trim().trim_matches('"').trim_matches('\'').to_string();
+            match k.trim() {
+                "ID" if !v.is_empty() => id = Some(v),
+                "VERSION_ID" if !v.is_empty() => version = Some(v),
+                _ => {}
+            }
+        }
+    }
+    Some((id?, version))
+}
+
+/// The `License:` short name of the `Files: *` paragraph of a machine-readable (DEP-5)
+/// copyright file; `None` when the file is not DEP-5 or has no such paragraph.
+pub fn dep5_license(text: &str) -> Option<String> {
+    let mut paragraphs = text.split("\n\n").map(str::trim).filter(|p| !p.is_empty());
+    let header = paragraphs.next()?;
+    let format = field(header, "Format")?;
+    if !format.contains("copyright-format") {
+        return None;
+    }
+    paragraphs
+        .filter(|p| field(p, "Files").is_some_and(|f| f.split_whitespace().eq(["*"])))
+        .find_map(|p| field(p, "License"))
+        .filter(|l| !l.is_empty())
+}
+
+/// The first line of a deb822 field.
+fn field(paragraph: &str, name: &str) -> Option<String> {
+    paragraph.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (!l.starts_with([' ', '\t']) && k.eq_ignore_ascii_case(name)).then(|| v.trim().to_string())
+    })
+}
+
+/// A DEP-5 licence name as an SPDX identifier, when it has a known one.
+fn spdx_id(name: &str) -> Option<&'static str> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "gpl-1" => "GPL-1.0-only",
+        "gpl-1+" => "GPL-1.0-or-later",
+        "gpl-2" => "GPL-2.0-only",
+        "gpl-2+" => "GPL-2.0-or-later",
+        "gpl-3" => "GPL-3.0-only",
+        "gpl-3+" => "GPL-3.0-or-later",
+        "lgpl-2" => "LGPL-2.0-only",
+        "lgpl-2+" => "LGPL-2.0-or-later",
+        "lgpl-2.1" => "LGPL-2.1-only",
+        "lgpl-2.1+" => "LGPL-2.1-or-later",
+        "lgpl-3" => "LGPL-3.0-only",
+        "lgpl-3+" => "LGPL-3.0-or-later",
+        "agpl-3" => "AGPL-3.0-only",
+        "agpl-3+" => "AGPL-3.0-or-later",
+        "apache-2.0" | "apache-2" => "Apache-2.0",
+        "expat" | "mit" => "MIT",
+        "bsd-2-clause" => "BSD-2-Clause",
+        "bsd-3-clause" => "BSD-3-Clause",
+        "bsd-4-clause" => "BSD-4-Clause",
+        "isc" => "ISC",
+        "zlib" => "Zlib",
+        "mpl-1.1" => "MPL-1.1",
+        "mpl-2.0" => "MPL-2.0",
+        "cc0-1.0" | "cc0" => "CC0-1.0",
+        "artistic-2.0" => "Artistic-2.0",
+        "curl" => "curl",
+        "openssl" => "OpenSSL",
+        "unicode-dfs-2016" => "Unicode-DFS-2016",
+        _ => return None,
+    })
+}
+
+/// `[A-Za-z0-9.-]` as SPDX identifiers allow; anything else becomes `-`.
+fn ident(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .map(|c| match c {
+            '+' => 'p',
+            c if c.is_ascii_alphanumeric() || c == '.' || c == '-' => c,
+            _ => '-',
+        })
+        .collect();
+    if out.is_empty() {
+        "x".into()
+    } else {
+        out
+    }
+}
+
+/// A DEP-5 licence expression (`GPL-2+ or Artistic`, `LGPL-2.1+ and MIT`) as an SPDX
+/// licence expression; names without an SPDX identifier become `LicenseRef-…`, which
+/// are collected into `refs` (id → DEP-5 name).
+fn license_expression(dep5: &str, refs: &mut BTreeMap<String, String>) -> String {
+    let words: Vec<&str> = dep5
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut expect_name = true;
+    for w in &words {
+        let lw = w.to_ascii_lowercase();
+        if !expect_name && (lw == "or" || lw == "and") {
+            out.push(lw.to_ascii_uppercase());
+            expect_name = true;
+        } else if expect_name {
+            out.push(match spdx_id(w) {
+                Some(id) => id.to_string(),
+                None => {
+                    let id = format!("LicenseRef-{}", ident(w));
+                    refs.insert(id.clone(), w.to_string());
+                    id
+                }
+            });
+            expect_name = false;
+        } else {
+            // `with … exception` or anything else not an expression: one reference.
+            let id = format!("LicenseRef-{}", ident(dep5));
+            refs.insert(id.clone(), dep5.to_string());
+            return id;
+        }
+    }
+    if out.is_empty() || expect_name {
+        let id = format!("LicenseRef-{}", ident(dep5));
+        refs.insert(id.clone(), dep5.to_string());
+        return id;
+    }
+    out.join(" ")
+}
+
+/// Percent-encode a purl component (RFC 3986 unreserved characters stay, and `:`).
+fn purl_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The distribution of an architecture: (purl namespace, `distro` qualifier).
+fn distro(arch: &SbomArch) -> (String, Option<String>) {
+    if let Some((id, version)) = &arch.os_release {
+        let id = id.to_ascii_lowercase();
+        let q = version.as_ref().map(|v| format!("{id}-{v}"));
+        return (id, q);
+    }
+    let ubuntu = arch.packages.iter().any(|p| p.url.contains("ubuntu"));
+    (if ubuntu { "ubuntu" } else { "debian" }.to_string(), None)
+}
+
+/// `pkg:deb/<distro>/<name>@<version>?arch=<arch>&distro=<distro>-<version_id>`.
+pub fn purl(namespace: &str, p: &Resolved, distro: Option<&str>) -> String {
+    let mut s = format!(
+        "pkg:deb/{}/{}@{}?arch={}",
+        purl_encode(namespace),
+        purl_encode(&p.name),
+        purl_encode(&p.version),
+        purl_encode(&p.architecture)
+    );
+    if let Some(d) = distro {
+        s.push_str(&format!("&distro={}", purl_encode(d)));
+    }
+    s
+}
+
+/// The image the document describes.
+#[derive(Debug, Clone, Copy)]
+pub struct SbomImage<'a> {
+    pub name: &'a str,
+    pub tag: &'a str,
+    /// What `index.json` points to, `sha256:…`.
+    pub digest: &'a str,
+    pub epoch: u64,
+    pub archs: &'a [SbomArch],
+}
+
+fn verification_code(files: &[&SbomFile]) -> String {
+    let mut sums: Vec<String> = files.iter().map(|f| hex::encode(f.sha1)).collect();
+    sums.sort();
+    hex::encode(Sha1::digest(sums.concat().as_bytes()))
+}
+
+/// The SPDX 2.3 document as JSON.
+pub fn document(image: &SbomImage) -> Result<Value, SbomError> {
+    let noassertion = "NOASSERTION";
+    let mut packages: Vec<Value> = Vec::new();
+    let mut files: Vec<Value> = Vec::new();
+    let mut relationships: BTreeSet<(String, String, String)> = BTreeSet::new();
+    let mut refs: BTreeMap<String, String> = BTreeMap::new();
+    let image_id = "SPDXRef-Image".to_string();
+    relationships.insert((
+        "SPDXRef-DOCUMENT".into(),
+        "DESCRIBES".into(),
+        image_id.clone(),
+    ));
+    let mut image_files: Vec<&SbomFile> = Vec::new();
+    let mut used_ids = BTreeSet::new();
+    for arch in image.archs {
+        let (namespace, distro_q) = distro(arch);
+        let mut package_ids = BTreeMap::new();
+        for p in &arch.packages {
+            let base = format!("SPDXRef-Package-{}-{}", ident(&arch.arch), ident(&p.name));
+            let mut id = base.clone();
+            let mut n = 2;
+            while !used_ids.insert(id.clone()) {
+                id = format!("{base}-{n}");
+                n += 1;
+            }
+            package_ids.insert(p.name.clone(), id);
+        }
+        let mut by_package: BTreeMap<&str, Vec<&SbomFile>> = BTreeMap::new();
+        for (i, f) in arch.files.iter().enumerate() {
+            let id = format!("SPDXRef-File-{}-{}", ident(&arch.arch), i + 1);
+            files.push(json!({
+                "SPDXID": id,
+                "fileName": format!(".{}", f.path),
+                "checksums": [
+                    { "algorithm": "SHA1", "checksumValue": hex::encode(f.sha1) },
+                    { "algorithm": "SHA256", "checksumValue": hex::encode(f.sha256) },
+                ],
+                "licenseConcluded": noassertion,
+                "copyrightText": noassertion,
+            }));
+            match package_ids.get(&f.origin) {
+                Some(pid) => {
+                    relationships.insert((pid.clone(), "CONTAINS".into(), id));
+                    by_package.entry(f.origin.as_str()).or_default().push(f);
+                }
+                None => {
+                    relationships.insert((image_id.clone(), "CONTAINS".into(), id));
+                    image_files.push(f);
+                }
+            }
+        }
+        for p in &arch.packages {
+            let id = &package_ids[&p.name];
+            relationships.insert((image_id.clone(), "CONTAINS".into(), id.clone()));
+            let declared = match arch.licenses.get(&p.name) {
+                Some(l) => license_expression(l, &mut refs),
+                None => noassertion.to_string(),
+            };
+            let contained = by_package.get(p.name.as_str());
+            let mut pkg = json!({
+                "SPDXID": id,
+                "name": p.name,
+                "versionInfo": p.version,
+                "supplier": noassertion,
+                "originator": noassertion,
+                "downloadLocation": p.url,
+                "filesAnalyzed": contained.is_some(),
+                "checksums": [{ "algorithm": "SHA256", "checksumValue": p.sha256 }],
+                "externalRefs": [{
+                    "referenceCategory": "PACKAGE-MANAGER",
+                    "referenceType": "purl",
+                    "referenceLocator": purl(&namespace, p, distro_q.as_deref()),
+                }],
+                "licenseConcluded": noassertion,
+                "licenseDeclared": declared,
+                "copyrightText": noassertion,
+                "comment": format!("architecture {} of the image, from suite {}", arch.arch, p.suite),
+            });
+            if let Some(files) = contained {
+                pkg["packageVerificationCode"] =
+                    json!({ "packageVerificationCodeValue": verification_code(files) });
+            }
+            packages.push(pkg);
+        }
+    }
+    let hex = image.digest.strip_prefix("sha256:").unwrap_or(image.digest);
+    let mut image_pkg = json!({
+        "SPDXID": image_id,
+        "name": image.name,
+        "versionInfo": image.digest,
+        "supplier": noassertion,
+        "downloadLocation": noassertion,
+        "primaryPackagePurpose": "CONTAINER",
+        "filesAnalyzed": !image_files.is_empty(),
+        "checksums": [{ "algorithm": "SHA256", "checksumValue": hex }],
+        "externalRefs": [{
+            "referenceCategory": "PACKAGE-MANAGER",
+            "referenceType": "purl",
+            "referenceLocator": format!("pkg:oci/{}@{}?tag={}", purl_encode(image.name), purl_encode(image.digest), purl_encode(image.tag)),
+        }],
+        "licenseConcluded": noassertion,
+        "licenseDeclared": noassertion,
+        "copyrightText": noassertion,
+    });
+    if !image_files.is_empty() {
+        image_pkg["packageVerificationCode"] =
+            json!({ "packageVerificationCodeValue": verification_code(&image_files) });
+    }
+    packages.push(image_pkg);
+    packages.sort_by(|a, b| a["SPDXID"].as_str().cmp(&b["SPDXID"].as_str()));
+    files.sort_by(|a, b| a["SPDXID"].as_str().cmp(&b["SPDXID"].as_str()));
+    let mut doc = json!({
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": format!("{}:{}", image.name, image.tag),
+        "documentNamespace": format!("https://compose.invalid/spdx/{}/{}", purl_encode(image.name), image.digest),
+        "creationInfo": {
+            "created": rfc3339(image.epoch),
+            "creators": [format!("Tool: compose-{}", env!("CARGO_PKG_VERSION"))],
+        },
+        "packages": packages,
+        "files": files,
+        "relationships": relationships.iter().map(|(a, t, b)| json!({
+            "spdxElementId": a,
+            "relationshipType": t,
+            "relatedSpdxElement": b,
+        })).collect::<Vec<_>>(),
+    });
+    if !refs.is_empty() {
+        doc["hasExtractedLicensingInfos"] = refs
+            .iter()
+            .map(|(id, name)| {
+                json!({
+                    "licenseId": id,
+                    "name": name,
+                    "extractedText": format!("{name}: the licence named so in the package's machine-readable /usr/share/doc/<package>/copyright"),
+                })
+            })
+            .collect();
+    }
+    Ok(doc)
+}
+
+/// Write `doc` as canonical JSON (and a final newline) to `path`, atomically.
+pub fn write(path: &Path, doc: &Value) -> Result<(), SbomError> {
+    let mut bytes = doc
+        .to_canon_json_vec()
+        .map_err(io_err("cannot serialise the SBOM"))?;
+    bytes.push(b'\n');
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let ctx = || format!("cannot write {}", path.display());
+    std::fs::create_dir_all(&parent).map_err(io_err(ctx()))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".compose-sbom-")
+        .tempfile_in(&parent)
+        .map_err(io_err(ctx()))?;
+    tmp.write_all(&bytes).map_err(io_err(ctx()))?;
+    tmp.as_file().sync_all().map_err(io_err(ctx()))?;
+    use std::os::unix::fs::PermissionsExt;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(io_err(ctx()))?;
+    tmp.persist(path).map_err(|e| io_err(ctx())(e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dep5_and_expressions() {
+        let text = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: x\n\nFiles: debian/*\nLicense: MIT\n\nFiles: *\nCopyright: someone\nLicense: GPL-2+ or Artistic\n Long text.\n";
+        assert_eq!(dep5_license(text).as_deref(), Some("GPL-2+ or Artistic"));
+        assert_eq!(dep5_license("This is free software.\n"), None);
+        let mut refs = BTreeMap::new();
+        assert_eq!(
+            license_expression("GPL-2+ or Artistic", &mut refs),
+            "GPL-2.0-or-later OR LicenseRef-Artistic"
+        );
+        assert_eq!(
+            license_expression("LGPL-2.1+ and Expat", &mut refs),
+            "LGPL-2.1-or-later AND MIT"
+        );
+        assert_eq!(
+            license_expression("GPL-3+ with GCC-exception", &mut refs),
+            "LicenseRef-GPL-3p-with-GCC-exception"
+        );
+        assert_eq!(refs.len(), 2);
+    }
+
+    #[test]
+    fn purls_and_os_release() {
+        let p = Resolved {
+            name: "libstdc++6".into(),
+            version: "1:14.2.0-4ubuntu2~24.04".into(),
+            architecture: "amd64".into(),
+            suite: "noble-updates".into(),
+            url: "http://archive.ubuntu.com/ubuntu/pool/x.deb".into(),
+            size: 1,
+            sha256: "00".into(),
+        };
+        assert_eq!(
+            purl("ubuntu", &p, Some("ubuntu-24.04")),
+            "pkg:deb/ubuntu/libstdc%2B%2B6@1:14.2.0-4ubuntu2~24.04?arch=amd64&distro=ubuntu-24.04"
+        );
+        assert_eq!(
+            parse_os_release("NAME=\"Ubuntu\"\nID=ubuntu\nVERSION_ID=\"24.04\"\n"),
+            Some(("ubuntu".into(), Some("24.04".into())))
+        );
+        assert_eq!(parse_os_release("NAME=x\n"), None);
+    }
+}

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::apt::{self, Keyring, PackageEntry, Release};
 use crate::deb;
 use crate::error::{Error, Result};
-use crate::fetch::{FetchOptions, Fetcher, Want};
+use crate::fetch::{FetchOptions, Fetcher, Timeouts, Want};
 use crate::lock::{self, ArchLock, Lock, Sha256};
 use crate::manifest::{self, Manifest, Source};
 use crate::oci::{ImageConfig, LayerInfo, LayoutWriter};
@@ -54,6 +54,8 @@ pub struct BuildOptions {
     pub rootfs: Option<PathBuf>,
     /// An audit (`compose verify`): a damaged cache entry is a failure, not re-fetched.
     pub audit: bool,
+    /// HTTP connect and read timeouts; default `COMPOSE_HTTP_TIMEOUT`, else 20 s / 60 s.
+    pub http_timeout: Option<std::time::Duration>,
 }
 
 /// A package pinned for an architecture, by resolution or by the lock.
@@ -148,6 +150,12 @@ fn plan(opts: &BuildOptions) -> Result<Plan> {
         .enable_all()
         .build()
         .map_err(|e| Error::Build(format!("cannot start the async runtime: {e}")))?;
+    let timeouts = match opts.http_timeout {
+        Some(d) => Timeouts::both(d),
+        None => Timeouts::from_env()
+            .map_err(Error::Usage)?
+            .unwrap_or_default(),
+    };
     let fetcher = Arc::new(Fetcher::new(FetchOptions {
         cache_dir: opts
             .cache
@@ -158,6 +166,7 @@ fn plan(opts: &BuildOptions) -> Result<Plan> {
         jobs: if opts.jobs == 0 { 8 } else { opts.jobs },
         offline: opts.offline,
         strict_cache: opts.audit,
+        timeouts,
     })?);
     Ok(Plan {
         manifest,
@@ -327,6 +336,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let mut staged_rootfs = None;
 
     let mut layout = LayoutWriter::create_beside(&output)?;
+    let _cleanup = crate::interrupt::remove_on_interrupt(layout.path());
+    let mut _cleanup_rootfs = None;
     let mut images = Vec::new();
     let mut descriptors = Vec::new();
     for arch in &plan.archs {
@@ -344,7 +355,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         let (tree, setid) = compose_tree(manifest, arch, &packages, &debs)?;
         let layer = layout.write_layer(&tree, opts.epoch)?;
         if let Some(dir) = &opts.rootfs {
-            staged_rootfs = Some(export::stage(&tree, dir, opts.epoch)?);
+            let staged = export::stage(&tree, dir, opts.epoch)?;
+            _cleanup_rootfs = Some(crate::interrupt::remove_on_interrupt(staged.path()));
+            staged_rootfs = Some(staged);
         }
         let config = image_config(manifest, arch);
         let written =
@@ -382,7 +395,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         }
     }
     // Both outputs or neither: the root filesystem goes in place first and is taken
-    // back if the layout cannot be.
+    // back if the layout cannot be. Ctrl-C waits until they and the lock are written.
+    let _critical = crate::interrupt::critical();
     let rootfs = match staged_rootfs {
         None => {
             layout.commit(&output)?;

@@ -428,6 +428,7 @@ fn a_cache_path_that_is_a_file_is_one_error_naming_it() {
     std::fs::write(f.cache(), b"not a directory").unwrap();
     let run = f.run();
     let stderr = String::from_utf8_lossy(&run.stderr).to_string();
+    eprintln!("compose said: {}", stderr.trim_end());
     assert_eq!(run.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
@@ -496,6 +497,7 @@ fn a_cache_directory_that_is_not_writable_is_one_error_naming_it() {
         };
         let run = c.env_remove("COMPOSE_CACHE").output().unwrap();
         let stderr = String::from_utf8_lossy(&run.stderr).to_string();
+        eprintln!("compose said: {}", stderr.trim_end());
         assert_eq!(run.status.code(), Some(1), "{stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(
@@ -659,6 +661,7 @@ fn disk_full_while_writing_the_layer_is_one_sentence_naming_the_path() {
     let out = small.join("out");
     let run = f.cmd(&out).output().unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr).to_string();
+    eprintln!("compose said: {}", stderr.trim_end());
     assert_eq!(run.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     let prefix = format!(

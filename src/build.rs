@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::apt::{self, Keyring, PackageEntry, Release};
 use crate::deb;
 use crate::error::{Error, Result};
-use crate::fetch::{FetchOptions, Fetcher, Want};
+use crate::fetch::{FetchOptions, Fetcher, Timeouts, Want};
 use crate::lock::{self, ArchLock, Lock, Sha256};
 use crate::manifest::{self, Manifest, Source};
 use crate::oci::archive::{self, DockerImage};
@@ -62,6 +62,8 @@ pub struct BuildOptions {
     pub format: Format,
     /// `--sbom FILE`: SPDX 2.3 JSON of the image, written only when the build succeeds.
     pub sbom: Option<PathBuf>,
+    /// HTTP connect and read timeouts; default `COMPOSE_HTTP_TIMEOUT`, else 20 s / 60 s.
+    pub http_timeout: Option<std::time::Duration>,
 }
 
 /// A package pinned for an architecture, by resolution or by the lock.
@@ -158,6 +160,12 @@ fn plan(opts: &BuildOptions) -> Result<Plan> {
         .enable_all()
         .build()
         .map_err(|e| Error::Build(format!("cannot start the async runtime: {e}")))?;
+    let timeouts = match opts.http_timeout {
+        Some(d) => Timeouts::both(d),
+        None => Timeouts::from_env()
+            .map_err(Error::Usage)?
+            .unwrap_or_default(),
+    };
     let fetcher = Arc::new(Fetcher::new(FetchOptions {
         cache_dir: opts
             .cache
@@ -168,6 +176,7 @@ fn plan(opts: &BuildOptions) -> Result<Plan> {
         jobs: if opts.jobs == 0 { 8 } else { opts.jobs },
         offline: opts.offline,
         strict_cache: opts.audit,
+        timeouts,
     })?);
     Ok(Plan {
         manifest,
@@ -361,6 +370,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let mut staged_rootfs = None;
 
     let mut layout = LayoutWriter::create_beside(&output)?;
+    let _cleanup = crate::interrupt::remove_on_interrupt(layout.path());
+    let mut _cleanup_rootfs = None;
     let mut images = Vec::new();
     let mut descriptors = Vec::new();
     // --- issue 7 (ship): what the SBOM needs of each tree before it is dropped.
@@ -389,7 +400,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
             sbom_archs.push(sbom::SbomArch::collect(arch, &packages, &tree)?);
         }
         if let Some(dir) = &opts.rootfs {
-            staged_rootfs = Some(export::stage(&tree, dir, opts.epoch)?);
+            let staged = export::stage(&tree, dir, opts.epoch)?;
+            _cleanup_rootfs = Some(crate::interrupt::remove_on_interrupt(staged.path()));
+            staged_rootfs = Some(staged);
         }
         let config = image_config(manifest, arch);
         let written =
@@ -428,7 +441,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         }
     }
     // Both outputs or neither: the root filesystem goes in place first and is taken
-    // back if the layout cannot be.
+    // back if the layout cannot be. Ctrl-C waits until they and the lock are written.
     // --- issue 7 (ship): the SBOM is made before anything is committed, written after.
     let sbom_doc = match &opts.sbom {
         Some(_) => Some(sbom::document(&sbom::SbomImage {
@@ -440,6 +453,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         })?),
         None => None,
     };
+    let _critical = crate::interrupt::critical();
     let rootfs = match staged_rootfs {
         None => {
             commit_output(

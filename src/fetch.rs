@@ -17,10 +17,19 @@ use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("{url}: HTTP {status}{}", if *.status >= 500 { " (server error; retried)" } else { "" })]
-    Status { url: String, status: u16 },
-    #[error("{url}: {message}")]
-    Network { url: String, message: String },
+    #[error("{url}: HTTP {status}{}", gave_up(*.attempts))]
+    Status {
+        url: String,
+        status: u16,
+        /// How many requests were sent (retries included).
+        attempts: u32,
+    },
+    #[error("{url}: {message}{}", gave_up(*.attempts))]
+    Network {
+        url: String,
+        message: String,
+        attempts: u32,
+    },
     #[error("{url}: not found (HTTP 404); check the source URL, suite and --mirror")]
     NotFound { url: String },
     #[error("{what}: SHA256 mismatch for {url}: expected {expected}, got {actual}; the mirror or a proxy served different bytes than the signed index lists")]
@@ -37,10 +46,23 @@ pub enum FetchError {
         expected: u64,
         actual: u64,
     },
+    #[error("{what}: size mismatch for {url}: the server announces {announced} bytes (Content-Length), the signed index lists {expected}; the mirror serves a different file")]
+    Announced {
+        what: String,
+        url: String,
+        expected: u64,
+        announced: u64,
+    },
     #[error("{url}: larger than the limit of {limit} bytes")]
     TooLarge { url: String, limit: u64 },
     #[error("cache {}: {source}", path.display())]
     Cache {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the cache directory {} is not usable: cannot create {}: {source}; make it writable or choose another with --cache (or COMPOSE_CACHE)", root.display(), path.display())]
+    CacheUnusable {
+        root: PathBuf,
         path: PathBuf,
         source: std::io::Error,
     },
@@ -62,6 +84,27 @@ pub enum FetchError {
     },
 }
 
+/// ", gave up after N attempts" when a request was retried.
+fn gave_up(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(", gave up after {attempts} attempts")
+    } else {
+        String::new()
+    }
+}
+
+impl FetchError {
+    /// Record how many attempts were made before this error was final.
+    fn after(mut self, n: u32) -> FetchError {
+        if let FetchError::Status { attempts, .. } | FetchError::Network { attempts, .. } =
+            &mut self
+        {
+            *attempts = n;
+        }
+        self
+    }
+}
+
 /// The content-addressed cache: `<root>/sha256/<hex>`, temporary files in `<root>/tmp`.
 #[derive(Debug, Clone)]
 pub struct Cache {
@@ -69,17 +112,54 @@ pub struct Cache {
 }
 
 impl Cache {
+    /// Open (creating) the cache at `root`. It must be writable: the lock file is
+    /// created here, so an unusable directory is one error up front naming it.
     pub fn new(root: &Path) -> Result<Cache, FetchError> {
         for sub in ["sha256", "tmp"] {
             let dir = root.join(sub);
-            std::fs::create_dir_all(&dir).map_err(|source| FetchError::Cache {
+            std::fs::create_dir_all(&dir).map_err(|source| FetchError::CacheUnusable {
+                root: root.to_path_buf(),
                 path: dir.clone(),
                 source,
             })?;
         }
-        Ok(Cache {
+        let cache = Cache {
             root: root.to_path_buf(),
-        })
+        };
+        // Writable? Both the lock and a temporary file must be creatable.
+        drop(cache.lock()?);
+        let probe = root.join("tmp");
+        tempfile::NamedTempFile::new_in(&probe).map_err(|source| FetchError::CacheUnusable {
+            root: root.to_path_buf(),
+            path: probe,
+            source,
+        })?;
+        Ok(cache)
+    }
+
+    /// An exclusive lock on `<root>/lock` (flock; released when dropped). Held only
+    /// around changes of `sha256/`: admitting a verified file and removing a damaged one,
+    /// so that one `compose` never removes what another has just admitted. Downloads
+    /// run unlocked in uniquely named temporary files: two runs sharing the cache
+    /// may fetch the same file, and the second rename puts identical bytes in place.
+    fn lock(&self) -> Result<std::fs::File, FetchError> {
+        let path = self.root.join("lock");
+        let unusable = |source| FetchError::CacheUnusable {
+            root: self.root.clone(),
+            path: path.clone(),
+            source,
+        };
+        // A new open file description each time: flock then also excludes the other
+        // tasks of this process.
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(unusable)?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| unusable(e.into()))?;
+        Ok(file)
     }
 
     /// The default cache: `$XDG_CACHE_HOME/compose` (or `~/.cache/compose`).
@@ -132,7 +212,13 @@ impl Cache {
             "warning: cache entry {} is damaged (sha256 {actual}, {len} bytes); fetching it again",
             path.display()
         );
-        let _ = std::fs::remove_file(&path);
+        // Remove it only if it is still damaged: another run may have just replaced it.
+        let _lock = self.lock()?;
+        if let Ok(file) = std::fs::File::open(&path) {
+            if hash_reader(file).is_ok_and(|(l, a)| l != size || a != sha256) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
         Ok(None)
     }
 
@@ -151,6 +237,7 @@ impl Cache {
                 path: path.clone(),
                 source,
             })?;
+        let _lock = self.lock()?;
         tmp.persist(&path).map_err(|e| FetchError::Cache {
             path: path.clone(),
             source: e.error,
@@ -189,6 +276,51 @@ pub struct Want {
     pub sha256: String,
 }
 
+/// HTTP timeouts. `read` bounds each wait for bytes (response headers or body), not a
+/// whole transfer, so a slow but moving download is never cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub read: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(20),
+            read: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The environment variable that sets both timeouts, in seconds (e.g. `5` or `0.5`).
+pub const TIMEOUT_ENV: &str = "COMPOSE_HTTP_TIMEOUT";
+
+impl Timeouts {
+    /// Both timeouts `d`.
+    pub fn both(d: Duration) -> Timeouts {
+        Timeouts {
+            connect: d,
+            read: d,
+        }
+    }
+
+    /// From `COMPOSE_HTTP_TIMEOUT` if set; an unusable value is an error sentence.
+    pub fn from_env() -> Result<Option<Timeouts>, String> {
+        let Ok(v) = std::env::var(TIMEOUT_ENV) else {
+            return Ok(None);
+        };
+        match v.trim().parse::<f64>() {
+            Ok(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => {
+                Ok(Some(Timeouts::both(Duration::from_secs_f64(s))))
+            }
+            _ => Err(format!(
+                "{TIMEOUT_ENV}=`{v}` is not a number of seconds between 0 and 86400, e.g. 30"
+            )),
+        }
+    }
+}
+
 pub struct FetchOptions {
     pub cache_dir: PathBuf,
     /// `FROM=TO` URL prefix rewrites, first match wins.
@@ -200,6 +332,7 @@ pub struct FetchOptions {
     pub offline: bool,
     /// A damaged cache entry is an error instead of being fetched again.
     pub strict_cache: bool,
+    pub timeouts: Timeouts,
 }
 
 pub struct Fetcher {
@@ -212,27 +345,84 @@ pub struct Fetcher {
     strict_cache: bool,
 }
 
-const RETRIES: u32 = 3;
+/// Attempts per file (the first included) for failures that may pass: connection
+/// errors, timeouts, resets, 5xx, 408 and 429.
+pub const ATTEMPTS: u32 = 3;
+/// Redirects followed per request.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// Wait before attempt `n + 1`: 200 ms, 800 ms, 3.2 s, …
+fn backoff(n: u32) -> Duration {
+    Duration::from_millis(200 * 4u64.pow(n.saturating_sub(1).min(6)))
+}
+
+/// The redirect policy: `previous` are the URLs requested so far in this chain (the
+/// first is the original), `next` where the server sends us. Only http and https; never
+/// from https to http (apt's rule: a TLS source stays TLS, whatever the source says);
+/// no loops; at most [`MAX_REDIRECTS`] redirects.
+pub fn redirect_verdict(previous: &[reqwest::Url], next: &reqwest::Url) -> Result<(), String> {
+    if !matches!(next.scheme(), "http" | "https") {
+        return Err(format!(
+            "redirect to {next} refused: only http and https are followed"
+        ));
+    }
+    if next.scheme() == "http" && previous.iter().any(|u| u.scheme() == "https") {
+        return Err(format!(
+            "redirect from https to {next} refused: a download never leaves TLS"
+        ));
+    }
+    if previous.contains(next) {
+        return Err(format!("redirect loop: {next} was already requested"));
+    }
+    if previous.len() > MAX_REDIRECTS {
+        return Err(format!(
+            "more than {MAX_REDIRECTS} redirects (the last to {next})"
+        ));
+    }
+    Ok(())
+}
+
+/// How one attempt failed: worth another attempt, or final.
+enum Failure {
+    Retry(FetchError),
+    Fatal(FetchError),
+}
+
+impl From<FetchError> for Failure {
+    fn from(e: FetchError) -> Failure {
+        Failure::Fatal(e)
+    }
+}
+
+/// A transfer error of reqwest: redirect refusals and bad requests are final, the rest
+/// (connect, timeout, reset, truncated body) may pass.
+fn transfer_failure(url: &str, e: &reqwest::Error) -> Failure {
+    let err = FetchError::Network {
+        url: url.to_string(),
+        message: describe(e),
+        attempts: 1,
+    };
+    if e.is_redirect() || e.is_builder() {
+        Failure::Fatal(err)
+    } else {
+        Failure::Retry(err)
+    }
+}
 
 impl Fetcher {
     pub fn new(opts: FetchOptions) -> Result<Fetcher, FetchError> {
         // One process-wide crypto provider for rustls; a second install is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let redirect = reqwest::redirect::Policy::custom(|attempt| {
-            let downgrade = attempt.previous().iter().any(|u| u.scheme() == "https")
-                && attempt.url().scheme() != "https";
-            if downgrade {
-                attempt.error("redirect from https to http refused")
-            } else if attempt.previous().len() >= 5 {
-                attempt.error("more than 5 redirects")
-            } else {
-                attempt.follow()
+            match redirect_verdict(attempt.previous(), attempt.url()) {
+                Ok(()) => attempt.follow(),
+                Err(why) => attempt.error(why),
             }
         });
         let client = reqwest::Client::builder()
             .user_agent(concat!("compose/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(20))
-            .read_timeout(Duration::from_secs(60))
+            .connect_timeout(opts.timeouts.connect)
+            .read_timeout(opts.timeouts.read)
             .redirect(redirect)
             .build()
             .map_err(|e| FetchError::Client(e.to_string()))?;
@@ -277,39 +467,44 @@ impl Fetcher {
         url.to_string()
     }
 
-    /// Send a GET, retrying connection failures and 5xx with backoff. `Ok(None)` on 404/410.
-    async fn send(&self, url: &str) -> Result<Option<reqwest::Response>, FetchError> {
-        let real = self.rewrite(url);
+    /// Run `once` up to [`ATTEMPTS`] times with backoff while it fails in a way that
+    /// may pass; the final error says how many attempts were made.
+    async fn with_retries<T, F, Fut>(&self, mut once: F) -> Result<T, FetchError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = self.client.get(&real).send().await;
-            let retry = match result {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    match status {
-                        200..=299 => return Ok(Some(resp)),
-                        404 | 410 => return Ok(None),
-                        500..=599 if attempt < RETRIES => FetchError::Status {
-                            url: real.clone(),
-                            status,
-                        },
-                        _ => return Err(FetchError::Status { url: real, status }),
-                    }
-                }
-                Err(e) => {
-                    let err = FetchError::Network {
-                        url: real.clone(),
-                        message: describe(&e),
-                    };
-                    if attempt >= RETRIES {
-                        return Err(err);
-                    }
-                    err
-                }
-            };
-            let _ = retry;
-            tokio::time::sleep(Duration::from_millis(200 * 4u64.pow(attempt - 1))).await;
+            match once().await {
+                Ok(v) => return Ok(v),
+                Err(Failure::Fatal(e)) => return Err(e.after(attempt)),
+                Err(Failure::Retry(e)) if attempt >= ATTEMPTS => return Err(e.after(attempt)),
+                Err(Failure::Retry(_)) => tokio::time::sleep(backoff(attempt)).await,
+            }
+        }
+    }
+
+    /// One GET of the (rewritten) `real` URL. `Ok(None)` on 404/410.
+    async fn send_once(&self, real: &str) -> Result<Option<reqwest::Response>, Failure> {
+        let resp = self
+            .client
+            .get(real)
+            .send()
+            .await
+            .map_err(|e| transfer_failure(real, &e))?;
+        let status = resp.status().as_u16();
+        let err = FetchError::Status {
+            url: real.to_string(),
+            status,
+            attempts: 1,
+        };
+        match status {
+            200..=299 => Ok(Some(resp)),
+            404 | 410 => Ok(None),
+            408 | 429 | 500..=599 => Err(Failure::Retry(err)),
+            _ => Err(Failure::Fatal(err)),
         }
     }
 
@@ -322,19 +517,27 @@ impl Fetcher {
                 sha256: "unknown".into(),
             });
         }
-        let Some(resp) = self.send(url).await? else {
+        let real = self.rewrite(url);
+        self.with_retries(|| self.get_once(&real, limit)).await
+    }
+
+    async fn get_once(&self, real: &str, limit: u64) -> Result<Option<Vec<u8>>, Failure> {
+        let Some(resp) = self.send_once(real).await? else {
             return Ok(None);
         };
-        let real = self.rewrite(url);
+        let too_large = || FetchError::TooLarge {
+            url: real.to_string(),
+            limit,
+        };
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large().into());
+        }
         let mut out = Vec::new();
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| FetchError::Network {
-                url: real.clone(),
-                message: describe(&e),
-            })?;
+            let chunk = chunk.map_err(|e| transfer_failure(real, &e))?;
             if (out.len() + chunk.len()) as u64 > limit {
-                return Err(FetchError::TooLarge { url: real, limit });
+                return Err(too_large().into());
             }
             out.extend_from_slice(&chunk);
         }
@@ -366,27 +569,54 @@ impl Fetcher {
                 sha256: want.sha256.clone(),
             });
         }
-        let Some(resp) = self.send(&want.url).await? else {
+        let real = self.rewrite(&want.url);
+        self.with_retries(|| async {
+            let mut counted = 0;
+            let result = self.download_once(want, &real, bar, &mut counted).await;
+            if let (Err(_), Some(bar)) = (&result, bar) {
+                bar.dec(counted);
+            }
+            result
+        })
+        .await
+    }
+
+    async fn download_once(
+        &self,
+        want: &Want,
+        real: &str,
+        bar: Option<&ProgressBar>,
+        counted: &mut u64,
+    ) -> Result<Option<PathBuf>, Failure> {
+        let Some(resp) = self.send_once(real).await? else {
             return Ok(None);
         };
-        let real = self.rewrite(&want.url);
+        let size_mismatch = |actual| FetchError::SizeMismatch {
+            what: want.what.clone(),
+            url: real.to_string(),
+            expected: want.size,
+            actual,
+        };
+        if let Some(announced) = resp.content_length().filter(|n| *n != want.size) {
+            return Err(FetchError::Announced {
+                what: want.what.clone(),
+                url: real.to_string(),
+                expected: want.size,
+                announced,
+            }
+            .into());
+        }
         let mut tmp = self.cache.temp_file()?;
+        // Ctrl-C during the download: the signal handler removes the partial file.
+        let _cleanup = crate::interrupt::remove_on_interrupt(tmp.path());
         let mut hasher = Sha256::new();
         let mut len = 0u64;
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| FetchError::Network {
-                url: real.clone(),
-                message: describe(&e),
-            })?;
+            let chunk = chunk.map_err(|e| transfer_failure(real, &e))?;
             len += chunk.len() as u64;
             if len > want.size {
-                return Err(FetchError::SizeMismatch {
-                    what: want.what.clone(),
-                    url: real,
-                    expected: want.size,
-                    actual: len,
-                });
+                return Err(size_mismatch(len).into());
             }
             hasher.update(&chunk);
             tmp.write_all(&chunk).map_err(|source| FetchError::Cache {
@@ -395,24 +625,21 @@ impl Fetcher {
             })?;
             if let Some(bar) = bar {
                 bar.inc(chunk.len() as u64);
+                *counted += chunk.len() as u64;
             }
         }
         if len != want.size {
-            return Err(FetchError::SizeMismatch {
-                what: want.what.clone(),
-                url: real,
-                expected: want.size,
-                actual: len,
-            });
+            return Err(size_mismatch(len).into());
         }
         let actual = hex::encode(hasher.finalize());
         if actual != want.sha256 {
             return Err(FetchError::HashMismatch {
                 what: want.what.clone(),
-                url: real,
+                url: real.to_string(),
                 expected: want.sha256.clone(),
                 actual,
-            });
+            }
+            .into());
         }
         Ok(Some(self.cache.admit(tmp, &want.sha256)?))
     }
@@ -457,6 +684,16 @@ fn describe(e: &reqwest::Error) -> String {
     } else if e.is_connect() {
         "could not connect".to_string()
     } else if e.is_redirect() {
+        // The policy's own sentence (see redirect_verdict) is the first source.
+        let mut src = std::error::Error::source(e);
+        let mut parts = Vec::new();
+        while let Some(s) = src {
+            parts.push(s.to_string());
+            src = s.source();
+        }
+        if !parts.is_empty() {
+            return parts.join(": ");
+        }
         "redirect refused".to_string()
     } else {
         "transfer failed".to_string()

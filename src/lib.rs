@@ -6,6 +6,7 @@
 pub mod apt;
 pub mod deb;
 pub mod fetch;
+pub mod interrupt;
 pub mod lock;
 pub mod manifest;
 pub mod oci;

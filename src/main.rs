@@ -134,6 +134,9 @@ fn fail(e: compose::Error) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    if let Err(e) = compose::interrupt::install() {
+        eprintln!("warning: Ctrl-C will not clean up: {e}");
+    }
     let cli = Cli::parse();
     let epoch = match epoch() {
         Ok(e) => e,

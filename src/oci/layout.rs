@@ -72,18 +72,27 @@ impl LayoutWriter {
             "cannot create a file in {}",
             blobs.display()
         )))?;
-        let mut out = BufWriter::with_capacity(1 << 20, tmp);
-        let info = super::write_layer(tree, epoch, &mut out)?;
-        let tmp = out
-            .into_inner()
-            .map_err(|e| OciError::io("cannot write the layer")(e.into_error()))?;
+        // Errors name the file being written: on a full disk (ENOSPC) that says where.
+        let at = tmp.path().to_path_buf();
+        let located = |e: OciError| match e {
+            OciError::Io { context, source } => OciError::Io {
+                context: format!("{context} at {}", at.display()),
+                source,
+            },
+            other => other,
+        };
+        // Through the plain File: NamedTempFile's own writes append the path to errors.
+        let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file());
+        let info = super::write_layer(tree, epoch, &mut out).map_err(located)?;
+        out.into_inner()
+            .map_err(|e| located(OciError::io("cannot write the layer")(e.into_error())))?;
         tmp.as_file()
             .sync_all()
-            .map_err(OciError::io("cannot write the layer"))?;
+            .map_err(|e| located(OciError::io("cannot write the layer")(e)))?;
         // NamedTempFile is 0600; blobs are world-readable like the JSON ones.
         tmp.as_file()
             .set_permissions(fs::Permissions::from_mode(0o644))
-            .map_err(OciError::io("cannot write the layer"))?;
+            .map_err(|e| located(OciError::io("cannot write the layer")(e)))?;
         let dest = blobs.join(hex_of(&info.digest));
         tmp.persist(&dest)
             .map_err(|e| OciError::io(format!("cannot create {}", dest.display()))(e.error))?;

@@ -5,6 +5,7 @@
 
 pub mod deb;
 pub mod elf;
+pub mod faulty;
 pub mod key;
 pub mod repo;
 pub mod server;
@@ -15,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use deb::{build_deb, control_tar, data_tar, DebSpec, Member, DEB_MTIME};
 pub use elf::{build_elf, default_interp, ElfSpec};
+pub use faulty::{closed_port_url, Fault, Faulty};
 pub use key::{clearsign_with, detach_sign_with, TestKey};
 pub use repo::{IndexVariants, PublishedDeb, Repo, SuiteSpec};
 pub use server::{Served, Server};

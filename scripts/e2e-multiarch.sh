@@ -59,7 +59,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for t in g++ aarch64-linux-gnu-g++ qemu-aarch64-static skopeo umoci runc python3 dpkg-deb \
+for t in g++ aarch64-linux-gnu-g++ qemu-aarch64-static skopeo umoci runc python3 dpkg-deb tar \
          readelf apt-get curl chroot; do
     command -v "$t" >/dev/null || fail "$t not found (.ci/run installs what the e2e needs: g++-aarch64-linux-gnu, qemu-user-static, ...)"
 done

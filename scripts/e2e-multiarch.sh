@@ -117,7 +117,7 @@ fi
 "$COMPOSE" --version
 took
 
-# elf_summary FILE -> "MACHINE|INTERP|NEEDED..." ; checks the program is what it should be.
+# check_elf FILE MACHINE INTERP: prints and checks the ELF machine, PT_INTERP, DT_NEEDED.
 check_elf() { # file machine interp
     local f=$1 machine interp needed lib
     machine=$(readelf -hW "$f" | sed -n 's/^ *Machine: *//p')
@@ -272,7 +272,7 @@ select_and_unpack() {
 declare -A ROOTFS_BYTES
 
 # The image config, as umoci turned it into a runtime spec: args, env, user.
-image_process() { # bundle -> prints "ARGS\tENV" (NUL-free: args and env have no tabs)
+image_process() { # bundle -> prints "ARGS<TAB>ENV<TAB>CWD", list items joined by \x1f
     python3 - "$1/config.json" "$USER_UID" "$USER_GID" "$USER_NAME" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write a test variant of a manifest (used by scripts/e2e-debian.sh).
+"""Write a test variant of a manifest (used by scripts/e2e-debian.sh and e2e-multiarch.sh).
 
     scripts/e2e-manifest.py SRC OUT [--program HOSTFILE] [--drop-package NAME]...
 
@@ -9,7 +9,8 @@ and the result is parsed back to check it):
   * every host path (`keyring`, `[[file]] source`) is made absolute, so OUT may live
     anywhere (DESIGN §2: host paths are relative to the manifest file);
   * --program: `[[file]] path = "/usr/local/bin/check"`, `source = HOSTFILE`, mode 0755 is
-    appended; `[image] entrypoint` becomes ["/usr/local/bin/check"] and `cmd` becomes
+    appended (HOSTFILE may contain `{arch}`: then HOSTFILE for each of [image].architectures
+    must exist); `[image] entrypoint` becomes ["/usr/local/bin/check"] and `cmd` becomes
     [<the [image].user name>], the name the program expects getpwuid() to return;
   * --drop-package NAME: the `[package.NAME]` table is removed.
 
@@ -67,8 +68,15 @@ def main():
         if not user or ":" in user:
             die("--program needs [image] user = <a [[user]] name>")
         prog = os.path.abspath(a.program)
-        if not os.path.isfile(prog):
-            die(f"{prog}: no such file")
+        # A `{arch}` in HOSTFILE is kept for compose to expand (DESIGN §2): one program
+        # per architecture of [image].architectures, each of which must exist.
+        arches = orig.get("image", {}).get("architectures", []) if "{arch}" in prog else [None]
+        if not arches:
+            die(f"{prog}: has {{arch}} but the manifest lists no [image] architectures")
+        for arch in arches:
+            f = prog.replace("{arch}", arch) if arch else prog
+            if not os.path.isfile(f):
+                die(f"{f}: no such file")
         text = sub_once(r"^entrypoint = .*$", f'entrypoint = ["{PROGRAM_PATH}"]', text, "[image] entrypoint")
         text = sub_once(r"^cmd = .*$", f'cmd = ["{user}"]', text, "[image] cmd")
         text += (

@@ -2,6 +2,9 @@
 // scripts/e2e-debian.sh compiles it on the host with the default g++ link (dynamically
 // linked against libstdc++.so.6, libgcc_s.so.1, libc.so.6, libm.so.6 and libz.so.1),
 // composes it into the image as the entrypoint and runs it under runc as the non-root user.
+// scripts/e2e-multiarch.sh builds it twice (g++ for amd64, aarch64-linux-gnu-g++ for arm64),
+// ships both with one `[[file]] source = ".../check-{arch}"`, and runs the arm64 one in the
+// arm64 image under qemu-aarch64-static (chroot), the amd64 one under runc.
 //
 //   check [EXPECTED_USER]     (default "nonroot")
 //

@@ -91,19 +91,7 @@ echo "mirror at $SERVE_URL (pid $SERVE_PID)"
 curl -fsS -o /dev/null "$SERVE_URL/debian/dists/bookworm/InRelease" \
     || fail "the mirror server does not answer at $SERVE_URL"
 
-# The dev profile (dependencies optimised, see Cargo.toml) is what `cargo test` already
-# built: no second, slower release build in CI. PROFILE=release to test the release binary.
-# COMPOSE=/path/to/compose tests that binary instead (no build).
-PROFILE=${PROFILE:-debug}
-if [ -n "${COMPOSE:-}" ]; then
-    step "compose binary given: $COMPOSE"
-else
-    step "cargo build ($PROFILE) --locked"
-    if [ "$PROFILE" = release ]; then cargo build --release --locked; else cargo build --locked; fi
-    COMPOSE=${CARGO_TARGET_DIR:-target}/$PROFILE/compose
-fi
-[ -x "$COMPOSE" ] || fail "$COMPOSE was not built"
-"$COMPOSE" --version
+compose_binary
 took
 
 run_compose_rc() { # manifest outdir cachedir logname [args...] -> compose's exit code in $RC

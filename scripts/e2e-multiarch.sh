@@ -105,16 +105,7 @@ echo "  mirror at $SERVE_URL (pid $SERVE_PID)"
 curl -fsS -o /dev/null "$SERVE_URL/debian/dists/bookworm/InRelease" \
     || fail "the mirror server does not answer at $SERVE_URL"
 
-PROFILE=${PROFILE:-debug}
-if [ -n "${COMPOSE:-}" ]; then
-    step "compose binary given: $COMPOSE"
-else
-    step "cargo build ($PROFILE) --locked"
-    if [ "$PROFILE" = release ]; then cargo build --release --locked; else cargo build --locked; fi
-    COMPOSE=${CARGO_TARGET_DIR:-target}/$PROFILE/compose
-fi
-[ -x "$COMPOSE" ] || fail "$COMPOSE was not built"
-"$COMPOSE" --version
+compose_binary
 took
 
 # check_elf FILE MACHINE INTERP: prints and checks the ELF machine, PT_INTERP, DT_NEEDED.

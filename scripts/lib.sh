@@ -43,3 +43,20 @@ serve_stop() {
     [ -n "${SERVE_LOG:-}" ] && rm -f "$SERVE_LOG"
     SERVE_LOG=""
 }
+
+# compose_binary: sets COMPOSE to the binary the e2e scripts test. COMPOSE=/path given:
+# that binary, no build. Else `cargo build` of PROFILE (default debug: what `cargo test`
+# already built, so CI does no second, slower release build; PROFILE=release for the
+# release binary). Callers define `step` and `fail`.
+compose_binary() {
+    PROFILE=${PROFILE:-debug}
+    if [ -n "${COMPOSE:-}" ]; then
+        step "compose binary given: $COMPOSE"
+    else
+        step "cargo build ($PROFILE) --locked"
+        if [ "$PROFILE" = release ]; then cargo build --release --locked; else cargo build --locked; fi
+        COMPOSE=${CARGO_TARGET_DIR:-target}/$PROFILE/compose
+    fi
+    [ -x "$COMPOSE" ] || fail "$COMPOSE was not built"
+    "$COMPOSE" --version
+}

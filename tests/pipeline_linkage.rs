@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use compose::build::{build, BuildOptions};
-use support::{DebSpec, ElfSpec, IndexVariants, Member, Repo, Server, SuiteSpec, TestKey};
+use support::{DebSpec, ElfSpec, Member, SuiteSpec};
 
 const ARCH: &str = "arm64";
 const T: &str = "aarch64-linux-gnu";
@@ -60,41 +60,23 @@ paths = ["/usr/bin/hello"]
 "#;
 
 struct Fixture {
-    _tmp: tempfile::TempDir,
+    ws: support::Workspace,
     dir: PathBuf,
-    _server: Server,
-    _repo: Repo,
-    url: String,
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        let key = TestKey::generate("compose fixture <fixture@example.invalid>");
         let mut suite = SuiteSpec::new("bookworm", &["main"], &[ARCH]);
         for p in packages() {
             suite = suite.package("main", p);
         }
-        let repo = Repo::build(&key, &[suite], IndexVariants::ALL);
-        let server = repo.serve();
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
-        support::write_keyring(&dir, "archive.gpg", &key);
-        let url = server.url.clone();
-        Fixture {
-            _tmp: tmp,
-            dir,
-            _server: server,
-            _repo: repo,
-            url,
-        }
+        let ws = support::Workspace::new(&[suite]);
+        let dir = ws.dir.clone();
+        Fixture { ws, dir }
     }
 
     fn manifest(&self, body: &str) -> PathBuf {
-        let text = format!(
-            "[image]\nname = \"linked\"\narchitectures = [\"{ARCH}\"]\n\n{}\n{body}",
-            support::source_toml(&self.url, &["bookworm"], &["main"], "archive.gpg")
-        );
-        support::write_manifest(&self.dir, &text)
+        self.ws.manifest("linked", ARCH, &["bookworm"], body)
     }
 
     fn build(&self, body: &str) -> Result<compose::build::BuildResult, compose::Error> {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use compose::build::{build, BuildOptions, BuildResult};
-use support::{DebSpec, IndexVariants, Member, Repo, Server, SuiteSpec, TestKey, DEB_MTIME};
+use support::{DebSpec, Member, SuiteSpec, DEB_MTIME};
 
 const ARCH: &str = "arm64";
 const TRIPLET: &str = "aarch64-linux-gnu";
@@ -93,41 +93,23 @@ const EVIL_BODIES: [&str; 2] = [
 ];
 
 struct Fixture {
-    _tmp: tempfile::TempDir,
+    ws: support::Workspace,
     dir: PathBuf,
-    _server: Server,
-    _repo: Repo,
-    url: String,
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        let key = TestKey::generate("compose rootfs <rootfs@example.invalid>");
         let mut suite = SuiteSpec::new("noble", &["main"], &[ARCH]);
         for p in packages() {
             suite = suite.package("main", p);
         }
-        let repo = Repo::build(&key, &[suite], IndexVariants::ALL);
-        let server = repo.serve();
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
-        support::write_keyring(&dir, "archive.gpg", &key);
-        let url = server.url.clone();
-        Fixture {
-            _tmp: tmp,
-            dir,
-            _server: server,
-            _repo: repo,
-            url,
-        }
+        let ws = support::Workspace::new(&[suite]);
+        let dir = ws.dir.clone();
+        Fixture { ws, dir }
     }
 
     fn manifest(&self, body: &str) -> PathBuf {
-        let text = format!(
-            "[image]\nname = \"fixture\"\narchitectures = [\"{ARCH}\"]\n\n{}\n{body}",
-            support::source_toml(&self.url, &["noble"], &["main"], "archive.gpg")
-        );
-        support::write_manifest(&self.dir, &text)
+        self.ws.manifest("fixture", ARCH, &["noble"], body)
     }
 
     fn opts(&self, body: &str) -> BuildOptions {

@@ -149,3 +149,41 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         b = &b[size + 2..];
     }
 }
+
+/// A signed fixture repository served on loopback, plus a temporary directory holding its
+/// keyring (`archive.gpg`) where a test writes its manifest.
+pub struct Workspace {
+    _tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+    pub key: TestKey,
+    pub repo: Repo,
+    pub server: Server,
+}
+
+impl Workspace {
+    pub fn new(suites: &[SuiteSpec]) -> Workspace {
+        let key = TestKey::generate("compose fixture <fixture@example.invalid>");
+        let repo = Repo::build(&key, suites, IndexVariants::ALL);
+        let server = repo.serve();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        write_keyring(&dir, "archive.gpg", &key);
+        Workspace {
+            _tmp: tmp,
+            dir,
+            key,
+            repo,
+            server,
+        }
+    }
+
+    /// Writes `compose.toml`: `[image]` named `name` for `arch`, one `[[source]]` of
+    /// `suites`/main from this server, then `body`.
+    pub fn manifest(&self, name: &str, arch: &str, suites: &[&str], body: &str) -> PathBuf {
+        let text = format!(
+            "[image]\nname = {name:?}\narchitectures = [{arch:?}]\n\n{}\n{body}",
+            source_toml(&self.server.url, suites, &["main"], "archive.gpg")
+        );
+        write_manifest(&self.dir, &text)
+    }
+}

@@ -839,18 +839,8 @@ async fn resolve(
     let searched: Vec<&str> = suites.iter().map(|(_, _, _, d)| d.as_str()).collect();
     let mut chosen: Vec<&(PackageEntry, String, String)> = Vec::new();
     for name in &wanted {
-        let best = candidates
-            .iter()
-            .filter(|c| c.0.name == *name)
-            .reduce(|best, c| {
-                if apt::version::compare(&c.0.version, &best.0.version).is_gt() {
-                    c
-                } else {
-                    best
-                }
-            });
-        match best {
-            Some(b) => chosen.push(b),
+        match apt::resolve::highest(&candidates, name, |c| &c.0) {
+            Some(best) => chosen.push(best),
             None => {
                 return Err(Error::Build(format!(
                     "package {name} is not in any index for {arch} (searched {}); check its name with `apt-cache policy {name}` or add the suite/component that has it",
@@ -859,7 +849,12 @@ async fn resolve(
             }
         }
     }
-    warn_unmet_depends(chosen.iter().map(|c| &c.0), opts.quiet);
+    if !opts.quiet {
+        let entries: Vec<&PackageEntry> = chosen.iter().map(|c| &c.0).collect();
+        for (package, group) in apt::resolve::unmet_depends(&entries) {
+            eprintln!("warning: {package} depends on {group}, which the manifest does not declare");
+        }
+    }
     let mut resolved = Vec::new();
     for (entry, base, suite) in chosen {
         let url = format!("{base}/{}", entry.filename);
@@ -926,45 +921,6 @@ async fn packages_index(
         "{dists}: no Packages index for {component}/binary-{arch} could be fetched (tried {})",
         tried.join(", ")
     )))
-}
-
-/// Unmet `Depends:`/`Pre-Depends:` among the declared packages are warnings (the linkage
-/// check is the real guard).
-fn warn_unmet_depends<'a>(chosen: impl Iterator<Item = &'a PackageEntry> + Clone, quiet: bool) {
-    if quiet {
-        return;
-    }
-    let mut have: BTreeSet<&str> = chosen.clone().map(|e| e.name.as_str()).collect();
-    for e in chosen.clone() {
-        if let Some(p) = &e.provides {
-            for alt in p.split(',') {
-                if let Some(n) = alt.split_whitespace().next() {
-                    have.insert(n);
-                }
-            }
-        }
-    }
-    for e in chosen {
-        let deps = [&e.pre_depends, &e.depends];
-        for group in deps
-            .iter()
-            .filter_map(|d| d.as_deref())
-            .flat_map(|d| d.split(','))
-        {
-            let names: Vec<&str> = group
-                .split('|')
-                .filter_map(|alt| alt.split_whitespace().next())
-                .map(|n| n.split(':').next().unwrap_or(n))
-                .collect();
-            if !names.is_empty() && !names.iter().any(|n| have.contains(n)) {
-                eprintln!(
-                    "warning: {} depends on {}, which the manifest does not declare",
-                    e.name,
-                    group.trim()
-                );
-            }
-        }
-    }
 }
 
 /// Stream each package's data.tar through its selector into one tree, then add what the

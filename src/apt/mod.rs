@@ -7,6 +7,7 @@
 
 pub mod packages;
 pub mod release;
+pub mod resolve;
 pub mod signature;
 pub mod version;
 

@@ -811,6 +811,8 @@ struct Req<'a> {
     headers: HeaderMap,
     body: Option<&'a [u8]>,
     what: &'a str,
+    /// A bound on the whole request (the HTTPS probe of `--insecure`).
+    timeout: Option<Duration>,
 }
 
 impl Session {
@@ -835,6 +837,9 @@ impl Session {
                 .headers(req.headers.clone());
             if let Auth::Header(h) = &*self.auth.lock().expect("auth lock") {
                 b = b.header(reqwest::header::AUTHORIZATION, h.clone());
+            }
+            if let Some(t) = req.timeout {
+                b = b.timeout(t);
             }
             if let Some(body) = req.body {
                 b = b.body(body.to_vec());
@@ -1025,6 +1030,7 @@ impl Session {
             url: self.url(&format!("blobs/{digest}")),
             headers: HeaderMap::new(),
             body: None,
+            timeout: None,
             what: "HEAD blob",
         };
         with_retries(|| async {
@@ -1073,6 +1079,7 @@ impl Session {
             url: self.url("blobs/uploads/"),
             headers: HeaderMap::new(),
             body: None,
+            timeout: None,
             what: "POST blob upload",
         };
         let resp = self.expect(&start, &[StatusCode::ACCEPTED]).await?;
@@ -1117,6 +1124,7 @@ impl Session {
                 url: location.clone(),
                 headers,
                 body: Some(&buf[..n]),
+                timeout: None,
                 what: "PATCH blob chunk",
             };
             let resp = self.expect(&req, &[StatusCode::ACCEPTED]).await?;
@@ -1140,6 +1148,7 @@ impl Session {
             url: location,
             headers: if chunked { HeaderMap::new() } else { octets },
             body: (!chunked).then_some(&last[..]),
+            timeout: None,
             what: "PUT blob",
         };
         let resp = self.expect(&req, &[StatusCode::CREATED]).await?;
@@ -1171,6 +1180,7 @@ impl Session {
             url: self.url(&format!("manifests/{reference}")),
             headers,
             body: Some(&m.bytes),
+            timeout: None,
             what: "PUT manifest",
         };
         let got = with_retries(|| async {
@@ -1235,13 +1245,18 @@ fn client(timeouts: Timeouts) -> Result<reqwest::Client, PushError> {
         .map_err(|e| PushError::Client(e.to_string()))
 }
 
-/// `GET /v2/` over `scheme`: a transport error, or the session (authenticated when the
-/// registry asked for it).
+/// How long `--insecure` waits for an HTTPS answer before it tries plain HTTP. A
+/// plain-HTTP server usually fails the handshake at once; some never answer it.
+const INSECURE_PROBE: Duration = Duration::from_secs(3);
+
+/// `GET /v2/` over `scheme` (within `probe`, if given): a transport error, or the
+/// session (authenticated when the registry asked for it).
 async fn connect(
     client: &reqwest::Client,
     scheme: &str,
     opts: &PushOptions,
     found: &Found,
+    probe: Option<Duration>,
 ) -> Result<Session, Failure> {
     let base = Url::parse(&format!("{scheme}://{}/", opts.reference.host())).map_err(|e| {
         PushError::BadReference {
@@ -1262,6 +1277,7 @@ async fn connect(
         url: base.join("v2/").expect("valid"),
         headers: HeaderMap::new(),
         body: None,
+        timeout: probe,
         what: "GET /v2/ (API version check)",
     };
     session.expect(&ping, &[StatusCode::OK]).await?;
@@ -1298,7 +1314,8 @@ pub async fn push_layout(
     let client = client(timeouts)?;
     // HTTPS first; plain HTTP only with --insecure, when HTTPS does not answer.
     // One HTTPS attempt decides: a plain-HTTP server fails the TLS handshake at once.
-    let first = match connect(&client, "https", &opts, &found).await {
+    let probe = opts.insecure.then_some(INSECURE_PROBE);
+    let first = match connect(&client, "https", &opts, &found, probe).await {
         Ok(s) => Ok(s),
         Err(Failure::Fatal(e)) => return Err(e),
         Err(Failure::Retry(e)) => Err(e),
@@ -1306,10 +1323,10 @@ pub async fn push_layout(
     let session = match first {
         Ok(s) => s,
         Err(PushError::Transport { .. }) if opts.insecure => {
-            with_retries(|| connect(&client, "http", &opts, &found)).await?
+            with_retries(|| connect(&client, "http", &opts, &found, None)).await?
         }
         Err(PushError::Transport { .. }) => {
-            match with_retries(|| connect(&client, "https", &opts, &found)).await {
+            match with_retries(|| connect(&client, "https", &opts, &found, None)).await {
                 Ok(s) => s,
                 Err(PushError::Transport { message, .. }) => {
                     return Err(PushError::NoTls {
@@ -1321,7 +1338,7 @@ pub async fn push_layout(
             }
         }
         // A 5xx on the first attempt: the usual retries.
-        Err(_) => with_retries(|| connect(&client, "https", &opts, &found)).await?,
+        Err(_) => with_retries(|| connect(&client, "https", &opts, &found, None)).await?,
     };
     let chunk = opts.chunk.max(1);
     let results: Vec<Result<Option<bool>, PushError>> = futures::stream::iter(&image.blobs)

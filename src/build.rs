@@ -64,6 +64,8 @@ pub struct BuildOptions {
     pub sbom: Option<PathBuf>,
     /// HTTP connect and read timeouts; default `COMPOSE_HTTP_TIMEOUT`, else 20 s / 60 s.
     pub http_timeout: Option<std::time::Duration>,
+    // --- issue 7 (push): `--push REGISTRY/REPO[:TAG]` and `--insecure`.
+    pub push: Option<crate::push::PushOptions>,
 }
 
 /// A package pinned for an architecture, by resolution or by the lock.
@@ -108,6 +110,8 @@ pub struct BuildResult {
     pub from_lock: bool,
     /// What `--rootfs` wrote.
     pub rootfs: Option<ExportSummary>,
+    // --- issue 7 (push): what `--push` uploaded.
+    pub push: Option<crate::push::PushReport>,
 }
 
 /// The host's architecture as a Debian name.
@@ -141,6 +145,8 @@ struct Plan {
     existing: Option<Lock>,
     runtime: tokio::runtime::Runtime,
     fetcher: Arc<Fetcher>,
+    /// HTTP timeouts, also for `--push` (issue 7).
+    timeouts: Timeouts,
 }
 
 fn plan(opts: &BuildOptions) -> Result<Plan> {
@@ -186,6 +192,7 @@ fn plan(opts: &BuildOptions) -> Result<Plan> {
         existing,
         runtime,
         fetcher,
+        timeouts, // --- issue 7 (push)
     })
 }
 
@@ -453,6 +460,20 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         })?),
         None => None,
     };
+    // --- issue 7 (push): upload from the finished temporary layout (read only, so its
+    // digest is unchanged), before anything is committed: a failed push writes nothing.
+    let pushed = match &opts.push {
+        Some(p) => {
+            let _phase = Phase(plan.fetcher.phase(format!("pushing to {}", p.reference)));
+            Some(plan.runtime.block_on(crate::push::push_layout(
+                layout.path(),
+                p,
+                plan.timeouts,
+                &plan.tag,
+            ))?)
+        }
+        None => None,
+    };
     let _critical = crate::interrupt::critical();
     let rootfs = match staged_rootfs {
         None => {
@@ -503,6 +524,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         lock_path: plan.lock_path,
         from_lock,
         rootfs,
+        push: pushed,
     })
 }
 

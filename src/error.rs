@@ -7,6 +7,7 @@ use crate::fetch::FetchError;
 use crate::lock::LockError;
 use crate::manifest::ManifestError;
 use crate::oci::OciError;
+use crate::push::PushError; // --- issue 7 (push)
 use crate::rootfs::export::ExportError;
 use crate::rootfs::generate::GenerateError;
 use crate::rootfs::linkage::LinkageError;
@@ -45,12 +46,16 @@ pub enum Error {
     /// `--sbom` (issue 7).
     #[error(transparent)]
     Sbom(#[from] SbomError),
+    // --- issue 7 (push): `--push` (a bad reference is a usage error).
+    #[error(transparent)]
+    Push(#[from] PushError),
 }
 
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Manifest(_) | Error::Usage(_) => 2,
+            Error::Push(e) if e.is_usage() => 2, // --- issue 7 (push)
             _ => 1,
         }
     }

@@ -10,6 +10,7 @@ pub mod interrupt;
 pub mod lock;
 pub mod manifest;
 pub mod oci;
+pub mod push; // --- issue 7 (push)
 pub mod rootfs;
 pub mod sbom;
 

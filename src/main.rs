@@ -71,8 +71,21 @@ struct BuildArgs {
     /// Also write an SPDX 2.3 JSON SBOM of the image to FILE
     #[arg(long, value_name = "FILE")]
     sbom: Option<PathBuf>,
+    // --- issue 7 (push)
+    /// Push the image to an OCI registry: REGISTRY/REPO[:TAG] (default tag: --tag).
+    /// Credentials: COMPOSE_REGISTRY_USER/COMPOSE_REGISTRY_PASSWORD, else ~/.docker/config.json
+    #[arg(long, value_name = "REGISTRY/REPO:TAG", value_parser = parse_push)]
+    push: Option<compose::push::Reference>,
+    /// Allow --push over plain HTTP when the registry does not speak HTTPS
+    #[arg(long, requires = "push")]
+    insecure: bool,
     #[command(flatten)]
     source: SourceArgs,
+}
+
+// --- issue 7 (push)
+fn parse_push(s: &str) -> Result<compose::push::Reference, String> {
+    compose::push::Reference::parse(s).map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand, Debug)]
@@ -197,10 +210,18 @@ fn main() -> ExitCode {
             opts.rootfs = b.rootfs;
             opts.format = b.format;
             opts.sbom = b.sbom;
+            // --- issue 7 (push)
+            opts.push = b
+                .push
+                .map(|r| compose::push::PushOptions::new(r, b.insecure));
             match build::build(&opts) {
                 Ok(result) => {
                     if !opts.quiet {
                         eprint!("{}", build::summary(&result));
+                        // --- issue 7 (push)
+                        if let Some(p) = &result.push {
+                            eprintln!("{p}");
+                        }
                     }
                     println!("{}", result.digest);
                     ExitCode::SUCCESS

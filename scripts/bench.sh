@@ -35,7 +35,13 @@
 #                      Builds the mirror for amd64 + arm64 from a private apt state
 #                      (APT_STATE, default a directory in the work dir; debian-mirror.sh
 #                      runs `apt-get update` for both into it; the host stays untouched).
-#   BENCH_SCALE=1      also: the scale case (see scripts/bench-scale.sh).
+#   BENCH_SCALE=1      also: the scale case: whole packages (paths = ["/**"]) in sets of
+#                      SCALE_SIZES (default "50 100 150") packages, closed under Depends,
+#                      chosen by scripts/bench-scale-set.py among the packages installed on
+#                      this host at the mirror's version (so every DT_NEEDED is met); their
+#                      .debs are added to the mirror (apt-get download, kept in DEB_CACHE).
+#                      Warm compose, RUNS times per set: time and peak RSS as the set grows.
+#                      SCALE_EXCLUDE="name ..." leaves packages (and what needs them) out.
 #   KEEP_TMP=1         keep the work directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +50,8 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 BENCH_MULTIARCH=${BENCH_MULTIARCH:-0}
 BENCH_SCALE=${BENCH_SCALE:-0}
+SCALE_SIZES=${SCALE_SIZES:-50 100 150}
+SCALE_EXCLUDE=${SCALE_EXCLUDE:-}
 PKGS="base-files libc6 libgcc-s1 libstdc++6 zlib1g libssl3 tzdata netbase ca-certificates"
 HOST_ARCH=$(dpkg --print-architecture)
 KEYRING=$PWD/keys/debian-archive-keyring.gpg
@@ -148,25 +156,37 @@ timed() {
 }
 
 requests() { grep -c '"GET ' "$SERVE_LOG" || true; }
+# show_requests TOOL MODE BEFORE: how many requests the run made, and which (kept in the
+# work directory; the paths are listed for compose's warm mode, which should fetch only
+# the InRelease files).
+show_requests() {
+    local f=$TMP/requests-$1-$2.log
+    grep '"GET ' "$SERVE_LOG" | tail -n "+$(( $3 + 1 ))" | sed 's/.*"GET \([^ ]*\) .*" \([0-9]*\) .*/\2 \1/' >"$f" || true
+    log "    ($(wc -l <"$f") HTTP requests to the mirror)"
+    if [ "$1 $2" = "compose warm" ]; then sed 's/^/      /' "$f" >&2; fi
+}
 
-# compose_run MODE RUN CACHE [ARGS...]: a fresh --lock and --output every run; checks the
-# digest against the first one of the same architectures.
+# compose_run MODE RUN CACHE [ARGS...]: composes MANIFEST_FILE with a fresh --lock and
+# --output every run; checks the digest against the first one of the same manifest and
+# architectures.
+MANIFEST_FILE=$TMP/bench.toml
 compose_run() {
     local mode=$1 run=$2 cache=$3 out=$TMP/out-$1-$2 before digest
     shift 3
     before=$(requests)
     timed compose "$mode" "$run" "$TMP/compose-$mode-$run.log" \
-        "$COMPOSE" "$TMP/bench.toml" --mirror "http://deb.debian.org=$SERVE_URL" \
+        "$COMPOSE" "$MANIFEST_FILE" --mirror "http://deb.debian.org=$SERVE_URL" \
         --cache "$cache" --lock "$TMP/lock-$mode-$run" --output "$out" --quiet "$@"
     digest=$(tail -n 1 "$TMP/compose-$mode-$run.log")
     [[ $digest =~ ^sha256:[0-9a-f]{64}$ ]] || fail "compose $mode run $run: last line '$digest' is not a digest"
-    local key=${*:-default}; key=${key// /_}
+    local key
+    key=$(basename "$MANIFEST_FILE")_${*:-default}; key=${key// /_}
     if [ -f "$TMP/digest-$key" ]; then
         [ "$(cat "$TMP/digest-$key")" = "$digest" ] || fail "compose $mode run $run: digest $digest differs from an earlier run's $(cat "$TMP/digest-$key")"
     else
         echo "$digest" >"$TMP/digest-$key"
     fi
-    if [ "$run" = 1 ]; then log "    ($(( $(requests) - before )) HTTP requests to the mirror)"; fi
+    if [ "$run" = 1 ]; then show_requests compose "$mode" "$before"; fi
     rm -rf "$out" "$TMP/lock-$mode-$run"
 }
 
@@ -192,7 +212,7 @@ mm_run() {
         bookworm "$target" \
         "deb $SERVE_URL/debian bookworm bookworm-updates main" \
         "deb $SERVE_URL/debian-security bookworm-security main"
-    if [ "$run" = 1 ]; then log "    ($(( $(requests) - before )) HTTP requests to the mirror)"; fi
+    if [ "$run" = 1 ]; then show_requests mmdebstrap "$mode" "$before"; fi
     local triplet f
     triplet=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
     # Not merged-usr: libc6 has /lib/<triplet>/libc.so.6 in bookworm.
@@ -259,9 +279,54 @@ if [ "$BENCH_MULTIARCH" = 1 ]; then
     done
 fi
 
+if [ "$BENCH_SCALE" = 1 ]; then
+    step "scale: whole packages (paths = [\"/**\"]), dependency-closed sets of $SCALE_SIZES packages"
+    excl=()
+    for x in $SCALE_EXCLUDE; do excl+=(--exclude "$x"); done
+    # shellcheck disable=SC2086
+    scripts/bench-scale-set.py "$TMP/mirror" "$HOST_ARCH" $SCALE_SIZES "${excl[@]}" >"$TMP/sets.tsv" \
+        || fail "scripts/bench-scale-set.py found no package sets"
+    all=$(tail -n 1 "$TMP/sets.tsv" | cut -f5)
+    log "  mirror: $(wc -w <<<"$all") packages (.debs from DEB_CACHE or apt-get download)"
+    # shellcheck disable=SC2086
+    ARCHES=$HOST_ARCH scripts/debian-mirror.sh "$TMP/mirror" $all >"$TMP/mirror-scale.log" 2>&1 \
+        || { tail -n 20 "$TMP/mirror-scale.log" >&2; fail "scripts/debian-mirror.sh (scale set) failed"; }
+    while IFS=$'\t' read -r _ count _ _ names; do
+        python3 - "$TMP/scale-$count.toml" "$KEYRING" "$HOST_ARCH" $names <<'PY'
+import sys
+out, keyring, arch, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+src = lambda url, suites: (f'[[source]]\nurl = "{url}"\nsuites = {suites}\n'
+                           f'components = ["main"]\nkeyring = "{keyring}"\n\n')
+text = (f'# Written by scripts/bench.sh: the scale case, {len(names)} whole packages.\n'
+        f'[image]\nname = "bench-scale-{len(names)}"\narchitectures = ["{arch}"]\n'
+        'merged-usr = true\nuser = "0:0"\nworkdir = "/"\nentrypoint = []\ncmd = []\n'
+        'env = {}\nlabels = {}\nannotations = {}\n\n'
+        + src("http://deb.debian.org/debian", '["bookworm", "bookworm-updates"]')
+        + src("http://deb.debian.org/debian-security", '["bookworm-security"]')
+        + "".join(f'[package."{n}"]\npaths = ["/**"]\n\n' for n in names)
+        + '[generate]\nca-bundle = false\npasswd = false\ndpkg-status = true\n')
+open(out, "w").write(text)
+PY
+        MANIFEST_FILE=$TMP/scale-$count.toml
+        log "  $count packages: warm-up (cold cache for these .debs)"
+        "$COMPOSE" "$MANIFEST_FILE" --mirror "http://deb.debian.org=$SERVE_URL" --arch "$HOST_ARCH" \
+            --cache "$TMP/cache-warm" --lock "$TMP/lock-scale-warmup" --output "$TMP/out-scale-warmup" \
+            >"$TMP/scale-warmup-$count.log" 2>&1 \
+            || { grep -m 5 '^error' "$TMP/scale-warmup-$count.log" >&2
+                 fail "compose of the $count-package set failed (SCALE_EXCLUDE=\"name ...\" leaves packages out)"; }
+        grep -E '^[a-z0-9]+: [0-9]+ packages' "$TMP/scale-warmup-$count.log" | sed 's/^/    compose: /' >&2
+        rm -rf "$TMP/out-scale-warmup" "$TMP/lock-scale-warmup"
+        for run in $(seq 1 "$RUNS"); do
+            compose_run "scale-$count" "$run" "$TMP/cache-warm" --arch "$HOST_ARCH"
+        done
+    done <"$TMP/sets.tsv"
+    MANIFEST_FILE=$TMP/bench.toml
+fi
+
 # ---------------------------------------------------------------- the table
 step "results"
-python3 - "$TMP/times.tsv" "$TMP/machine.md" <<'PY'
+[ -f "$TMP/sets.tsv" ] || : >"$TMP/sets.tsv"
+python3 - "$TMP/times.tsv" "$TMP/machine.md" "$TMP/sets.tsv" <<'PY'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 runs = {}
@@ -298,13 +363,25 @@ print(f"| compose peak RSS ≤ 100 MB (MiB here) | {peak:.1f} | {met(peak <= 100
 if ("compose", "two-arch") in med:
     two = ratio(("compose", "two-arch"), ("compose", "one-arch"))
     print(f"| amd64 + arm64 / amd64 alone, well under 2× | {two:.2f}× | {met(two < 1.5)} (< 1.5× taken as 'well under') |")
+sets = [l.rstrip("\n").split("\t") for l in open(sys.argv[3]) if l.strip()]
+if sets:
+    print()
+    print("Scale: compose warm, whole packages (`paths = [\"/**\"]`), sets closed under Depends")
+    print()
+    print("| packages | .debs (MB) | installed (MB) | median wall (s) | min / max (s) | peak RSS (MiB) | s per 100 MB installed |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for _, count, debs, inst, _names in sets:
+        key = ("compose", f"scale-{count}")
+        if key not in runs:
+            continue
+        w = [x[0] for x in runs[key]]
+        m = statistics.median(w)
+        mb = int(inst) * 1024 / 1e6
+        print(f"| {count} | {int(debs) / 1e6:.1f} | {mb:.1f} | {m:.2f} | {min(w):.2f} / {max(w):.2f} | "
+              f"{max(x[1] for x in runs[key]) / 1024:.1f} | {100 * m / mb:.2f} |")
 print()
 print("Peak RSS: the largest of the runs; for mmdebstrap, the largest single process of its tree.")
 print("mmdebstrap warm still runs `apt-get update` (InRelease + Packages) in its fresh chroot;")
 print("only its .debs come from the archive cache.")
 PY
 
-if [ "$BENCH_SCALE" = 1 ]; then
-    step "scale case"
-    fail "BENCH_SCALE=1: not built yet (TODO)"
-fi

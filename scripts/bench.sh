@@ -44,6 +44,10 @@
 #                      SCALE_EXCLUDE="name ..." leaves packages (and what needs them) out.
 #   KEEP_TMP=1         keep the work directory.
 set -euo pipefail
+if [ $# -gt 0 ]; then
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
+    case $1 in -h|--help) exit 0 ;; *) exit 2 ;; esac
+fi
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 

@@ -58,8 +58,17 @@ pub fn is_merged_top(component: &str) -> bool {
 
 /// The merged-usr form of an absolute, normalised path: `/lib/x` → `/usr/lib/x`,
 /// `/bin` → `/usr/bin`. Paths outside the merged directories are returned unchanged.
+///
+/// `None` for anything that is not absolute and normalised (a relative path, an empty,
+/// `.` or `..` component, a trailing `/`, a NUL): the result is never a path that could
+/// leave `/`, whatever the input.
 pub fn merged_usr_path(path: &str) -> Option<String> {
     let rest = path.strip_prefix('/')?;
+    let normalised = path == "/"
+        || (!rest.contains('\0') && rest.split('/').all(|c| !matches!(c, "" | "." | "..")));
+    if !normalised {
+        return None;
+    }
     let first = rest.split('/').next().unwrap_or("");
     if is_merged_top(first) {
         Some(format!("/usr/{rest}"))
@@ -1249,6 +1258,27 @@ mode = "1777"
             "/usr/lib64/ld-linux-x86-64.so.2"
         );
         assert_eq!(merged_usr_path("/bin").unwrap(), "/usr/bin");
+        assert_eq!(merged_usr_path("/").unwrap(), "/");
+        assert_eq!(merged_usr_path("/etc/passwd").unwrap(), "/etc/passwd");
+    }
+
+    /// Found by the `tar_paths` fuzz target (fuzz/regressions/tar_paths-merged-usr-dotdot):
+    /// a path that was not normalised came back unchanged, `..` and all.
+    #[test]
+    fn merged_usr_path_refuses_unnormalised_paths() {
+        for p in [
+            "/u.sr/../.ha$ow",
+            "/lib/../../etc/shadow",
+            "/usr/..",
+            "/lib//x",
+            "/lib/./x",
+            "/lib/",
+            "/x\0y",
+            "lib/x",
+            "",
+        ] {
+            assert_eq!(merged_usr_path(p), None, "{p:?}");
+        }
         assert_eq!(merged_usr_path("/usr/lib/x").unwrap(), "/usr/lib/x");
         assert_eq!(merged_usr_path("/library/x").unwrap(), "/library/x");
         assert_eq!(merged_usr_path("/etc/passwd").unwrap(), "/etc/passwd");

@@ -150,11 +150,14 @@ fn sig_error(what: &str, e: anyhow::Error) -> AptError {
     }
 }
 
+/// The framing check of [`verify_clearsigned`], before any cryptography.
+///
 /// Returns the bytes from `-----BEGIN PGP SIGNED MESSAGE-----` to the end of
 /// the `-----END PGP SIGNATURE-----` line, after checking that only
 /// whitespace surrounds them and that the signed text is properly
-/// dash-escaped (so the block cannot hide a second message).
-fn split_clearsigned<'d>(data: &'d [u8], what: &str) -> Result<&'d [u8], AptError> {
+/// dash-escaped (so the block cannot hide a second message). The result is
+/// always a sub-slice of `data`. Public so that it can be fuzzed on its own.
+pub fn split_clearsigned<'d>(data: &'d [u8], what: &str) -> Result<&'d [u8], AptError> {
     let framing = |reason: String| AptError::Framing {
         what: what.to_string(),
         reason,

@@ -2,7 +2,7 @@
 //! serialised. File contents live in a [`Spool`] (one unlinked temporary file), so the
 //! tree's memory is proportional to the number of entries, not to their bytes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
@@ -170,6 +170,11 @@ pub struct Conflict {
 #[derive(Debug)]
 pub struct Tree {
     entries: BTreeMap<String, Node>,
+    /// Directories that exist only because something was inserted beneath them (made by
+    /// `ensure_parents`, not given): the first explicit directory at such a path takes
+    /// its place, so the tree does not depend on whether a directory or its entries came
+    /// first.
+    implicit: BTreeSet<String>,
     pub spool: Spool,
 }
 
@@ -189,6 +194,7 @@ impl Tree {
         );
         Ok(Tree {
             entries,
+            implicit: BTreeSet::new(),
             spool: Spool::new()?,
         })
     }
@@ -214,12 +220,14 @@ impl Tree {
     }
 
     pub fn remove(&mut self, path: &str) -> Option<Node> {
+        self.implicit.remove(path);
         self.entries.remove(path)
     }
 
     /// Insert `node` at `path`, creating missing parents as `0755 root` directories.
     ///
-    /// A directory given twice keeps the first one's metadata. Any other second
+    /// A directory given after entries beneath it (so created as such a parent) takes
+    /// the given metadata. A directory given twice keeps the first one's metadata. Any other second
     /// claim on a path is a [`Conflict`] unless both are the same kind with the same
     /// content/target and metadata (several packages may ship one identical file).
     pub fn insert(&mut self, path: &str, node: Node) -> Result<(), Conflict> {
@@ -227,6 +235,10 @@ impl Tree {
         self.ensure_parents(path, &node.origin)?;
         match self.entries.get(path) {
             None => {
+                self.entries.insert(path.to_string(), node);
+                Ok(())
+            }
+            Some(_) if matches!(node.kind, NodeKind::Dir) && self.implicit.remove(path) => {
                 self.entries.insert(path.to_string(), node);
                 Ok(())
             }
@@ -272,6 +284,7 @@ impl Tree {
                 });
             }
         }
+        self.implicit.remove(path);
         self.entries.insert(path.to_string(), node);
         Ok(())
     }
@@ -313,6 +326,7 @@ impl Tree {
                     })
                 }
                 None => {
+                    self.implicit.insert(parent.to_string());
                     self.entries.insert(
                         parent.to_string(),
                         Node {
@@ -364,6 +378,36 @@ mod tests {
             panic!("not a file")
         };
         assert_eq!(t.spool.read_all(c).unwrap(), b"hello");
+    }
+
+    /// Found by the property test `layer_bytes_do_not_depend_on_insertion_order`: a
+    /// directory given after a file beneath it kept the made-up parent's 0755/mtime 0.
+    #[test]
+    fn a_directory_given_after_its_entries_keeps_its_metadata() {
+        let dir = |mode, mtime, origin: &str| Node {
+            kind: NodeKind::Dir,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime,
+            origin: origin.into(),
+        };
+        let mut t = Tree::new().unwrap();
+        let f = file(&mut t, b"x", "pkg-a");
+        t.insert("/var/tmp/x", f).unwrap();
+        assert_eq!(t.get("/var/tmp").unwrap().mode, 0o755);
+        t.insert("/var/tmp", dir(0o1777, 5, "pkg-b")).unwrap();
+        let got = t.get("/var/tmp").unwrap();
+        assert_eq!(
+            (got.mode, got.mtime, got.origin.as_str()),
+            (0o1777, 5, "pkg-b")
+        );
+        // Given once, a directory keeps the first metadata, as before.
+        t.insert("/var/tmp", dir(0o700, 9, "pkg-c")).unwrap();
+        assert_eq!(t.get("/var/tmp").unwrap().mode, 0o1777);
+        // A made-up parent still cannot become a file.
+        let g = file(&mut t, b"y", "pkg-d");
+        assert!(t.insert("/var", g).is_err());
     }
 
     #[test]

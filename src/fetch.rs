@@ -15,6 +15,8 @@ use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
 
+use crate::retry;
+
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("{url}: HTTP {status}{}", gave_up(*.attempts))]
@@ -93,7 +95,7 @@ fn gave_up(attempts: u32) -> String {
     }
 }
 
-impl FetchError {
+impl retry::Attempts for FetchError {
     /// Record how many attempts were made before this error was final.
     fn after(mut self, n: u32) -> FetchError {
         if let FetchError::Status { attempts, .. } | FetchError::Network { attempts, .. } =
@@ -345,16 +347,9 @@ pub struct Fetcher {
     strict_cache: bool,
 }
 
-/// Attempts per file (the first included) for failures that may pass: connection
-/// errors, timeouts, resets, 5xx, 408 and 429.
-pub const ATTEMPTS: u32 = 3;
+pub use crate::retry::ATTEMPTS;
 /// Redirects followed per request.
 pub const MAX_REDIRECTS: usize = 5;
-
-/// Wait before attempt `n + 1`: 200 ms, 800 ms, 3.2 s, …
-fn backoff(n: u32) -> Duration {
-    Duration::from_millis(200 * 4u64.pow(n.saturating_sub(1).min(6)))
-}
 
 /// The redirect policy: `previous` are the URLs requested so far in this chain (the
 /// first is the original), `next` where the server sends us. Only http and https; never
@@ -383,10 +378,7 @@ pub fn redirect_verdict(previous: &[reqwest::Url], next: &reqwest::Url) -> Resul
 }
 
 /// How one attempt failed: worth another attempt, or final.
-enum Failure {
-    Retry(FetchError),
-    Fatal(FetchError),
-}
+type Failure = retry::Failure<FetchError>;
 
 impl From<FetchError> for Failure {
     fn from(e: FetchError) -> Failure {
@@ -467,25 +459,6 @@ impl Fetcher {
         url.to_string()
     }
 
-    /// Run `once` up to [`ATTEMPTS`] times with backoff while it fails in a way that
-    /// may pass; the final error says how many attempts were made.
-    async fn with_retries<T, F, Fut>(&self, mut once: F) -> Result<T, FetchError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, Failure>>,
-    {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match once().await {
-                Ok(v) => return Ok(v),
-                Err(Failure::Fatal(e)) => return Err(e.after(attempt)),
-                Err(Failure::Retry(e)) if attempt >= ATTEMPTS => return Err(e.after(attempt)),
-                Err(Failure::Retry(_)) => tokio::time::sleep(backoff(attempt)).await,
-            }
-        }
-    }
-
     /// One GET of the (rewritten) `real` URL. `Ok(None)` on 404/410.
     async fn send_once(&self, real: &str) -> Result<Option<reqwest::Response>, Failure> {
         let resp = self
@@ -518,7 +491,7 @@ impl Fetcher {
             });
         }
         let real = self.rewrite(url);
-        self.with_retries(|| self.get_once(&real, limit)).await
+        retry::with_retries(|| self.get_once(&real, limit)).await
     }
 
     async fn get_once(&self, real: &str, limit: u64) -> Result<Option<Vec<u8>>, Failure> {
@@ -570,7 +543,7 @@ impl Fetcher {
             });
         }
         let real = self.rewrite(&want.url);
-        self.with_retries(|| async {
+        retry::with_retries(|| async {
             let mut counted = 0;
             let result = self.download_once(want, &real, bar, &mut counted).await;
             if let (Err(_), Some(bar)) = (&result, bar) {

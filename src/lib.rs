@@ -10,7 +10,8 @@ pub mod interrupt;
 pub mod lock;
 pub mod manifest;
 pub mod oci;
-pub mod push; // --- issue 7 (push)
+pub mod push;
+pub mod retry;
 pub mod rootfs;
 pub mod sbom;
 

@@ -26,7 +26,8 @@ use reqwest::{Method, StatusCode, Url};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
-use crate::fetch::{Timeouts, ATTEMPTS};
+use crate::fetch::Timeouts;
+use crate::retry::{self, with_retries};
 
 /// The user name for the registry (with [`PASSWORD_ENV`]).
 pub const USER_ENV: &str = "COMPOSE_REGISTRY_USER";
@@ -118,7 +119,9 @@ impl PushError {
     pub fn is_usage(&self) -> bool {
         matches!(self, PushError::BadReference { .. })
     }
+}
 
+impl retry::Attempts for PushError {
     fn after(mut self, n: u32) -> PushError {
         if let PushError::Status { attempts, .. } | PushError::Transport { attempts, .. } =
             &mut self
@@ -645,10 +648,7 @@ fn read_layout(layout: &Path) -> Result<Image, PushError> {
 // ---- the registry session ------------------------------------------------------------
 
 /// How one attempt failed: worth another attempt, or final.
-enum Failure {
-    Retry(PushError),
-    Fatal(PushError),
-}
+type Failure = retry::Failure<PushError>;
 
 impl From<PushError> for Failure {
     fn from(e: PushError) -> Failure {
@@ -656,31 +656,8 @@ impl From<PushError> for Failure {
     }
 }
 
-/// 5xx, 408 and 429 may pass.
 fn retryable(status: StatusCode) -> bool {
-    status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT || status.as_u16() == 429
-}
-
-/// Wait before attempt `n + 1`: 200 ms, 800 ms, 3.2 s, …
-fn backoff(n: u32) -> Duration {
-    Duration::from_millis(200 * 4u64.pow(n.saturating_sub(1).min(6)))
-}
-
-async fn with_retries<T, F, Fut>(mut once: F) -> Result<T, PushError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Failure>>,
-{
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match once().await {
-            Ok(v) => return Ok(v),
-            Err(Failure::Fatal(e)) => return Err(e.after(attempt)),
-            Err(Failure::Retry(e)) if attempt >= ATTEMPTS => return Err(e.after(attempt)),
-            Err(Failure::Retry(_)) => tokio::time::sleep(backoff(attempt)).await,
-        }
-    }
+    retry::retryable_status(status.as_u16())
 }
 
 /// A `WWW-Authenticate` challenge: the scheme and its parameters.

@@ -651,7 +651,7 @@ impl Fetcher {
 }
 
 /// reqwest errors print their chain poorly; collect the sources into one sentence.
-fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     let mut msg = if e.is_timeout() {
         "timed out".to_string()
     } else if e.is_connect() {

@@ -657,6 +657,32 @@ impl Cx<'_> {
         })
     }
 
+    /// Suite or component names: non-empty, no `..`, no leading `/`, no whitespace.
+    fn names(
+        &self,
+        list: &[Spanned<String>],
+        kind: &str,
+        example: &str,
+    ) -> Result<Vec<String>, ManifestError> {
+        let mut out = Vec::new();
+        for x in list {
+            let v = x.get_ref();
+            if v.is_empty()
+                || v.contains("..")
+                || v.starts_with('/')
+                || v.contains(char::is_whitespace)
+            {
+                return Err(self.error(
+                    x.span(),
+                    format!("{kind} `{v}` is not a {kind} name"),
+                    format!("write a {kind} such as {example}"),
+                ));
+            }
+            out.push(v.clone());
+        }
+        Ok(out)
+    }
+
     /// A [[user]] or [[group]] name: valid, unique, and not `root` or `builtin` (the
     /// generator always writes those).
     fn account_name(
@@ -784,38 +810,8 @@ impl Cx<'_> {
                     "add suites = [\"noble\", \"noble-updates\", \"noble-security\"] or similar",
                 ));
             }
-            let mut suites = Vec::new();
-            for x in &s.suites {
-                let v = x.get_ref();
-                if v.is_empty()
-                    || v.contains("..")
-                    || v.starts_with('/')
-                    || v.contains(char::is_whitespace)
-                {
-                    return Err(self.error(
-                        x.span(),
-                        format!("suite `{v}` is not a suite name"),
-                        "write a suite such as `noble` or `bookworm-updates`",
-                    ));
-                }
-                suites.push(v.clone());
-            }
-            let mut components = Vec::new();
-            for x in &s.components {
-                let v = x.get_ref();
-                if v.is_empty()
-                    || v.contains("..")
-                    || v.starts_with('/')
-                    || v.contains(char::is_whitespace)
-                {
-                    return Err(self.error(
-                        x.span(),
-                        format!("component `{v}` is not a component name"),
-                        "write a component such as `main`",
-                    ));
-                }
-                components.push(v.clone());
-            }
+            let suites = self.names(&s.suites, "suite", "`noble` or `bookworm-updates`")?;
+            let mut components = self.names(&s.components, "component", "`main`")?;
             if components.is_empty() {
                 components.push("main".to_string());
             }

@@ -750,7 +750,7 @@ struct Session {
 fn transport(url: &Url, e: &reqwest::Error) -> Failure {
     let err = PushError::Transport {
         url: url.to_string(),
-        message: describe(e),
+        message: crate::fetch::describe(e),
         attempts: 1,
     };
     if e.is_redirect() || e.is_builder() {
@@ -758,23 +758,6 @@ fn transport(url: &Url, e: &reqwest::Error) -> Failure {
     } else {
         Failure::Retry(err)
     }
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    let mut msg = if e.is_timeout() {
-        "timed out".to_string()
-    } else if e.is_connect() {
-        "could not connect".to_string()
-    } else {
-        "transfer failed".to_string()
-    };
-    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
 }
 
 fn header<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {

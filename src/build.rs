@@ -150,6 +150,7 @@ struct Plan {
 }
 
 fn plan(opts: &BuildOptions) -> Result<Plan> {
+    crate::timings::start();
     let manifest = Manifest::load(&opts.manifest)?;
     let archs = architectures(&manifest, &opts.archs)?;
     let tag = opts
@@ -184,6 +185,7 @@ fn plan(opts: &BuildOptions) -> Result<Plan> {
         strict_cache: opts.audit,
         timeouts,
     })?);
+    crate::timings::mark("plan: manifest, lock, runtime, HTTP client");
     Ok(Plan {
         manifest,
         archs,
@@ -395,13 +397,20 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
             })
             .collect();
         let debs = plan.runtime.block_on(plan.fetcher.get_all(&wants))?;
+        crate::timings::mark(format_args!("{arch}: packages fetched and verified"));
         let phase = Phase(plan.fetcher.phase(format!("{arch}: selecting files")));
         let (tree, setid, shipped) = compose_tree(manifest, arch, &packages, &debs)?;
+        crate::timings::mark(format_args!(
+            "{arch}: files selected ({} entries)",
+            tree.len()
+        ));
         // Linkage check (DESIGN §5), before anything of this architecture is written.
         phase.0.set_message(format!("{arch}: checking ELF linkage"));
         let linked = linkage::check(&tree, &[], Some(&shipped))?;
+        crate::timings::mark(format_args!("{arch}: linkage checked"));
         phase.0.set_message(format!("{arch}: writing the layer"));
         let layer = layout.write_layer(&tree, opts.epoch)?;
+        crate::timings::mark(format_args!("{arch}: layer written ({} bytes)", layer.size));
         drop(phase);
         if opts.sbom.is_some() {
             sbom_archs.push(sbom::SbomArch::collect(arch, &packages, &tree)?);
@@ -516,6 +525,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     if let (Some(path), Some(doc)) = (&opts.sbom, &sbom_doc) {
         sbom::write(path, doc)?;
     }
+    crate::timings::mark("output committed");
     Ok(BuildResult {
         digest,
         output,
@@ -823,6 +833,9 @@ async fn resolve(
     for ((dists, _, _), r) in missing.iter().zip(fetched) {
         cache.releases.insert(dists.clone(), Arc::new(r));
     }
+    crate::timings::mark(format_args!(
+        "{arch}: keyrings read, Release files verified"
+    ));
 
     // 2. Every component's Packages index, fetched concurrently.
     let mut indexes = Vec::new(); // (base URL, suite, dists, component, candidates)
@@ -846,6 +859,9 @@ async fn resolve(
         },
     ))
     .await?;
+    crate::timings::mark(format_args!(
+        "{arch}: Packages indexes fetched and verified"
+    ));
 
     // 3. Parse them in manifest order (ties between equal versions go to the first).
     let mut candidates: Vec<(PackageEntry, String, String)> = Vec::new();
@@ -858,6 +874,7 @@ async fn resolve(
             }
         }
     }
+    crate::timings::mark(format_args!("{arch}: Packages indexes parsed"));
     let searched: Vec<&str> = suites.iter().map(|(_, _, _, d)| d.as_str()).collect();
     let mut chosen: Vec<&(PackageEntry, String, String)> = Vec::new();
     for name in &wanted {
@@ -945,85 +962,166 @@ async fn packages_index(
     )))
 }
 
-/// Stream each package's data.tar through its selector into one tree, then add what the
-/// generators make.
+/// One package's data.tar streamed through its selector into a tree of its own.
+struct PackagePart {
+    tree: Tree,
+    contribution: select::Contribution,
+    shipped: Shipped,
+    /// The Mozilla certificates (PEM by package path), from ca-certificates only.
+    certs: BTreeMap<String, Vec<u8>>,
+    control: deb::Control,
+}
+
+/// Select one package's files (from its cached, verified .deb) into its own tree.
+fn select_package(
+    manifest: &Manifest,
+    arch: &str,
+    resolved: &Resolved,
+    path: &Path,
+) -> Result<PackagePart> {
+    let name = &resolved.name;
+    let spec = manifest
+        .packages
+        .iter()
+        .find(|p| &p.name == name)
+        .expect("resolved packages come from the manifest");
+    let capture = manifest.generate.ca_bundle && name == "ca-certificates";
+    let mut tree =
+        Tree::new().map_err(|e| Error::Build(format!("cannot create the spool: {e}")))?;
+    let mut certs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    // Every file of the package, selected or not: what a linkage miss can suggest adding.
+    let mut shipped = Shipped::new(manifest.image.merged_usr);
+    let open = || {
+        std::fs::File::open(path)
+            .map(|f| std::io::BufReader::with_capacity(256 * 1024, f))
+            .map_err(|e| Error::Build(format!("cannot open cached {}: {e}", path.display())))
+    };
+    let what = resolved.url.clone();
+    let mut selector = Selector::new(
+        spec,
+        arch,
+        manifest.image.merged_usr,
+        manifest.image.copyright,
+    );
+    let control = deb::read_deb(open()?, &what, |entry, data| -> Result<()> {
+        shipped.record(name, entry);
+        let is_cert = capture
+            && matches!(entry.kind, deb::EntryKind::File)
+            && entry.path.starts_with(MOZILLA_CERTS)
+            && entry.path.ends_with(".crt");
+        if is_cert {
+            let mut pem = Vec::new();
+            data.read_to_end(&mut pem)
+                .map_err(|e| Error::Build(format!("{what}: reading {}: {e}", entry.path)))?;
+            selector.entry(&mut tree, entry, &mut &pem[..])?;
+            certs.insert(entry.path.clone(), pem);
+        } else {
+            selector.entry(&mut tree, entry, data)?;
+        }
+        Ok(())
+    })?;
+    // Selected hard links whose target was not selected: a second pass copies it.
+    let orphans = selector.orphan_targets();
+    if !orphans.is_empty() {
+        deb::read_deb(open()?, &what, |entry, data| -> Result<()> {
+            if orphans.contains(&entry.path) {
+                selector.orphan_target(&mut tree, entry, data)?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(PackagePart {
+        tree,
+        contribution: selector.finish()?,
+        shipped,
+        certs,
+        control,
+    })
+}
+
+/// `f(i)` for every `i` in `0..n` on all cores, largest `weight` first; results in
+/// index order (so what is built from them does not depend on which finished first).
+fn parallel_map<T: Send>(
+    n: usize,
+    weight: impl Fn(usize) -> u64,
+    f: impl Fn(usize) -> T + Sync,
+) -> Vec<T> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(weight(i)), i));
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |c| c.get())
+        .min(n);
+    if workers <= 1 {
+        return (0..n).map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut slots: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&i) = order.get(k) else { break };
+                        done.push((i, f(i)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        for h in handles {
+            match h.join() {
+                Ok(done) => {
+                    for (i, t) in done {
+                        slots[i] = Some(t);
+                    }
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    slots
+        .into_iter()
+        .map(|t| t.expect("every index was taken by a worker"))
+        .collect()
+}
+
+/// Stream each package's data.tar through its selector (packages on all cores, each
+/// into a tree of its own), merge them in package order into one tree, then add what
+/// the generators make.
 fn compose_tree(
     manifest: &Manifest,
     arch: &str,
     packages: &[Resolved],
     debs: &[PathBuf],
 ) -> Result<(Tree, Vec<String>, Shipped)> {
+    let parts = parallel_map(
+        packages.len(),
+        |i| packages[i].size,
+        |i| select_package(manifest, arch, &packages[i], &debs[i]),
+    );
     let mut tree =
         Tree::new().map_err(|e| Error::Build(format!("cannot create the spool: {e}")))?;
     let mut certs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut setid = Vec::new();
-    let mut have_ca = false;
-    // Every file of every declared package, selected or not: what a linkage miss can
-    // suggest adding.
+    let have_ca =
+        manifest.generate.ca_bundle && packages.iter().any(|p| p.name == "ca-certificates");
     let mut shipped = Shipped::new(manifest.image.merged_usr);
-    for (resolved, path) in packages.iter().zip(debs) {
-        let name = &resolved.name;
-        let spec = manifest
-            .packages
-            .iter()
-            .find(|p| &p.name == name)
-            .expect("resolved packages come from the manifest");
-        let capture = manifest.generate.ca_bundle && name == "ca-certificates";
-        have_ca |= capture;
-        let file = std::fs::File::open(path)
-            .map_err(|e| Error::Build(format!("cannot open cached {}: {e}", path.display())))?;
-        let what = resolved.url.clone();
-        let mut selector = Selector::new(
-            spec,
-            arch,
-            manifest.image.merged_usr,
-            manifest.image.copyright,
-        );
-        let control = deb::read_deb(
-            std::io::BufReader::new(file),
-            &what,
-            |entry, data| -> Result<()> {
-                shipped.record(name, entry);
-                let is_cert = capture
-                    && matches!(entry.kind, deb::EntryKind::File)
-                    && entry.path.starts_with(MOZILLA_CERTS)
-                    && entry.path.ends_with(".crt");
-                if is_cert {
-                    let mut pem = Vec::new();
-                    data.read_to_end(&mut pem).map_err(|e| {
-                        Error::Build(format!("{what}: reading {}: {e}", entry.path))
-                    })?;
-                    selector.entry(&mut tree, entry, &mut &pem[..])?;
-                    certs.insert(entry.path.clone(), pem);
-                } else {
-                    selector.entry(&mut tree, entry, data)?;
-                }
-                Ok(())
-            },
-        )?;
-        // Selected hard links whose target was not selected: a second pass copies it.
-        let orphans = selector.orphan_targets();
-        if !orphans.is_empty() {
-            let file = std::fs::File::open(path)
-                .map_err(|e| Error::Build(format!("cannot open cached {}: {e}", path.display())))?;
-            deb::read_deb(
-                std::io::BufReader::new(file),
-                &what,
-                |entry, data| -> Result<()> {
-                    if orphans.contains(&entry.path) {
-                        selector.orphan_target(&mut tree, entry, data)?;
-                    }
-                    Ok(())
-                },
-            )?;
-        }
-        setid.extend(selector.finish()?.setid);
+    // The first failure in package order is the one reported, whichever thread saw it.
+    for (resolved, part) in packages.iter().zip(parts) {
+        let part = part?;
+        select::merge(&mut tree, &part.tree, &part.contribution)?;
+        drop(part.tree);
+        shipped.absorb(part.shipped);
+        certs.extend(part.certs);
+        setid.extend(part.contribution.setid);
         if manifest.generate.dpkg_status {
             generate::dpkg_status(
                 &mut tree,
-                name,
-                &control.control,
-                control.md5sums.as_deref(),
+                &resolved.name,
+                &part.control.control,
+                part.control.md5sums.as_deref(),
             )?;
         }
     }

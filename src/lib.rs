@@ -14,6 +14,7 @@ pub mod push;
 pub mod retry;
 pub mod rootfs;
 pub mod sbom;
+pub mod timings;
 
 pub mod build;
 pub mod error;

@@ -51,43 +51,79 @@ pub fn parse_packages(
     let mut out: Vec<PackageEntry> = Vec::new();
     // (name, version, arch) -> index in `out`
     let mut seen: HashMap<(String, String, String), usize> = HashMap::new();
-    for (n, para) in iter_paragraphs_borrowed(text).enumerate() {
-        let para = para.map_err(|e| malformed(format!("stanza {}: {e}", n + 1)))?;
-        let name = match para.get_field("Package").and_then(|f| f.as_single_line()) {
-            Some(name) if !name.trim().is_empty() => name.trim(),
-            _ => {
-                return Err(malformed(format!(
-                    "stanza {} has no single-line Package field",
-                    n + 1
-                )))
+    // A stanza ends at an empty line and nowhere else, so the text is cut at every
+    // "\n\n" first. A piece that starts with the archive's own `Package: <name>` line
+    // names its package there (that is its first Package field); when the name is not
+    // kept, the piece is skipped without being parsed: most of a 50 MB index is never
+    // tokenised. Any other piece goes through the deb822 parser whole.
+    let mut n = 0usize;
+    for piece in stanza_pieces(text) {
+        if let Some(rest) = piece.strip_prefix("Package: ") {
+            let first_line = rest.split('\n').next().unwrap_or("");
+            let continued = rest[first_line.len()..].starts_with("\n ")
+                || rest[first_line.len()..].starts_with("\n\t");
+            if !continued && !first_line.trim().is_empty() && !keep(first_line.trim()) {
+                n += 1;
+                continue;
             }
-        };
-        if !keep(name) {
-            continue;
         }
-        let entry = entry_from(&para, name, what)?;
-        let key = (
-            entry.name.clone(),
-            entry.version.clone(),
-            entry.architecture.clone(),
-        );
-        match seen.get(&key) {
-            Some(&i) if out[i].sha256 != entry.sha256 => {
-                return Err(AptError::Conflict {
-                    what: what.to_string(),
-                    package: format!("{} {} ({})", entry.name, entry.version, entry.architecture),
-                    first: out[i].sha256.clone(),
-                    second: entry.sha256,
-                });
+        for para in iter_paragraphs_borrowed(piece) {
+            n += 1;
+            let para = para.map_err(|e| malformed(format!("stanza {n}: {e}")))?;
+            let name = match para.get_field("Package").and_then(|f| f.as_single_line()) {
+                Some(name) if !name.trim().is_empty() => name.trim(),
+                _ => {
+                    return Err(malformed(format!(
+                        "stanza {n} has no single-line Package field"
+                    )))
+                }
+            };
+            if !keep(name) {
+                continue;
             }
-            Some(_) => {}
-            None => {
-                seen.insert(key, out.len());
-                out.push(entry);
+            let entry = entry_from(&para, name, what)?;
+            let key = (
+                entry.name.clone(),
+                entry.version.clone(),
+                entry.architecture.clone(),
+            );
+            match seen.get(&key) {
+                Some(&i) if out[i].sha256 != entry.sha256 => {
+                    return Err(AptError::Conflict {
+                        what: what.to_string(),
+                        package: format!(
+                            "{} {} ({})",
+                            entry.name, entry.version, entry.architecture
+                        ),
+                        first: out[i].sha256.clone(),
+                        second: entry.sha256,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(key, out.len());
+                    out.push(entry);
+                }
             }
         }
     }
     Ok(out)
+}
+
+/// `text` cut after every empty line ("\n\n"): each piece holds at most one stanza
+/// (after any blank or comment lines before it).
+fn stanza_pieces(text: &str) -> impl Iterator<Item = &str> {
+    let mut start = 0;
+    let mut cuts = memchr::memmem::find_iter(text.as_bytes(), b"\n\n");
+    std::iter::from_fn(move || {
+        if start >= text.len() {
+            return None;
+        }
+        let end = cuts.next().map_or(text.len(), |i| i + 2);
+        let piece = &text[start..end];
+        start = end;
+        Some(piece)
+    })
 }
 
 fn entry_from(

@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 use std::io::{self, BufReader, Read, Write};
 
-use flate2::{Compression, GzBuilder};
 use sha2::{Digest, Sha256};
 
+use super::gzip::GzWriter;
 use super::{LayerInfo, OciError};
 use crate::rootfs::tree::{Node, NodeKind, Tree};
 
@@ -16,9 +16,6 @@ use crate::rootfs::tree::{Node, NodeKind, Tree};
 /// level 9 10 MB/s at 0.359. 6 is zlib's default: nearly level 9's size at twice its
 /// speed; a distroless run image of some tens of MB takes a second or two.
 pub const GZIP_LEVEL: u32 = 6;
-
-/// The OS byte of the gzip header: 255, "unknown" (RFC 1952), whatever the host.
-const GZIP_OS: u8 = 255;
 
 /// Largest value of an 8-byte octal ustar field (mode, uid, gid) plus one.
 const OCTAL8_LIMIT: u64 = 1 << 21;
@@ -37,10 +34,8 @@ const OCTAL12_LIMIT: u64 = 1 << 33;
 pub fn write_layer(tree: &Tree, epoch: u64, out: &mut dyn Write) -> Result<LayerInfo, OciError> {
     let links = HardlinkPlan::new(tree)?;
     let blob = HashingWriter::new(out);
-    let gz = GzBuilder::new()
-        .mtime(0)
-        .operating_system(GZIP_OS)
-        .write(blob, Compression::new(GZIP_LEVEL));
+    // Deterministic parallel gzip (src/oci/gzip.rs): same bytes on any number of cores.
+    let gz = GzWriter::new(blob, GZIP_LEVEL);
     let mut tar = HashingWriter::new(gz);
     let write_err = OciError::io("cannot write the layer");
 

@@ -7,6 +7,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub mod archive;
+pub mod gzip;
 mod layer;
 mod layout;
 pub mod read;

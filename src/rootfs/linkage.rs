@@ -93,6 +93,18 @@ impl Shipped {
         }
     }
 
+    /// Add what `other` recorded (packages read after those of `self`).
+    pub fn absorb(&mut self, other: Shipped) {
+        for (name, files) in other.by_name {
+            let list = self.by_name.entry(name).or_default();
+            for file in files {
+                if !list.contains(&file) {
+                    list.push(file);
+                }
+            }
+        }
+    }
+
     /// Everything shipped under this base name.
     pub fn lookup(&self, name: &str) -> &[ShippedFile] {
         self.by_name.get(name).map(Vec::as_slice).unwrap_or(&[])

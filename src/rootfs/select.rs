@@ -5,7 +5,7 @@
 //! `optional-paths` and filtered by `exclude`. A required pattern that matches nothing
 //! is an error naming the package and the pattern.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 
 use crate::deb::{Entry, EntryKind};
@@ -19,6 +19,11 @@ pub struct Contribution {
     pub bytes: u64,
     /// Setuid/setgid files, listed in the build summary.
     pub setid: Vec<String>,
+    /// Directories the selector made only as parents of selected entries (with the
+    /// package's own metadata for them): when the package's tree is merged into the
+    /// image's, an earlier package's entry at such a path is kept, as if the packages
+    /// had been read one after the other into one tree.
+    pub parent_dirs: BTreeSet<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,7 +168,10 @@ impl<'a> Selector<'a> {
             return Ok(());
         }
         let kind = match &entry.kind {
-            EntryKind::Dir => NodeKind::Dir,
+            EntryKind::Dir => {
+                self.contribution.parent_dirs.remove(&path);
+                NodeKind::Dir
+            }
             EntryKind::File => {
                 let content = tree.spool.append(data).map_err(|source| SelectError::Io {
                     package: self.package.name.clone(),
@@ -217,7 +225,7 @@ impl<'a> Selector<'a> {
     }
 
     /// Give missing parents the package's own directory metadata where it has one.
-    fn insert_parents(&self, tree: &mut Tree, path: &str) -> Result<(), SelectError> {
+    fn insert_parents(&mut self, tree: &mut Tree, path: &str) -> Result<(), SelectError> {
         let mut end = 0;
         while let Some(i) = path[end + 1..].find('/') {
             end += 1 + i;
@@ -237,6 +245,7 @@ impl<'a> Selector<'a> {
                         origin: self.package.name.clone(),
                     },
                 )?;
+                self.contribution.parent_dirs.insert(parent.to_string());
             }
         }
         Ok(())
@@ -329,6 +338,40 @@ impl<'a> Selector<'a> {
         }
         Ok(self.contribution)
     }
+}
+
+/// Merge one package's tree (selected on its own, possibly on another thread) into
+/// the image's `tree`. Packages are merged in the order they would have been read, and
+/// the result is the tree reading them one after the other would give: a directory the
+/// package's selector made only as a parent does not displace an entry an earlier
+/// package put there; every other entry is inserted with [`Tree::insert`]'s rules (the
+/// same conflicts). File contents are copied from the package's spool.
+pub fn merge(tree: &mut Tree, part: &Tree, contribution: &Contribution) -> Result<(), SelectError> {
+    for (path, node) in part.given() {
+        if contribution.parent_dirs.contains(path) && tree.contains(path) {
+            continue;
+        }
+        let kind = match &node.kind {
+            NodeKind::File(content) => NodeKind::File(
+                tree.spool
+                    .copy_from(&part.spool, content)
+                    .map_err(|source| SelectError::Io {
+                        package: node.origin.clone(),
+                        path: path.clone(),
+                        source,
+                    })?,
+            ),
+            other => other.clone(),
+        };
+        tree.insert(
+            path,
+            Node {
+                kind,
+                ..node.clone()
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// Add the merged-usr top-level symlinks (`/bin -> usr/bin`, …) for the directories the

@@ -84,6 +84,51 @@ impl Spool {
         })
     }
 
+    /// Copy `content` of another spool to the end of this one (in the kernel where it
+    /// can: `copy_file_range`); the hash is the one already computed.
+    pub fn copy_from(&mut self, other: &Spool, content: &Content) -> io::Result<Content> {
+        let offset = self.len;
+        let mut from = content.offset;
+        let mut to = offset;
+        let end = content.offset + content.len;
+        while from < end {
+            let want = (end - from).min(1 << 30) as usize;
+            match rustix::fs::copy_file_range(
+                &other.file,
+                Some(&mut from),
+                &self.file,
+                Some(&mut to),
+                want,
+            ) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "spool shorter than recorded",
+                    ))
+                }
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => {}
+                // Not supported here (old kernel, odd file system): copy through memory.
+                Err(
+                    rustix::io::Errno::NOSYS | rustix::io::Errno::XDEV | rustix::io::Errno::INVAL,
+                ) if from == content.offset => {
+                    let mut reader = other.reader(content);
+                    self.file.seek(SeekFrom::Start(offset))?;
+                    let n = io::copy(&mut reader, &mut self.file)?;
+                    to = offset + n;
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.len = to;
+        Ok(Content {
+            offset,
+            len: content.len,
+            sha256: content.sha256,
+        })
+    }
+
     pub fn append_bytes(&mut self, bytes: &[u8]) -> io::Result<Content> {
         self.append(&mut &bytes[..])
     }
@@ -209,6 +254,14 @@ impl Tree {
 
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Node)> {
         self.entries.iter()
+    }
+
+    /// The entries that were given (not the root, not parents made only because
+    /// something was inserted beneath them), in path order.
+    pub fn given(&self) -> impl Iterator<Item = (&String, &Node)> {
+        self.entries
+            .iter()
+            .filter(|(p, _)| p.as_str() != "/" && !self.implicit.contains(p.as_str()))
     }
 
     pub fn len(&self) -> usize {

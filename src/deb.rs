@@ -17,7 +17,7 @@ const MAX_DEBIAN_BINARY: u64 = 1024;
 pub enum DebError {
     #[error("{what}: not a .deb package (bad ar archive magic); check that the file or URL really is a .deb")]
     NotAnArchive { what: String },
-    #[error("{what}: the ar member `{member}` claims more bytes than the file holds (truncated download?); delete it from the cache and fetch it again")]
+    #[error("{what}: the ar member `{member}` claims more bytes than the file holds; the package is cut short or malformed")]
     Truncated { what: String, member: String },
     #[error(
         "{what}: unsupported .deb format version {found:?} in `debian-binary` (expected \"2.x\")"
@@ -483,7 +483,7 @@ fn parse_entry<R: Read>(entry: &mut tar::Entry<'_, R>, what: &str) -> Result<Opt
                 ))
             })?;
             if entry_type == T::Link {
-                EntryKind::Hardlink(normalise_path(&raw, what)?)
+                EntryKind::Hardlink(member_path(&raw, what)?)
             } else {
                 if raw.contains(&0) || raw.is_empty() {
                     return Err(Sub::Deb(DebError::BadPath {
@@ -510,7 +510,7 @@ fn parse_entry<R: Read>(entry: &mut tar::Entry<'_, R>, what: &str) -> Result<Opt
         T::XGlobalHeader => return Ok(None),
         _ => EntryKind::Other("unknown tar entry type"),
     };
-    let path = normalise_path(&entry.path_bytes(), what)?;
+    let path = member_path(&entry.path_bytes(), what)?;
     let header = entry.header();
     let num = |r: io::Result<u64>| r.map_err(Sub::Io);
     let size = if kind == EntryKind::File {
@@ -527,6 +527,20 @@ fn parse_entry<R: Read>(entry: &mut tar::Entry<'_, R>, what: &str) -> Result<Opt
         size,
         kind,
     }))
+}
+
+/// A member name of a data archive (an entry's path or a hard link's target):
+/// [`normalise_path`], and absolute names are refused. `dpkg-deb` and tar write
+/// `./`-relative names; an absolute one only comes from a crafted archive.
+fn member_path(raw: &[u8], what: &str) -> Result<String, DebError> {
+    if raw.starts_with(b"/") {
+        return Err(DebError::BadPath {
+            what: what.to_string(),
+            path: String::from_utf8_lossy(raw).into_owned(),
+            reason: "it is an absolute path (package members are ./-relative)",
+        });
+    }
+    normalise_path(raw, what)
 }
 
 /// Remembers the first error its reader gave the callback.
@@ -987,8 +1001,21 @@ mod tests {
     }
 
     #[test]
-    fn absolute_paths_are_normalised() {
-        let (_, entries) = list(&deb(".gz", raw_name_tar(b"/etc//./x")), "abs.deb").unwrap();
+    fn absolute_paths_are_refused_relative_ones_normalised() {
+        let e = deb_err(list(&deb(".gz", raw_name_tar(b"/etc//./x")), "abs.deb").map(|r| r.0));
+        assert!(matches!(e, DebError::BadPath { .. }), "{e}");
+        assert!(e.to_string().contains("absolute path"), "{e}");
+        // A hard link to an absolute name.
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = header(tar::EntryType::Link, 0, 0o644);
+        h.as_old_mut().name[..5].copy_from_slice(b"./lnk");
+        h.as_old_mut().linkname[..11].copy_from_slice(b"/etc/shadow");
+        h.set_cksum();
+        b.append(&h, io::empty()).unwrap();
+        let e = deb_err(list(&deb(".gz", b.into_inner().unwrap()), "abs.deb").map(|r| r.0));
+        assert!(e.to_string().contains("absolute path"), "{e}");
+        // Names without `./` are what old packages have: accepted.
+        let (_, entries) = list(&deb(".gz", raw_name_tar(b"etc//./x")), "rel.deb").unwrap();
         assert_eq!(entries[0].0.path, "/etc/x");
     }
 

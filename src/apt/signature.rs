@@ -42,10 +42,10 @@ impl Keyring {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(err("the file is empty".into()));
         }
-        let parser = CertParser::from_bytes(bytes).map_err(|e| err(format!("{e:#}")))?;
+        let parser = CertParser::from_bytes(bytes).map_err(|e| err(one_line(&e)))?;
         let mut certs = Vec::new();
         for cert in parser {
-            certs.push(cert.map_err(|e| err(format!("{e:#}")))?);
+            certs.push(cert.map_err(|e| err(one_line(&e)))?);
         }
         if certs.is_empty() {
             return Err(err("it holds no certificate".into()));
@@ -143,10 +143,21 @@ pub fn verify_detached(
     })
 }
 
+/// An error with its causes (`{:#}`) on one line: sequoia's parser errors span several
+/// lines, and compose reports every failure as one `error:` line.
+fn one_line(e: &dyn std::fmt::Display) -> String {
+    format!("{e:#}")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn sig_error(what: &str, e: anyhow::Error) -> AptError {
     AptError::Signature {
         what: what.to_string(),
-        reason: format!("{e:#}"),
+        reason: one_line(&e),
     }
 }
 
@@ -328,8 +339,10 @@ fn usable_now(cert: &Cert, key: KeyHandle) -> Result<(), String> {
     let policy = StandardPolicy::new();
     let valid = cert
         .with_policy(&policy, None)
-        .map_err(|e| format!("is not valid now ({e:#})"))?;
-    valid.alive().map_err(|e| format!("has expired ({e:#})"))?;
+        .map_err(|e| format!("is not valid now ({})", one_line(&e)))?;
+    valid
+        .alive()
+        .map_err(|e| format!("has expired ({})", one_line(&e)))?;
     if let RevocationStatus::Revoked(_) = valid.revocation_status() {
         return Err("is revoked".into());
     }
@@ -401,16 +414,17 @@ impl VerificationHelper for Helper<'_> {
                                 openpgp::Error::PolicyViolation(..)
                                 | openpgp::Error::Expired(..)
                                 | openpgp::Error::NotYetLive(..),
-                            ) => self
-                                .ignored
-                                .push(format!("key {key} signature not acceptable: {error:#}")),
-                            _ => self.bad.push((key, format!("{error:#}"))),
+                            ) => self.ignored.push(format!(
+                                "key {key} signature not acceptable: {}",
+                                one_line(&error)
+                            )),
+                            _ => self.bad.push((key, one_line(&error))),
                         }
                     }
                     Err(VerificationError::MissingKey { sig }) => self
                         .ignored
                         .push(format!("key {} not in keyring", issuer_of(sig))),
-                    Err(e) => self.ignored.push(format!("{e:#}")),
+                    Err(e) => self.ignored.push(one_line(&e)),
                 }
             }
         }
@@ -725,5 +739,12 @@ mod tests {
         assert!(err.to_string().contains("notes.txt"), "{err}");
         let err = Keyring::from_bytes(b"  \n", "blank.asc").unwrap_err();
         assert!(err.to_string().contains("blank.asc"), "{err}");
+        // A signature is not a keyring; sequoia's two-line parser error becomes one line.
+        let (_, ka) = new_key("c");
+        let sig = detach_sign(TEXT, ka, false);
+        let err = Keyring::from_bytes(&sig, "sig.gpg").unwrap_err();
+        let msg = err.to_string();
+        assert!(!msg.contains('\n'), "{msg}");
+        assert!(msg.contains("Signature Packet"), "{msg}");
     }
 }

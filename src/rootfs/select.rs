@@ -47,7 +47,7 @@ pub enum SelectError {
         path: String,
         kind: &'static str,
     },
-    #[error("two packages give one path: {0}")]
+    #[error("{}", conflict_message(.0))]
     Conflict(#[from] crate::rootfs::tree::Conflict),
     #[error("package {package}: reading {path}: {source}")]
     Io {
@@ -55,6 +55,19 @@ pub enum SelectError {
         path: String,
         source: std::io::Error,
     },
+}
+
+/// Two packages giving one path name both; one package giving it twice (a hostile
+/// data.tar: an entry under its own symlink) names that package once.
+fn conflict_message(c: &crate::rootfs::tree::Conflict) -> String {
+    if c.first == c.second {
+        format!(
+            "package {} gives {} twice, with different {}; refusing the package",
+            c.first, c.path, c.what
+        )
+    } else {
+        format!("two packages give one path: {c}")
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -425,9 +425,15 @@ fn compress(member: Member, data: &[u8]) -> Vec<u8> {
 
 /// Builds the `.deb`.
 pub fn build_deb(spec: &DebSpec) -> Vec<u8> {
+    build_deb_with_data(spec, &data_tar(spec))
+}
+
+/// A `.deb` with the spec's control archive and `data` (an uncompressed tar, e.g. a
+/// hostile one made by hand) as its data archive, compressed as the spec says.
+pub fn build_deb_with_data(spec: &DebSpec, data: &[u8]) -> Vec<u8> {
     let ext = spec.member.ext();
     let control = compress(spec.member, &control_tar(spec));
-    let data = compress(spec.member, &data_tar(spec));
+    let data = compress(spec.member, data);
     let mut ar = ar::Builder::new(Vec::new());
     for (name, bytes) in [
         ("debian-binary".to_string(), b"2.0\n".to_vec()),

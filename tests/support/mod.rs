@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use deb::{build_deb, control_tar, data_tar, DebSpec, Member, DEB_MTIME};
+pub use deb::{build_deb, build_deb_with_data, control_tar, data_tar, DebSpec, Member, DEB_MTIME};
 pub use elf::{build_elf, default_interp, ElfSpec};
 pub use faulty::{closed_port_url, Fault, Faulty};
 pub use key::{clearsign_with, detach_sign_with, TestKey};

@@ -449,6 +449,114 @@ impl Repo {
         self.resign(suite, &self.key);
     }
 
+    /// The text of `base` (`dists/<suite>/<comp>/binary-<arch>/Packages`), decoded from
+    /// whichever variant is on disk (plain, `.gz`, `.xz`).
+    pub fn packages_text(&self, base: &str) -> String {
+        use std::io::Read;
+        let mut text = String::new();
+        if self.path(base).exists() {
+            text = String::from_utf8(self.read(base)).unwrap();
+        } else if self.path(&format!("{base}.gz")).exists() {
+            flate2::read::MultiGzDecoder::new(&self.read(&format!("{base}.gz"))[..])
+                .read_to_string(&mut text)
+                .unwrap();
+        } else {
+            liblzma::read::XzDecoder::new_multi_decoder(&self.read(&format!("{base}.xz"))[..])
+                .read_to_string(&mut text)
+                .unwrap();
+        }
+        text
+    }
+
+    /// Writes `text` as every variant of `base` that is on disk (Release is not touched).
+    fn write_packages(&self, base: &str, text: &str) {
+        if self.path(base).exists() {
+            self.write(base, text.as_bytes());
+        }
+        let gz = format!("{base}.gz");
+        if self.path(&gz).exists() {
+            self.write(&gz, &gzip(text.as_bytes()));
+        }
+        let xz = format!("{base}.xz");
+        if self.path(&xz).exists() {
+            self.write(&xz, &xz_two_streams(text.as_bytes()));
+        }
+    }
+
+    /// Rewrites `dists/<suite>/<component>/binary-<arch>/Packages` (every variant on
+    /// disk) as `edit` makes its text, then rehashes and re-signs Release: a consistent,
+    /// signed chain above a hostile index (a compromised archive).
+    pub fn edit_packages(
+        &self,
+        suite: &str,
+        component: &str,
+        arch: &str,
+        edit: impl FnOnce(&str) -> String,
+    ) {
+        let base = format!("dists/{suite}/{component}/binary-{arch}/Packages");
+        let text = self.packages_text(&base);
+        self.write_packages(&base, &edit(&text));
+        self.rehash_release(suite);
+    }
+
+    /// Replaces the published `.deb` of `name` for `arch` with `bytes`, updates its
+    /// Size and hashes in every index that lists it and re-signs: the signed chain then
+    /// vouches for these bytes (a hostile package from a compromised archive).
+    pub fn replace_deb(&mut self, name: &str, arch: &str, bytes: &[u8]) {
+        let filename = self.package(name, arch).filename;
+        self.write(&filename, bytes);
+        let (size, md5, sha256, sha512) = (
+            bytes.len() as u64,
+            hex_md5(bytes),
+            hex_sha256(bytes),
+            hex_sha512(bytes),
+        );
+        let listed = format!("Filename: {filename}");
+        let mut bases = Vec::new();
+        find_indexes(&self.path("dists"), &mut bases);
+        let mut suites = std::collections::BTreeSet::new();
+        for base in bases {
+            let rel = base
+                .strip_prefix(&self.root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let text = self.packages_text(&rel);
+            if !text.lines().any(|l| l == listed) {
+                continue;
+            }
+            let stanzas: Vec<String> = text
+                .split_inclusive("\n\n")
+                .map(|st| {
+                    if !st.lines().any(|l| l == listed) {
+                        return st.to_string();
+                    }
+                    st.split_inclusive('\n')
+                        .map(|l| match l.split_once(": ") {
+                            Some(("Size", _)) => format!("Size: {size}\n"),
+                            Some(("MD5sum", _)) => format!("MD5sum: {md5}\n"),
+                            Some(("SHA256", _)) => format!("SHA256: {sha256}\n"),
+                            Some(("SHA512", _)) => format!("SHA512: {sha512}\n"),
+                            _ => l.to_string(),
+                        })
+                        .collect()
+                })
+                .collect();
+            self.write_packages(&rel, &stanzas.concat());
+            // dists/<suite>/<comp>/binary-<arch>/Packages
+            suites.insert(rel.split('/').nth(1).unwrap().to_string());
+        }
+        for suite in suites {
+            self.rehash_release(&suite);
+        }
+        for p in self.published.iter_mut().filter(|p| p.filename == filename) {
+            p.size = size;
+            p.md5sum = md5.clone();
+            p.sha256 = sha256.clone();
+            p.sha512 = sha512.clone();
+        }
+    }
+
     /// Every published package (one entry per suite it is in).
     pub fn packages(&self) -> &[PublishedDeb] {
         &self.published
@@ -487,6 +595,24 @@ impl Repo {
     /// Starts an HTTP server on 127.0.0.1 serving this repository.
     pub fn serve(&self) -> super::server::Server {
         super::server::Server::serve_dir(&self.root)
+    }
+}
+
+/// Every `Packages` index under `dir` (the path without a compression suffix, once).
+fn find_indexes(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            find_indexes(&p, out);
+            continue;
+        }
+        let name = p.file_name().unwrap().to_string_lossy();
+        if ["Packages", "Packages.gz", "Packages.xz"].contains(&name.as_ref()) {
+            let base = p.with_file_name("Packages");
+            if !out.contains(&base) {
+                out.push(base);
+            }
+        }
     }
 }
 

@@ -252,7 +252,7 @@ machine() {
         "$(awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo)" "$(uname -r)"
     printf -- '- load average before the runs: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
     printf -- '- compose %s (%s); %s\n' "$("$COMPOSE" --version | awk '{ print $NF }')" "$COMPOSE" "$(mmdebstrap --version)"
-    printf -- '- RUNS=%s per mode, interleaved; loopback mirror served by python3 http.server\n' "$RUNS"
+    printf -- '- RUNS=%s per mode, interleaved; loopback mirror served by scripts/serve.py (python3 http.server, HTTP/1.1 keep-alive, backlog 128)\n' "$RUNS"
     if awk -v l="$load1" 'BEGIN { exit !(l > 1) }'; then
         printf -- '- **the 1-minute load average is %s (> 1): this machine is busy, the figures are provisional**\n' "$load1"
     fi

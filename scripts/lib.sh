@@ -5,8 +5,8 @@ log() { printf '%s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # serve_start DIR
-#   Starts `python3 -m http.server` on 127.0.0.1 with a kernel-chosen port, serving DIR,
-#   in the background. Sets SERVE_URL (http://127.0.0.1:PORT), SERVE_PID and SERVE_LOG.
+#   Starts scripts/serve.py (python3's http.server with keep-alive and a deeper listen
+#   backlog) on 127.0.0.1 with a kernel-chosen port, serving DIR, in the background. Sets SERVE_URL (http://127.0.0.1:PORT), SERVE_PID and SERVE_LOG.
 #   Stop it with serve_stop (callers usually `trap serve_stop EXIT`).
 serve_start() {
     local dir=$1 port="" i
@@ -14,14 +14,14 @@ serve_start() {
     SERVE_LOG=$(mktemp "${TMPDIR:-/tmp}/compose-serve.XXXXXX")
     # -u: unbuffered, otherwise the "Serving HTTP on ... port N" line stays in python's
     # buffer and we never learn the port.
-    python3 -u -m http.server --bind 127.0.0.1 0 --directory "$dir" >"$SERVE_LOG" 2>&1 &
+    python3 -u "$(dirname "${BASH_SOURCE[0]}")/serve.py" "$dir" >"$SERVE_LOG" 2>&1 &
     SERVE_PID=$!
     for i in $(seq 1 100); do
         port=$(sed -n 's/^Serving HTTP on [0-9.]* port \([0-9][0-9]*\) .*/\1/p' "$SERVE_LOG" | head -n1)
         [ -n "$port" ] && break
         if ! kill -0 "$SERVE_PID" 2>/dev/null; then
             cat "$SERVE_LOG" >&2
-            die "serve: python3 -m http.server exited before announcing its port"
+            die "serve: scripts/serve.py exited before announcing its port"
         fi
         sleep 0.1
     done

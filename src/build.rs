@@ -396,7 +396,18 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
             .collect();
         let debs = plan.runtime.block_on(plan.fetcher.get_all(&wants))?;
         let phase = Phase(plan.fetcher.phase(format!("{arch}: selecting files")));
-        let (tree, setid, shipped) = compose_tree(manifest, arch, &packages, &debs)?;
+        let (mut tree, setid, shipped) = compose_tree(manifest, arch, &packages, &debs)?;
+        if manifest.generate.sbom {
+            // --- issue 7: the tree's own SPDX document, its last file.
+            sbom::embed(
+                &mut tree,
+                &manifest.image.name,
+                &plan.tag,
+                arch,
+                &packages,
+                opts.epoch,
+            )?;
+        }
         // Linkage check (DESIGN §5), before anything of this architecture is written.
         phase.0.set_message(format!("{arch}: checking ELF linkage"));
         let linked = linkage::check(&tree, &[], Some(&shipped))?;

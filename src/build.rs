@@ -399,7 +399,18 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         let debs = plan.runtime.block_on(plan.fetcher.get_all(&wants))?;
         crate::timings::mark(format_args!("{arch}: packages fetched and verified"));
         let phase = Phase(plan.fetcher.phase(format!("{arch}: selecting files")));
-        let (tree, setid, shipped) = compose_tree(manifest, arch, &packages, &debs)?;
+        let (mut tree, setid, shipped) = compose_tree(manifest, arch, &packages, &debs)?;
+        if manifest.generate.sbom {
+            // --- issue 7: the tree's own SPDX document, its last file.
+            sbom::embed(
+                &mut tree,
+                &manifest.image.name,
+                &plan.tag,
+                arch,
+                &packages,
+                opts.epoch,
+            )?;
+        }
         crate::timings::mark(format_args!(
             "{arch}: files selected ({} entries)",
             tree.len()

@@ -191,6 +191,8 @@ struct RawGenerate {
     passwd: bool,
     #[serde(default = "yes")]
     dpkg_status: bool,
+    #[serde(default)]
+    sbom: bool,
 }
 
 impl Default for RawGenerate {
@@ -199,6 +201,7 @@ impl Default for RawGenerate {
             ca_bundle: false,
             passwd: false,
             dpkg_status: true,
+            sbom: false,
         }
     }
 }
@@ -362,6 +365,8 @@ pub struct Generate {
     pub ca_bundle: bool,
     pub passwd: bool,
     pub dpkg_status: bool,
+    /// The SPDX document of each architecture's tree, inside it (`crate::sbom::embed`).
+    pub sbom: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -1065,6 +1070,7 @@ impl Cx<'_> {
                 ca_bundle: raw.generate.ca_bundle,
                 passwd: raw.generate.passwd,
                 dpkg_status: raw.generate.dpkg_status,
+                sbom: raw.generate.sbom,
             },
             users,
             groups,
@@ -1159,6 +1165,7 @@ mode = "1777"
         assert!(m.packages[2].applies_to("amd64"));
         assert!(!m.packages[2].applies_to("arm64"));
         assert!(m.generate.dpkg_status);
+        assert!(!m.generate.sbom, "[generate] sbom is opt-in");
         assert_eq!(m.resolved_user().as_deref(), Some("1002:1001"));
         assert_eq!(m.dirs[0].mode, 0o1777);
         let pat = &m.packages[1].paths[0];

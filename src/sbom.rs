@@ -15,6 +15,7 @@ use std::path::Path;
 use canon_json::CanonJsonSerialize;
 use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
+use sha2::Sha256;
 
 use crate::build::Resolved;
 use crate::oci::rfc3339;
@@ -22,12 +23,14 @@ use crate::rootfs::tree::{NodeKind, Tree};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SbomError {
-    #[error("--sbom: {context}: {source}")]
+    #[error("SBOM: {context}: {source}")]
     Io {
         context: String,
         #[source]
         source: io::Error,
     },
+    #[error("{0}")]
+    Tree(String),
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> SbomError {
@@ -306,6 +309,85 @@ fn verification_code(files: &[&SbomFile]) -> String {
 
 /// The SPDX 2.3 document as JSON.
 pub fn document(image: &SbomImage) -> Result<Value, SbomError> {
+    document_with(image, Some(image.digest))
+}
+
+/// Where `[generate] sbom = true` puts the document of an architecture's root
+/// filesystem in the image: apko's directory for SPDX documents (`/var/lib/db/sbom`),
+/// named after the image; Syft's SBOM cataloger and other scanners find `*.spdx.json`.
+pub fn in_image_path(name: &str) -> String {
+    format!("/var/lib/db/sbom/{name}.spdx.json")
+}
+
+/// `[generate] sbom = true`: the SPDX 2.3 document of this architecture's tree (its
+/// packages and every regular file), added to the tree at [`in_image_path`] as its last
+/// file, mode 0644 root. A document inside the image cannot name the digest of the image
+/// that holds it (nor list itself): its image package has no version, checksum or
+/// `pkg:oci` purl, and says so; its namespace ends with the SHA-256 of the rest of the
+/// document, so it stays deterministic. Returns the path.
+pub fn embed(
+    tree: &mut Tree,
+    name: &str,
+    tag: &str,
+    arch: &str,
+    packages: &[Resolved],
+    epoch: u64,
+) -> Result<String, SbomError> {
+    let path = in_image_path(name);
+    let archs = [SbomArch::collect(arch, packages, tree)?];
+    let image = SbomImage {
+        name,
+        tag,
+        digest: "",
+        epoch,
+        archs: &archs,
+    };
+    let mut doc = document_with(&image, None)?;
+    let image_pkg = doc["packages"]
+        .as_array_mut()
+        .and_then(|ps| ps.iter_mut().find(|p| p["SPDXID"] == "SPDXRef-Image"))
+        .expect("the image package");
+    image_pkg["comment"] = json!(format!(
+        "the root filesystem of {name}:{tag} for {arch}, described from inside it ({path}): a document in the image cannot name the digest of the image that holds it, nor list itself; compose --sbom writes the document that names the digest"
+    ));
+    doc["name"] = json!(format!("{name}:{tag} {arch} root filesystem"));
+    let bytes = serialise(&doc)?;
+    let namespace = format!(
+        "https://compose.invalid/spdx/{}/{}/sha256:{}",
+        purl_encode(name),
+        purl_encode(arch),
+        hex::encode(Sha256::digest(&bytes))
+    );
+    doc["documentNamespace"] = json!(namespace);
+    let bytes = serialise(&doc)?;
+    let content = tree.spool.append_bytes(&bytes).map_err(io_err(format!(
+        "[generate] sbom: writing {path} to the spool"
+    )))?;
+    let node = crate::rootfs::tree::Node {
+        kind: NodeKind::File(content),
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        origin: "sbom".into(),
+    };
+    tree.insert(&path, node)
+        .map_err(|e| SbomError::Tree(format!("[generate] sbom: {e}")))?;
+    Ok(path)
+}
+
+/// Canonical JSON and a final newline: the bytes of a written document.
+fn serialise(doc: &Value) -> Result<Vec<u8>, SbomError> {
+    let mut bytes = doc
+        .to_canon_json_vec()
+        .map_err(io_err("cannot serialise the SBOM"))?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// The document; `digest` None for one inside the image (no image digest, and a
+/// namespace the caller sets).
+fn document_with(image: &SbomImage, digest: Option<&str>) -> Result<Value, SbomError> {
     let noassertion = "NOASSERTION";
     let mut packages: Vec<Value> = Vec::new();
     let mut files: Vec<Value> = Vec::new();
@@ -390,25 +472,27 @@ pub fn document(image: &SbomImage) -> Result<Value, SbomError> {
             packages.push(pkg);
         }
     }
-    let hex = image.digest.strip_prefix("sha256:").unwrap_or(image.digest);
     let mut image_pkg = json!({
         "SPDXID": image_id,
         "name": image.name,
-        "versionInfo": image.digest,
         "supplier": noassertion,
         "downloadLocation": noassertion,
         "primaryPackagePurpose": "CONTAINER",
         "filesAnalyzed": !image_files.is_empty(),
-        "checksums": [{ "algorithm": "SHA256", "checksumValue": hex }],
-        "externalRefs": [{
-            "referenceCategory": "PACKAGE-MANAGER",
-            "referenceType": "purl",
-            "referenceLocator": format!("pkg:oci/{}@{}?tag={}", purl_encode(image.name), purl_encode(image.digest), purl_encode(image.tag)),
-        }],
         "licenseConcluded": noassertion,
         "licenseDeclared": noassertion,
         "copyrightText": noassertion,
     });
+    if let Some(digest) = digest {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        image_pkg["versionInfo"] = json!(digest);
+        image_pkg["checksums"] = json!([{ "algorithm": "SHA256", "checksumValue": hex }]);
+        image_pkg["externalRefs"] = json!([{
+            "referenceCategory": "PACKAGE-MANAGER",
+            "referenceType": "purl",
+            "referenceLocator": format!("pkg:oci/{}@{}?tag={}", purl_encode(image.name), purl_encode(digest), purl_encode(image.tag)),
+        }]);
+    }
     if !image_files.is_empty() {
         image_pkg["packageVerificationCode"] =
             json!({ "packageVerificationCodeValue": verification_code(&image_files) });
@@ -421,7 +505,10 @@ pub fn document(image: &SbomImage) -> Result<Value, SbomError> {
         "dataLicense": "CC0-1.0",
         "SPDXID": "SPDXRef-DOCUMENT",
         "name": format!("{}:{}", image.name, image.tag),
-        "documentNamespace": format!("https://compose.invalid/spdx/{}/{}", purl_encode(image.name), image.digest),
+        "documentNamespace": match digest {
+            Some(d) => format!("https://compose.invalid/spdx/{}/{}", purl_encode(image.name), d),
+            None => String::new(),
+        },
         "creationInfo": {
             "created": rfc3339(image.epoch),
             "creators": [format!("Tool: compose-{}", env!("CARGO_PKG_VERSION"))],
@@ -451,10 +538,7 @@ pub fn document(image: &SbomImage) -> Result<Value, SbomError> {
 
 /// Write `doc` as canonical JSON (and a final newline) to `path`, atomically.
 pub fn write(path: &Path, doc: &Value) -> Result<(), SbomError> {
-    let mut bytes = doc
-        .to_canon_json_vec()
-        .map_err(io_err("cannot serialise the SBOM"))?;
-    bytes.push(b'\n');
+    let bytes = serialise(doc)?;
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),

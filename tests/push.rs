@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use compose::build::{build, BuildOptions, BuildResult};
 use compose::push::{Credentials, PushOptions, Reference};
 use sha2::Digest;
-use support::{DebSpec, IndexVariants, Member, Repo, Server, SuiteSpec, TestKey};
+use support::{DebSpec, Member};
 
 const ARCHS: [&str; 2] = ["amd64", "arm64"];
 const UPSTREAM: &str = "http://archive.ubuntu.test/ubuntu";
@@ -59,40 +59,19 @@ paths = ["/usr/lib/*-linux-gnu/libz.so.*"]
 "#;
 
 struct Fixture {
-    _tmp: tempfile::TempDir,
+    ws: support::Workspace,
     dir: PathBuf,
-    _repo: Repo,
-    _server: Server,
-    server_url: String,
     manifest: PathBuf,
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        let key = TestKey::generate("compose push fixture <push@example.invalid>");
-        let mut noble = SuiteSpec::new("noble", &["main"], &ARCHS);
-        for arch in ARCHS {
-            for p in packages(arch) {
-                noble = noble.package("main", p);
-            }
-        }
-        let repo = Repo::build(&key, &[noble], IndexVariants::ALL);
-        let server = repo.serve();
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
-        support::write_keyring(&dir, "archive.gpg", &key);
-        let text = format!(
-            "[image]\nname = \"pushfix\"\narchitectures = [\"amd64\", \"arm64\"]\n\n{}\n{BODY}",
-            support::source_toml(UPSTREAM, &["noble"], &["main"], "archive.gpg")
-        );
-        let manifest = support::write_manifest(&dir, &text);
+        let ws = support::Workspace::with_packages("noble", &ARCHS, packages);
+        let manifest = ws.manifest_from("pushfix", &ARCHS, UPSTREAM, &["noble"], BODY);
         Fixture {
-            _tmp: tmp,
-            dir,
-            _repo: repo,
-            server_url: server.url.clone(),
-            _server: server,
+            dir: ws.dir.clone(),
             manifest,
+            ws,
         }
     }
 
@@ -101,7 +80,7 @@ impl Fixture {
             manifest: self.manifest.clone(),
             output: Some(self.dir.join(out)),
             cache: Some(self.dir.join("cache")),
-            mirrors: vec![(UPSTREAM.to_string(), self.server_url.clone())],
+            mirrors: vec![self.ws.mirror(UPSTREAM)],
             archs: ARCHS.iter().map(|s| s.to_string()).collect(),
             quiet: true,
             push,
@@ -117,7 +96,7 @@ impl Fixture {
             .arg("--cache")
             .arg(self.dir.join("cache"))
             .arg("--mirror")
-            .arg(format!("{UPSTREAM}={}", self.server_url))
+            .arg(self.ws.mirror_arg(UPSTREAM))
             .arg("--output")
             .arg(self.dir.join(out))
             .args(args)

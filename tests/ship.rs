@@ -10,7 +10,7 @@ use std::process::Command;
 
 use compose::build::{build, BuildOptions, BuildResult};
 use compose::oci::Format;
-use support::{DebSpec, IndexVariants, Member, Repo, Server, SuiteSpec, TestKey};
+use support::{DebSpec, Member};
 
 const ARCHS: [&str; 2] = ["amd64", "arm64"];
 /// The manifest's source URL, mirrored to the loopback server: the SBOM records the
@@ -74,40 +74,19 @@ text = "hello\n"
 "#;
 
 struct Fixture {
-    _tmp: tempfile::TempDir,
+    ws: support::Workspace,
     dir: PathBuf,
-    _repo: Repo,
-    _server: Server,
-    server_url: String,
     manifest: PathBuf,
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        let key = TestKey::generate("compose ship fixture <ship@example.invalid>");
-        let mut noble = SuiteSpec::new("noble", &["main"], &ARCHS);
-        for arch in ARCHS {
-            for p in packages(arch) {
-                noble = noble.package("main", p);
-            }
-        }
-        let repo = Repo::build(&key, &[noble], IndexVariants::ALL);
-        let server = repo.serve();
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
-        support::write_keyring(&dir, "archive.gpg", &key);
-        let text = format!(
-            "[image]\nname = \"shipfix\"\narchitectures = [\"amd64\"]\n\n{}\n{BODY}",
-            support::source_toml(UPSTREAM, &["noble"], &["main"], "archive.gpg")
-        );
-        let manifest = support::write_manifest(&dir, &text);
+        let ws = support::Workspace::with_packages("noble", &ARCHS, packages);
+        let manifest = ws.manifest_from("shipfix", &["amd64"], UPSTREAM, &["noble"], BODY);
         Fixture {
-            _tmp: tmp,
-            dir,
-            _repo: repo,
-            server_url: server.url.clone(),
-            _server: server,
+            dir: ws.dir.clone(),
             manifest,
+            ws,
         }
     }
 
@@ -116,7 +95,7 @@ impl Fixture {
             manifest: self.manifest.clone(),
             output: Some(self.dir.join(out)),
             cache: Some(self.dir.join("cache")),
-            mirrors: vec![(UPSTREAM.to_string(), self.server_url.clone())],
+            mirrors: vec![self.ws.mirror(UPSTREAM)],
             archs: archs.iter().map(|s| s.to_string()).collect(),
             quiet: true,
             format,
@@ -286,7 +265,7 @@ fn docker_archive_with_two_architectures_is_a_usage_error() {
         .arg("--cache")
         .arg(f.dir.join("cache"))
         .arg("--mirror")
-        .arg(format!("{UPSTREAM}={}", f.server_url))
+        .arg(f.ws.mirror_arg(UPSTREAM))
         .arg("--output")
         .arg(f.dir.join("d.tar"))
         .output()
@@ -395,7 +374,54 @@ fn sbom_lists_packages_files_and_relationships() {
     file("./var/lib/dpkg/status.d/libstdc++6");
     file("./usr/share/doc/libstdc++6/copyright");
     validate(&path);
+    schema_rejects_broken_documents(&f.dir, &doc);
     syft_lists_no_more(&f.dir.join("sbom.json.layout"), &doc);
+}
+
+/// The schema check is not a no-op: documents the SPDX 2.3 schema forbids fail it, each
+/// with the path of what is wrong.
+fn schema_rejects_broken_documents(dir: &Path, doc: &serde_json::Value) {
+    let Some(python) = jsonschema_python() else {
+        println!("SKIPPED: the Python jsonschema package is not installed; negative schema cases not run");
+        return;
+    };
+    type Breakage = fn(&mut serde_json::Value);
+    let cases: [(&str, Breakage, &str); 4] = [
+        (
+            "no spdxVersion",
+            |d| {
+                d.as_object_mut().unwrap().remove("spdxVersion");
+            },
+            "'spdxVersion' is a required property",
+        ),
+        (
+            "unknown top-level key",
+            |d| d["imageDigest"] = serde_json::json!("sha256:00"),
+            "Additional properties are not allowed",
+        ),
+        (
+            "purpose outside the enumeration",
+            |d| d["packages"][0]["primaryPackagePurpose"] = serde_json::json!("IMAGE"),
+            "/packages/0/primaryPackagePurpose",
+        ),
+        (
+            "checksum algorithm outside the enumeration",
+            |d| d["files"][0]["checksums"][0]["algorithm"] = serde_json::json!("SHA-256"),
+            "/files/0/checksums/0/algorithm",
+        ),
+    ];
+    for (what, breakage, expect) in cases {
+        let mut broken = doc.clone();
+        breakage(&mut broken);
+        let path = dir.join("broken.spdx.json");
+        std::fs::write(&path, serde_json::to_vec(&broken).unwrap()).unwrap();
+        let (ok, text) = jsonschema_check(&python, &path);
+        assert!(!ok, "{what}: the schema accepted it:\n{text}");
+        assert!(
+            text.contains(expect),
+            "{what}: expected {expect:?} in:\n{text}"
+        );
+    }
 }
 
 #[test]
@@ -432,9 +458,72 @@ fn tool(name: &str) -> Option<PathBuf> {
     have(name).then(|| PathBuf::from(name))
 }
 
-/// pyspdxtools (spdx-tools, the SPDX project's Python validator) parses the document
-/// as SPDX 2.3 JSON and checks it against the specification.
+/// The SPDX 2.3 JSON schema, as checked in (`schemas/README.md` says where it is from).
+const SCHEMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/spdx-2.3.schema.json");
+
+/// Validates `argv[2]` against the schema `argv[1]` with the validator class the schema's
+/// `$schema` names (Draft 7 here), with format checks; prints every error by path and
+/// exits 1 when there is one. The last line names the validator and the count.
+const JSONSCHEMA_PY: &str = r#"
+import json, sys
+import jsonschema
+schema = json.load(open(sys.argv[1], encoding="utf-8"))
+doc = json.load(open(sys.argv[2], encoding="utf-8"))
+cls = jsonschema.validators.validator_for(schema)
+cls.check_schema(schema)
+v = cls(schema, format_checker=cls.FORMAT_CHECKER)
+errors = sorted(v.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path])
+for e in errors:
+    print("/" + "/".join(str(p) for p in e.absolute_path), e.message)
+from importlib.metadata import version
+print("jsonschema", version("jsonschema"), cls.__name__, len(errors), "errors")
+sys.exit(1 if errors else 0)
+"#;
+
+/// A Python with the `jsonschema` package (the CI venv's, else the host's), if any.
+fn jsonschema_python() -> Option<PathBuf> {
+    let python = tool("python3")?;
+    let ok = Command::new(&python)
+        .args(["-c", "import jsonschema"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then_some(python)
+}
+
+/// Runs the schema check of `doc` (a file); (passed, output).
+fn jsonschema_check(python: &Path, doc: &Path) -> (bool, String) {
+    let out = Command::new(python)
+        .args(["-c", JSONSCHEMA_PY, SCHEMA])
+        .arg(doc)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The document validates against the SPDX 2.3 JSON schema file of the repository
+/// (Python `jsonschema`, Draft 7), and pyspdxtools (spdx-tools, the SPDX project's
+/// Python validator) parses it as SPDX 2.3 JSON and checks it against the specification.
 fn validate(path: &Path) {
+    match jsonschema_python() {
+        None => println!(
+            "SKIPPED: the Python jsonschema package is not installed (.ci/run installs it \
+             into the venv); SBOM not checked against {SCHEMA}"
+        ),
+        Some(python) => {
+            let (ok, text) = jsonschema_check(&python, path);
+            assert!(
+                ok,
+                "{} against the SPDX 2.3 schema:\n{text}",
+                path.display()
+            );
+            assert!(text.contains("Draft7Validator 0 errors"), "{text}");
+        }
+    }
     let Some(pyspdx) = tool("pyspdxtools") else {
         println!("SKIPPED: pyspdxtools not installed (pip install spdx-tools); SBOM not validated");
         return;
@@ -500,4 +589,330 @@ fn syft_lists_no_more(layout: &Path, doc: &serde_json::Value) {
         missing.is_empty(),
         "Syft lists packages the SBOM lacks: {missing:?}"
     );
+}
+
+// ---- docker load --------------------------------------------------------------------
+
+/// A Docker daemon of its own: Debian's `dockerd` (docker.io, which `.ci/run` installs)
+/// with its data, exec root, socket and pid file in a temporary directory, the vfs
+/// storage driver, and no bridge, iptables or masquerading, so that nothing of the
+/// machine's networking or any other daemon is touched. Stopped (SIGTERM, then SIGKILL)
+/// when dropped.
+struct Dockerd {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    host: String,
+}
+
+impl Dockerd {
+    /// Err(the reason) when this machine cannot run one: no `dockerd`, no
+    /// `docker` client, or not root.
+    fn start() -> Result<Dockerd, String> {
+        let dockerd = ["/usr/sbin/dockerd", "/usr/bin/dockerd"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .ok_or("dockerd not installed (apt-get install docker.io)")?;
+        if !have("docker") {
+            return Err("no docker client".into());
+        }
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("dockerd needs root".into());
+        }
+        // Short: the socket path must fit a sockaddr_un.
+        let dir = tempfile::Builder::new()
+            .prefix("cdk")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let d = dir.path();
+        let host = format!("unix://{}/d.sock", d.display());
+        let log = std::fs::File::create(d.join("dockerd.log")).unwrap();
+        let child = Command::new(dockerd)
+            .arg("--data-root")
+            .arg(d.join("data"))
+            .arg("--exec-root")
+            .arg(d.join("exec"))
+            .arg("--pidfile")
+            .arg(d.join("dockerd.pid"))
+            .args(["-H", &host])
+            .args([
+                "--storage-driver=vfs",
+                "--bridge=none",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--ip-masq=false",
+                "--userland-proxy=false",
+                "--containerd-namespace=compose-test",
+                "--containerd-plugins-namespace=compose-test-plugins",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start dockerd: {e}"))?;
+        let mut daemon = Dockerd { child, dir, host };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let ok = daemon
+                .docker(&["version", "--format", "{{.Server.Version}}"])
+                .status
+                .success();
+            if ok {
+                return Ok(daemon);
+            }
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!("dockerd exited with {status}:\n{}", daemon.log_tail());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dockerd did not answer within 60 s:\n{}",
+                daemon.log_tail()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    fn docker(&self, args: &[&str]) -> std::process::Output {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", &self.host)
+            .env("DOCKER_CONFIG", self.dir.path().join("client"))
+            .output()
+            .unwrap()
+    }
+
+    /// `docker ARGS…`, which must succeed; its stdout.
+    fn ok(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.docker(args);
+        assert!(
+            out.status.success(),
+            "docker {}: {}{}\ndockerd log:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tail()
+        );
+        out.stdout
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: signalling our own child, which has not been reaped yet.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `docker load` takes the docker archive: the image ID is the config digest, the tag is
+/// the archive's, the layer's diff_id and the config (user, env, architecture) are the
+/// layout's, and a container made from it holds the composed files byte for byte.
+#[test]
+fn docker_load_accepts_the_docker_archive() {
+    let daemon = match Dockerd::start() {
+        Ok(d) => d,
+        Err(why) => {
+            println!("SKIPPED: {why}; docker-archive not loaded by docker");
+            return;
+        }
+    };
+    let f = Fixture::new();
+    let r = f.build("load.tar", Format::DockerArchive, &["amd64"]);
+    let image = &r.images[0];
+    let archive = f.dir.join("load.tar");
+    let loaded = daemon.ok(&["load", "-i", archive.to_str().unwrap()]);
+    let loaded = String::from_utf8_lossy(&loaded);
+    assert!(
+        loaded.contains("Loaded image: shipfix:shipfix"),
+        "docker load said: {loaded}"
+    );
+    let inspect = daemon.ok(&["image", "inspect", "shipfix:shipfix"]);
+    let v: serde_json::Value = serde_json::from_slice(&inspect).unwrap();
+    let v = &v[0];
+    assert_eq!(v["Id"], image.config_digest, "{v}");
+    assert_eq!(v["RepoTags"], serde_json::json!(["shipfix:shipfix"]), "{v}");
+    assert_eq!(v["Architecture"], "amd64");
+    assert_eq!(v["Os"], "linux");
+    assert_eq!(
+        v["RootFS"]["Layers"],
+        serde_json::json!([image.layer.diff_id]),
+        "{v}"
+    );
+    // What docker reads of the config is what the layout's config says.
+    let layout_config: serde_json::Value = {
+        let tar_bytes = std::fs::read(&archive).unwrap();
+        let mut config = None;
+        for e in tar::Archive::new(&tar_bytes[..]).entries().unwrap() {
+            let mut e = e.unwrap();
+            let p = e.path().unwrap().to_string_lossy().into_owned();
+            if p == format!("blobs/sha256/{}", &image.config_digest[7..]) {
+                config = Some(serde_json::from_reader::<_, serde_json::Value>(&mut e).unwrap());
+            }
+        }
+        config.expect("config blob in the archive")
+    };
+    assert_eq!(v["Config"]["Env"], layout_config["config"]["Env"], "{v}");
+    assert_eq!(
+        v["Config"]["User"].as_str().unwrap_or(""),
+        layout_config["config"]["User"].as_str().unwrap_or(""),
+        "{v}"
+    );
+    // A container (created, not started: the fixture's files are not programs) holds
+    // the files of the layer.
+    let id = daemon.ok(&["create", "--network", "none", "shipfix:shipfix", "/none"]);
+    let id = String::from_utf8_lossy(&id).trim().to_string();
+    for (path, want) in [
+        ("/etc/motd", b"hello\n".to_vec()),
+        (
+            "/usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.33",
+            b"libstdc++ amd64".to_vec(),
+        ),
+    ] {
+        let tar_bytes = daemon.ok(&["cp", &format!("{id}:{path}"), "-"]);
+        let mut a = tar::Archive::new(&tar_bytes[..]);
+        let mut e = a.entries().unwrap().next().expect("one entry").unwrap();
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut got).unwrap();
+        assert_eq!(got, want, "{path} in the container");
+    }
+    daemon.ok(&["rm", &id]);
+    daemon.ok(&["rmi", "shipfix:shipfix"]);
+}
+
+// ---- [generate] sbom: the document inside the image -----------------------------------
+
+/// `[generate] sbom = true` puts each architecture's SPDX document at
+/// `/var/lib/db/sbom/<name>.spdx.json`: valid against the schema, listing the packages and
+/// every other regular file, without the image digest (it cannot know it), the same
+/// bytes on every build; the `--sbom` document lists it as a file of the image.
+#[test]
+fn sbom_inside_the_image() {
+    let f = Fixture::new();
+    let manifest = f.ws.manifest_from(
+        "shipfix",
+        &["amd64"],
+        UPSTREAM,
+        &["noble"],
+        &format!("{BODY}\n[generate]\nsbom = true\n"),
+    );
+    let build_it = |name: &str| {
+        let mut o = f.opts(&format!("{name}.layout"), Format::Oci, &ARCHS);
+        o.manifest = manifest.clone();
+        o.rootfs = Some(f.dir.join(format!("{name}.rootfs")));
+        o.sbom = Some(f.dir.join(format!("{name}.spdx.json")));
+        o.archs = vec!["amd64".into()];
+        build(&o).expect("build with [generate] sbom")
+    };
+    let a = build_it("a");
+    let b = build_it("b");
+    assert_eq!(
+        a.digest, b.digest,
+        "the image with its own SBOM is reproducible"
+    );
+    let inside = f.dir.join("a.rootfs/var/lib/db/sbom/shipfix.spdx.json");
+    let bytes = std::fs::read(&inside).expect("the SBOM in the image");
+    assert_eq!(
+        bytes,
+        std::fs::read(f.dir.join("b.rootfs/var/lib/db/sbom/shipfix.spdx.json")).unwrap()
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    validate(&inside);
+    let image = by_id(&doc, "packages", "SPDXRef-Image");
+    assert!(image.get("versionInfo").is_none(), "{image}");
+    assert!(!bytes
+        .windows(a.digest.len())
+        .any(|w| w == a.digest.as_bytes()));
+    assert!(image["comment"]
+        .as_str()
+        .unwrap()
+        .contains("cannot name the digest"));
+    let ns = doc["documentNamespace"].as_str().unwrap();
+    assert!(
+        ns.starts_with("https://compose.invalid/spdx/shipfix/amd64/sha256:"),
+        "{ns}"
+    );
+    let stdcxx = by_id(&doc, "packages", "SPDXRef-Package-amd64-libstdcpp6");
+    assert_eq!(stdcxx["versionInfo"], "14.2.0-4ubuntu2~24.04");
+    let names: BTreeSet<&str> = doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["fileName"].as_str().unwrap())
+        .collect();
+    assert!(names.contains("./etc/motd") && names.contains("./usr/lib/os-release"));
+    assert!(!names.contains("./var/lib/db/sbom/shipfix.spdx.json"));
+    // The --sbom document (which has the digest) lists it among the image's files, with
+    // its hash.
+    let outer: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(f.dir.join("a.spdx.json")).unwrap()).unwrap();
+    let entry = outer["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["fileName"] == "./var/lib/db/sbom/shipfix.spdx.json")
+        .expect("the in-image SBOM in the --sbom document");
+    use sha2::Digest;
+    assert_eq!(
+        entry["checksums"][1]["checksumValue"],
+        hex::encode(sha2::Sha256::digest(&bytes))
+    );
+    assert!(outer["relationships"].as_array().unwrap().iter().any(|r| {
+        r["spdxElementId"] == "SPDXRef-Image"
+            && r["relationshipType"] == "CONTAINS"
+            && r["relatedSpdxElement"] == entry["SPDXID"]
+    }));
+    // Syft, reading the image, still sees each package at its version; asked to read
+    // SBOM files too (its sbom-cataloger, off for images by default), it finds the
+    // document and, in it, every package with the purl its dpkg cataloger gives.
+    syft_lists_no_more(&f.dir.join("a.layout"), &outer);
+    let Some(syft) = tool("syft") else {
+        println!("SKIPPED: syft not installed; the in-image SBOM not read by Syft");
+        return;
+    };
+    let out = Command::new(&syft)
+        .arg(format!("oci-dir:{}", f.dir.join("a.layout").display()))
+        .args(["-o", "json", "-q", "--select-catalogers", "+sbom-cataloger"])
+        .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let purls = |cataloger: &str| -> BTreeSet<String> {
+        v["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["foundBy"] == cataloger)
+            .map(|a| a["purl"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let from_sbom = purls("sbom-cataloger");
+    assert_eq!(from_sbom.len(), 4, "{from_sbom:?}");
+    assert_eq!(from_sbom, purls("dpkg-db-cataloger"));
+    assert!(v["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["foundBy"] == "sbom-cataloger")
+        .all(|a| a["locations"][0]["path"] == "/var/lib/db/sbom/shipfix.spdx.json"));
 }

@@ -177,13 +177,59 @@ impl Workspace {
         }
     }
 
+    /// A workspace whose repository has one suite, `suite` with component main, holding
+    /// `packages(arch)` for each of `archs`.
+    pub fn with_packages(
+        suite: &str,
+        archs: &[&str],
+        packages: impl Fn(&str) -> Vec<DebSpec>,
+    ) -> Workspace {
+        let mut spec = SuiteSpec::new(suite, &["main"], archs);
+        for arch in archs {
+            for p in packages(arch) {
+                spec = spec.package("main", p);
+            }
+        }
+        Workspace::new(&[spec])
+    }
+
     /// Writes `compose.toml`: `[image]` named `name` for `arch`, one `[[source]]` of
     /// `suites`/main from this server, then `body`.
     pub fn manifest(&self, name: &str, arch: &str, suites: &[&str], body: &str) -> PathBuf {
+        self.manifest_from(name, &[arch], &self.server.url, suites, body)
+    }
+
+    /// Writes `compose.toml`: `[image]` named `name` for `archs`, one `[[source]]` at
+    /// `url` (`suites`/main), then `body`. With an upstream-looking `url`, build with
+    /// `--mirror` [`Workspace::mirror`]: what compose records (lock, SBOM) then names
+    /// `url`, and the bytes come from this server.
+    pub fn manifest_from(
+        &self,
+        name: &str,
+        archs: &[&str],
+        url: &str,
+        suites: &[&str],
+        body: &str,
+    ) -> PathBuf {
+        let archs = archs
+            .iter()
+            .map(|a| format!("{a:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let text = format!(
-            "[image]\nname = {name:?}\narchitectures = [{arch:?}]\n\n{}\n{body}",
-            source_toml(&self.server.url, suites, &["main"], "archive.gpg")
+            "[image]\nname = {name:?}\narchitectures = [{archs}]\n\n{}\n{body}",
+            source_toml(url, suites, &["main"], "archive.gpg")
         );
         write_manifest(&self.dir, &text)
+    }
+
+    /// The `--mirror` pair sending `upstream` to this server.
+    pub fn mirror(&self, upstream: &str) -> (String, String) {
+        (upstream.to_string(), self.server.url.clone())
+    }
+
+    /// `--mirror`'s argument: `upstream=<this server>`.
+    pub fn mirror_arg(&self, upstream: &str) -> String {
+        format!("{upstream}={}", self.server.url)
     }
 }

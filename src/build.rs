@@ -13,7 +13,7 @@ use crate::fetch::{FetchOptions, Fetcher, Timeouts, Want};
 use crate::lock::{self, ArchLock, Lock, Sha256};
 use crate::manifest::{self, Manifest, Source};
 use crate::oci::archive::{self, DockerImage};
-use crate::oci::{Format, ImageConfig, LayerInfo, LayoutWriter};
+use crate::oci::{Format, ImageConfig, LayerCache, LayerInfo, LayoutWriter};
 use crate::rootfs::export::{self, ExportSummary};
 use crate::rootfs::generate::{self, MOZILLA_CERTS};
 use crate::rootfs::linkage::{self, Shipped};
@@ -379,6 +379,12 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let mut staged_rootfs = None;
 
     let mut layout = LayoutWriter::create_beside(&output)?;
+    // Compressed layers of earlier builds, by diff_id; the hash audit recompresses.
+    let layer_cache = if opts.audit {
+        None
+    } else {
+        LayerCache::under(plan.fetcher.cache.root())
+    };
     let _cleanup = crate::interrupt::remove_on_interrupt(layout.path());
     let mut _cleanup_rootfs = None;
     let mut images = Vec::new();
@@ -420,7 +426,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         let linked = linkage::check(&tree, &[], Some(&shipped))?;
         crate::timings::mark(format_args!("{arch}: linkage checked"));
         phase.0.set_message(format!("{arch}: writing the layer"));
-        let layer = layout.write_layer(&tree, opts.epoch)?;
+        let layer = layout.write_layer_cached(&tree, opts.epoch, layer_cache.as_ref())?;
         crate::timings::mark(format_args!("{arch}: layer written ({} bytes)", layer.size));
         drop(phase);
         if opts.sbom.is_some() {
@@ -940,22 +946,40 @@ async fn packages_index(
     arch: &str,
     candidates: &[apt::IndexFile],
 ) -> Result<(String, lock::IndexLock, Vec<u8>)> {
-    let mut tried = Vec::new();
-    for index in candidates {
+    let want = |index: &apt::IndexFile| {
         let url = format!("{dists}/{}", index.path);
-        let want = Want {
+        Want {
             what: format!("index {}", index.path),
-            url: url.clone(),
+            url,
             size: index.size,
             sha256: index.sha256.clone(),
-        };
-        let Some(path) = fetcher.get_verified(&want, None).await? else {
-            tried.push(fetcher.rewrite(&url));
-            continue;
-        };
-        let bytes = std::fs::read(&path).map_err(|e| {
-            Error::Build(format!("cannot read cached index {}: {e}", path.display()))
-        })?;
+        }
+    };
+    // A form already in the cache is used without asking the server for the others.
+    let mut found = None;
+    for index in candidates {
+        if let Some(bytes) = fetcher.cached_bytes(&want(index)).await? {
+            found = Some((index, bytes));
+            break;
+        }
+    }
+    let mut tried = Vec::new();
+    if found.is_none() {
+        for index in candidates {
+            let want = want(index);
+            let Some(path) = fetcher.get_verified(&want, None).await? else {
+                tried.push(fetcher.rewrite(&want.url));
+                continue;
+            };
+            let bytes = std::fs::read(&path).map_err(|e| {
+                Error::Build(format!("cannot read cached index {}: {e}", path.display()))
+            })?;
+            found = Some((index, bytes));
+            break;
+        }
+    }
+    if let Some((index, bytes)) = found {
+        let url = want(index).url;
         let text = match index.compression {
             apt::Compression::None => bytes,
             c => apt::decompress(&bytes, c, PACKAGES_LIMIT, &url)?,

@@ -201,6 +201,45 @@ impl Cache {
         if len == size && actual == sha256 {
             return Ok(Some(path));
         }
+        self.damaged(path, sha256, size, strict, actual, len)
+            .map(|()| None)
+    }
+
+    /// The cached file for `sha256` read into memory, if present and intact: one read
+    /// for both the check and the use (for indexes, which are used whole). Damaged
+    /// entries as for [`Cache::lookup`].
+    pub fn read(
+        &self,
+        sha256: &str,
+        size: u64,
+        strict: bool,
+    ) -> Result<Option<Vec<u8>>, FetchError> {
+        let path = self.blob_path(sha256);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(FetchError::Cache { path, source }),
+        };
+        let actual = sha256_hex(&bytes);
+        if bytes.len() as u64 == size && actual == sha256 {
+            return Ok(Some(bytes));
+        }
+        let len = bytes.len() as u64;
+        self.damaged(path, sha256, size, strict, actual, len)
+            .map(|()| None)
+    }
+
+    /// A cache entry whose bytes are not what its name says: an error when `strict`,
+    /// else removed (if still damaged) so that it is fetched again.
+    fn damaged(
+        &self,
+        path: PathBuf,
+        sha256: &str,
+        size: u64,
+        strict: bool,
+        actual: String,
+        len: u64,
+    ) -> Result<(), FetchError> {
         if strict {
             return Err(FetchError::Damaged {
                 path,
@@ -221,7 +260,7 @@ impl Cache {
                 let _ = std::fs::remove_file(&path);
             }
         }
-        Ok(None)
+        Ok(())
     }
 
     fn temp_file(&self) -> Result<tempfile::NamedTempFile, FetchError> {
@@ -519,6 +558,15 @@ impl Fetcher {
 
     /// A file of known size and SHA-256: from the cache, else downloaded (hashed while
     /// streaming) and admitted to the cache only if both match. `Ok(None)` on 404.
+    /// The bytes of `want` if the cache holds them intact (no network).
+    pub async fn cached_bytes(&self, want: &Want) -> Result<Option<Vec<u8>>, FetchError> {
+        let cache = self.cache.clone();
+        let (sha, size, strict) = (want.sha256.clone(), want.size, self.strict_cache);
+        tokio::task::spawn_blocking(move || cache.read(&sha, size, strict))
+            .await
+            .map_err(|e| FetchError::Client(e.to_string()))?
+    }
+
     pub async fn get_verified(
         &self,
         want: &Want,

@@ -32,67 +32,15 @@ const OCTAL12_LIMIT: u64 = 1 << 33;
 /// relative path; the first path of a hard-link group (in archive order) carries the
 /// content, so a link never precedes its target, as tar requires.
 pub fn write_layer(tree: &Tree, epoch: u64, out: &mut dyn Write) -> Result<LayerInfo, OciError> {
-    let links = HardlinkPlan::new(tree)?;
     let blob = HashingWriter::new(out);
     // Deterministic parallel gzip (src/oci/gzip.rs): same bytes on any number of cores.
     let gz = GzWriter::new(blob, GZIP_LEVEL);
     let mut tar = HashingWriter::new(gz);
-    let write_err = OciError::io("cannot write the layer");
-
-    let result = (|| -> Result<(), OciError> {
-        for (path, node) in tree.iter() {
-            if path == "/" {
-                continue;
-            }
-            let name = &path[1..];
-            if let Some(primary) = links.link_to.get(path.as_str()) {
-                let entry = Entry::new(name, tar::EntryType::Link, node, epoch).link(&primary[1..]);
-                entry.write(&mut tar, &mut io::empty())?;
-                continue;
-            }
-            match &node.kind {
-                NodeKind::Dir => {
-                    let dir = format!("{name}/");
-                    Entry::new(&dir, tar::EntryType::Directory, node, epoch)
-                        .write(&mut tar, &mut io::empty())?;
-                }
-                NodeKind::Symlink(target) => {
-                    Entry::new(name, tar::EntryType::Symlink, node, epoch)
-                        .link(target)
-                        .write(&mut tar, &mut io::empty())?;
-                }
-                NodeKind::File(_) | NodeKind::Hardlink(_) => {
-                    // A hard link first in its group carries the file's content and
-                    // metadata (they share one inode).
-                    let file = match &node.kind {
-                        NodeKind::Hardlink(_) => links.content_of[path.as_str()],
-                        _ => node,
-                    };
-                    let NodeKind::File(content) = &file.kind else {
-                        unreachable!("hard-link plans resolve to files")
-                    };
-                    let mut data = BufReader::with_capacity(256 * 1024, tree.spool.reader(content));
-                    let mut entry = Entry::new(name, tar::EntryType::Regular, file, epoch);
-                    entry.size = content.len;
-                    entry.write(&mut tar, &mut data).map_err(|e| match e {
-                        OciError::Io { source, .. } => OciError::Io {
-                            context: format!("cannot write {path} into the layer"),
-                            source,
-                        },
-                        e => e,
-                    })?;
-                }
-            }
-        }
-        // End of archive: two zero blocks.
-        tar.write_all(&[0u8; 1024])
-            .map_err(OciError::io("cannot write the layer"))?;
-        Ok(())
-    })();
-    result?;
-
+    write_tar(tree, epoch, &mut tar)?;
     let (gz, diff_id, _) = tar.finish();
-    let blob = gz.finish().map_err(write_err)?;
+    let blob = gz
+        .finish()
+        .map_err(OciError::io("cannot write the layer"))?;
     let (out, digest, size) = blob.finish();
     out.flush()
         .map_err(OciError::io("cannot write the layer"))?;
@@ -101,6 +49,68 @@ pub fn write_layer(tree: &Tree, epoch: u64, out: &mut dyn Write) -> Result<Layer
         diff_id: format!("sha256:{}", hex::encode(diff_id)),
         size,
     })
+}
+
+/// The layer's `diff_id` (`sha256:…` of its uncompressed tar) without compressing it:
+/// what a cached layer is looked up by.
+pub fn diff_id(tree: &Tree, epoch: u64) -> Result<String, OciError> {
+    let mut tar = HashingWriter::new(io::sink());
+    write_tar(tree, epoch, &mut tar)?;
+    let (_, diff_id, _) = tar.finish();
+    Ok(format!("sha256:{}", hex::encode(diff_id)))
+}
+
+/// The tar stream of `tree` (see [`write_layer`]), end-of-archive blocks included.
+fn write_tar(tree: &Tree, epoch: u64, tar: &mut dyn Write) -> Result<(), OciError> {
+    let links = HardlinkPlan::new(tree)?;
+    for (path, node) in tree.iter() {
+        if path == "/" {
+            continue;
+        }
+        let name = &path[1..];
+        if let Some(primary) = links.link_to.get(path.as_str()) {
+            let entry = Entry::new(name, tar::EntryType::Link, node, epoch).link(&primary[1..]);
+            entry.write(tar, &mut io::empty())?;
+            continue;
+        }
+        match &node.kind {
+            NodeKind::Dir => {
+                let dir = format!("{name}/");
+                Entry::new(&dir, tar::EntryType::Directory, node, epoch)
+                    .write(tar, &mut io::empty())?;
+            }
+            NodeKind::Symlink(target) => {
+                Entry::new(name, tar::EntryType::Symlink, node, epoch)
+                    .link(target)
+                    .write(tar, &mut io::empty())?;
+            }
+            NodeKind::File(_) | NodeKind::Hardlink(_) => {
+                // A hard link first in its group carries the file's content and
+                // metadata (they share one inode).
+                let file = match &node.kind {
+                    NodeKind::Hardlink(_) => links.content_of[path.as_str()],
+                    _ => node,
+                };
+                let NodeKind::File(content) = &file.kind else {
+                    unreachable!("hard-link plans resolve to files")
+                };
+                let mut data = BufReader::with_capacity(256 * 1024, tree.spool.reader(content));
+                let mut entry = Entry::new(name, tar::EntryType::Regular, file, epoch);
+                entry.size = content.len;
+                entry.write(tar, &mut data).map_err(|e| match e {
+                    OciError::Io { source, .. } => OciError::Io {
+                        context: format!("cannot write {path} into the layer"),
+                        source,
+                    },
+                    e => e,
+                })?;
+            }
+        }
+    }
+    // End of archive: two zero blocks.
+    tar.write_all(&[0u8; 1024])
+        .map_err(OciError::io("cannot write the layer"))?;
+    Ok(())
 }
 
 /// Which paths become `Link` entries, and to what.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +11,7 @@ use canon_json::CanonJsonSerialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::layer_cache::LayerCache;
 use super::{
     Descriptor, ImageConfig, LayerInfo, OciError, WrittenImage, ANNOTATION_REF_NAME,
     MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX, MEDIA_TYPE_LAYER, MEDIA_TYPE_MANIFEST,
@@ -67,6 +68,17 @@ impl LayoutWriter {
     /// Write the layer of `tree` as a blob: streamed into a temporary file in
     /// `blobs/sha256`, renamed to its digest.
     pub fn write_layer(&mut self, tree: &Tree, epoch: u64) -> Result<LayerInfo, OciError> {
+        self.write_layer_cached(tree, epoch, None)
+    }
+
+    /// [`LayoutWriter::write_layer`], taking the compressed layer from `cache` when it
+    /// holds an intact one for this tree, and keeping it there otherwise.
+    pub fn write_layer_cached(
+        &mut self,
+        tree: &Tree,
+        epoch: u64,
+        cache: Option<&LayerCache>,
+    ) -> Result<LayerInfo, OciError> {
         let blobs = self.blobs();
         let tmp = tempfile::NamedTempFile::new_in(&blobs).map_err(OciError::io(format!(
             "cannot create a file in {}",
@@ -81,11 +93,32 @@ impl LayoutWriter {
             },
             other => other,
         };
-        // Through the plain File: NamedTempFile's own writes append the path to errors.
-        let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file());
-        let info = super::write_layer(tree, epoch, &mut out).map_err(located)?;
-        out.into_inner()
-            .map_err(|e| located(OciError::io("cannot write the layer")(e.into_error())))?;
+        let cached = match cache {
+            Some(cache) => {
+                let diff_id = super::layer::diff_id(tree, epoch).map_err(located)?;
+                let cached = cache.fetch(&diff_id, tmp.as_file()).map_err(located)?;
+                if cached.is_none() {
+                    tmp.as_file()
+                        .set_len(0)
+                        .and_then(|()| tmp.as_file().seek(SeekFrom::Start(0)).map(drop))
+                        .map_err(|e| located(OciError::io("cannot write the layer")(e)))?;
+                }
+                cached
+            }
+            None => None,
+        };
+        let fresh = cached.is_none();
+        let info = match cached {
+            Some(info) => info,
+            None => {
+                // Through the plain File: NamedTempFile's own writes append the path to errors.
+                let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file());
+                let info = super::write_layer(tree, epoch, &mut out).map_err(located)?;
+                out.into_inner()
+                    .map_err(|e| located(OciError::io("cannot write the layer")(e.into_error())))?;
+                info
+            }
+        };
         tmp.as_file()
             .sync_all()
             .map_err(|e| located(OciError::io("cannot write the layer")(e)))?;
@@ -96,6 +129,9 @@ impl LayoutWriter {
         let dest = blobs.join(hex_of(&info.digest));
         tmp.persist(&dest)
             .map_err(|e| OciError::io(format!("cannot create {}", dest.display()))(e.error))?;
+        if let (Some(cache), true) = (cache, fresh) {
+            cache.keep(&info.diff_id, &dest);
+        }
         Ok(info)
     }
 

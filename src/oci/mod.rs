@@ -9,11 +9,13 @@ use std::path::PathBuf;
 pub mod archive;
 pub mod gzip;
 mod layer;
+pub mod layer_cache;
 mod layout;
 pub mod read;
 
 pub use archive::Format;
-pub use layer::{write_layer, GZIP_LEVEL};
+pub use layer::{diff_id, write_layer, GZIP_LEVEL};
+pub use layer_cache::LayerCache;
 pub use layout::{rfc3339, LayoutWriter};
 
 pub const MEDIA_TYPE_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";

@@ -748,7 +748,10 @@ fn layers_are_cached_by_diff_id_and_checked_before_use() {
     for damaged in [b"not gzip".to_vec(), wrong.finish().unwrap(), trailing] {
         std::fs::write(&entry, &damaged).unwrap();
         let rebuilt = build(&f.opts("out4", "cache")).unwrap();
-        assert_eq!(rebuilt.digest, first.digest, "a damaged cached layer was used");
+        assert_eq!(
+            rebuilt.digest, first.digest,
+            "a damaged cached layer was used"
+        );
         assert_eq!(
             std::fs::read(&entry).unwrap(),
             original,

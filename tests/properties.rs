@@ -356,3 +356,222 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Packages selected each into a tree of its own (on worker threads) and merged in
+// package order give the tree that reading them one after the other into one tree
+// gives: the same entries, or an error in both.
+//
+// Paths are drawn from a small shared set (so packages collide: the same directory with
+// other modes, the same file with other content, a directory where another package has
+// a file, `/lib/…` and `/usr/lib/…` under merged-usr), plus hard links to files under a
+// directory of the package's own. (A hard link to a path that an *earlier* package also
+// ships, identically, is where the two differ on purpose: one tree makes it a copy
+// because the node there belongs to the other package; the merge keeps the link.)
+
+mod merge {
+    use super::*;
+    use compose::deb::{Entry, EntryKind};
+    use compose::manifest::Manifest;
+    use compose::rootfs::select::{self, Selector};
+
+    const SHARED: &[&str] = &[
+        "/usr",
+        "/usr/lib",
+        "/usr/lib/x",
+        "/usr/lib/x/a",
+        "/usr/lib/y",
+        "/lib",
+        "/lib/x",
+        "/lib/x/a",
+        "/lib/z",
+        "/etc",
+        "/etc/a",
+        "/etc/a/b",
+    ];
+
+    #[derive(Debug, Clone)]
+    pub enum Kind {
+        Dir,
+        File(u8),
+        Symlink(u8),
+        /// A file of the package's own directory and a hard link to it.
+        Linked(u8),
+    }
+
+    #[derive(Debug, Clone)]
+    pub struct Spec {
+        path: usize,
+        kind: Kind,
+        mode: u32,
+        uid: u32,
+    }
+
+    fn spec() -> impl Strategy<Value = Spec> {
+        let kind = prop_oneof![
+            3 => Just(Kind::Dir),
+            3 => (0u8..3).prop_map(Kind::File),
+            1 => (0u8..2).prop_map(Kind::Symlink),
+            1 => (0u8..2).prop_map(Kind::Linked),
+        ];
+        (
+            0..SHARED.len(),
+            kind,
+            prop::sample::select(vec![0o755u32, 0o644, 0o700, 0o4755]),
+            0u32..2,
+        )
+            .prop_map(|(path, kind, mode, uid)| Spec {
+                path,
+                kind,
+                mode,
+                uid,
+            })
+    }
+
+    /// Per package: does it select everything, or only some leaves (so that its
+    /// directories are parents of what is selected, not selected themselves)?
+    pub type Packages = Vec<(bool, Vec<Spec>)>;
+
+    pub fn packages() -> impl Strategy<Value = Packages> {
+        prop::collection::vec((any::<bool>(), prop::collection::vec(spec(), 0..7)), 1..4)
+    }
+
+    /// The data.tar entries (with contents) of package `p`.
+    fn entries(p: usize, specs: &[Spec]) -> Vec<(Entry, Vec<u8>)> {
+        let mut out = Vec::new();
+        for (i, s) in specs.iter().enumerate() {
+            let entry = |path: String, kind: EntryKind, size: u64| Entry {
+                path,
+                kind,
+                mode: s.mode,
+                uid: s.uid,
+                gid: s.uid,
+                mtime: 1_700_000_000 + i as u64,
+                size,
+            };
+            let path = SHARED[s.path].to_string();
+            match &s.kind {
+                Kind::Dir => out.push((entry(path, EntryKind::Dir, 0), vec![])),
+                Kind::File(c) => out.push((entry(path, EntryKind::File, 3), vec![*c; 3])),
+                Kind::Symlink(t) => {
+                    out.push((entry(path, EntryKind::Symlink(format!("t{t}")), 0), vec![]))
+                }
+                Kind::Linked(c) => {
+                    let own = format!("/usr/share/p{p}/f{i}");
+                    out.push((entry(own.clone(), EntryKind::File, 2), vec![*c; 2]));
+                    out.push((
+                        entry(format!("/usr/share/p{p}/l{i}"), EntryKind::Hardlink(own), 0),
+                        vec![],
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    fn manifest(packages: &Packages) -> (tempfile::TempDir, Manifest) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("k.gpg"), b"").unwrap();
+        let mut text = String::from(
+            "[image]\nname = \"m\"\nmerged-usr = true\n\n[[source]]\n\
+             url = \"http://deb.debian.org/debian\"\nsuites = [\"bookworm\"]\n\
+             components = [\"main\"]\nkeyring = \"k.gpg\"\n",
+        );
+        for (p, (all, _)) in packages.iter().enumerate() {
+            let patterns = if *all {
+                r#"["/**"]"#
+            } else {
+                r#"["/**/a", "/etc/a/b", "/usr/lib/y", "/usr/lib/z", "/usr/share/**"]"#
+            };
+            text.push_str(&format!(
+                "\n[package.p{p}]\npaths = []\noptional-paths = {patterns}\n"
+            ));
+        }
+        let path = dir.path().join("m.toml");
+        let m = Manifest::parse(&path, &text).unwrap();
+        (dir, m)
+    }
+
+    /// Every entry of `tree` with what the layer would say of it.
+    type Listing = Vec<(String, String, u32, u32, u32, u64, String)>;
+
+    fn listing(tree: &Tree) -> Listing {
+        tree.iter()
+            .map(|(path, n)| {
+                let kind = match &n.kind {
+                    NodeKind::Dir => "dir".to_string(),
+                    NodeKind::File(c) => format!("file {}", hex::encode(c.sha256)),
+                    NodeKind::Symlink(t) => format!("symlink {t}"),
+                    NodeKind::Hardlink(t) => format!("hardlink {t}"),
+                };
+                let origin = n.origin.clone();
+                (path.clone(), kind, n.mode, n.uid, n.gid, n.mtime, origin)
+            })
+            .collect()
+    }
+
+    /// Feed one package through `selector` into `tree`, with the second pass for
+    /// orphaned hard links, as the pipeline does.
+    fn select_into(
+        selector: &mut Selector<'_>,
+        tree: &mut Tree,
+        entries: &[(Entry, Vec<u8>)],
+    ) -> Result<(), String> {
+        for (e, data) in entries {
+            selector
+                .entry(tree, e, &mut &data[..])
+                .map_err(|e| e.to_string())?;
+        }
+        let orphans = selector.orphan_targets();
+        for (e, data) in entries {
+            if orphans.contains(&e.path) {
+                selector
+                    .orphan_target(tree, e, &mut &data[..])
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn sequential(packages: &Packages) -> Result<Listing, String> {
+        let (_dir, m) = manifest(packages);
+        let mut tree = Tree::new().unwrap();
+        for (p, (_, specs)) in packages.iter().enumerate() {
+            let mut s = Selector::new(&m.packages[p], "amd64", true, false);
+            select_into(&mut s, &mut tree, &entries(p, specs))?;
+            s.finish().map_err(|e| e.to_string())?;
+        }
+        Ok(listing(&tree))
+    }
+
+    pub fn merged(packages: &Packages) -> Result<Listing, String> {
+        let (_dir, m) = manifest(packages);
+        let mut parts = Vec::new();
+        for (p, (_, specs)) in packages.iter().enumerate() {
+            let mut part = Tree::new().unwrap();
+            let mut s = Selector::new(&m.packages[p], "amd64", true, false);
+            select_into(&mut s, &mut part, &entries(p, specs))?;
+            parts.push((part, s.finish().map_err(|e| e.to_string())?));
+        }
+        let mut tree = Tree::new().unwrap();
+        for (part, contribution) in &parts {
+            select::merge(&mut tree, part, contribution).map_err(|e| e.to_string())?;
+        }
+        Ok(listing(&tree))
+    }
+}
+
+proptest! {
+    #![proptest_config(Config { cases: 600, ..Config::default() })]
+
+    #[test]
+    fn merging_package_trees_equals_reading_packages_in_order(packages in merge::packages()) {
+        let one = merge::sequential(&packages);
+        let merged = merge::merged(&packages);
+        match (&one, &merged) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+            (Err(_), Err(_)) => {}
+            _ => prop_assert!(false, "one tree: {:?}\nmerged: {:?}", one, merged),
+        }
+    }
+}

@@ -39,6 +39,11 @@ impl LayerCache {
         })
     }
 
+    /// Holds no layer at all (a first build): no need to compute a diff_id to look one up.
+    pub fn is_empty(&self) -> bool {
+        fs::read_dir(&self.dir).map_or(true, |mut d| d.next().is_none())
+    }
+
     fn entry(&self, diff_id: &str) -> Option<PathBuf> {
         let hex = diff_id.strip_prefix("sha256:")?;
         (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| self.dir.join(hex))

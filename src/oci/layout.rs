@@ -94,7 +94,7 @@ impl LayoutWriter {
             other => other,
         };
         let cached = match cache {
-            Some(cache) => {
+            Some(cache) if !cache.is_empty() => {
                 let diff_id = super::layer::diff_id(tree, epoch).map_err(located)?;
                 let cached = cache.fetch(&diff_id, tmp.as_file()).map_err(located)?;
                 if cached.is_none() {
@@ -105,7 +105,7 @@ impl LayoutWriter {
                 }
                 cached
             }
-            None => None,
+            _ => None,
         };
         let fresh = cached.is_none();
         let info = match cached {

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use support::{closed_port_url, DebSpec, Fault, Faulty, IndexVariants, Member, Repo, SuiteSpec};
+use support::{
+    assert_cache_clean, closed_port_url, DebSpec, Fault, Faulty, IndexVariants, Member, Repo,
+    SuiteSpec,
+};
 
 const ARCH: &str = "arm64";
 /// Bytes of libbig's one file: incompressible, so the layer is larger than this.
@@ -163,37 +166,6 @@ fn write_manifest(dir: &Path, url: &str) -> PathBuf {
         support::source_toml(url, &["noble"], &["main"], "archive.gpg")
     );
     support::write_manifest(dir, &text)
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
-/// `tmp/` is empty and every `sha256/<hex>` hashes to `<hex>`.
-fn assert_cache_clean(cache: &Path) {
-    if !cache.exists() {
-        return;
-    }
-    if let Ok(rd) = std::fs::read_dir(cache.join("tmp")) {
-        let left: Vec<_> = rd.map(|e| e.unwrap().file_name()).collect();
-        assert!(
-            left.is_empty(),
-            "partial downloads left in the cache: {left:?}"
-        );
-    }
-    if let Ok(rd) = std::fs::read_dir(cache.join("sha256")) {
-        for e in rd {
-            let e = e.unwrap();
-            let bytes = std::fs::read(e.path()).unwrap();
-            assert_eq!(
-                sha256(&bytes),
-                e.file_name().to_string_lossy(),
-                "cache entry {} is not what its name says",
-                e.path().display()
-            );
-        }
-    }
 }
 
 fn in_cache(f: &Fixture, sha: &str) -> bool {

@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
-use support::{rfc2822, DebSpec, Member, SuiteSpec, TestKey, Workspace, DEB_MTIME};
+use support::{
+    assert_cache_clean, rfc2822, sha256, DebSpec, Member, SuiteSpec, TestKey, Workspace, DEB_MTIME,
+};
 
 const ARCH: &str = "arm64";
 
@@ -216,34 +218,6 @@ fn digest_of(run: &Output) -> String {
     let last = stdout.lines().last().unwrap().to_string();
     assert!(last.starts_with("sha256:"), "{stdout}");
     last
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
-/// `tmp/` is empty and every `sha256/<hex>` hashes to `<hex>`.
-fn assert_cache_clean(cache: &Path) {
-    if let Ok(rd) = std::fs::read_dir(cache.join("tmp")) {
-        let left: Vec<_> = rd.map(|e| e.unwrap().file_name()).collect();
-        assert!(
-            left.is_empty(),
-            "partial downloads left in the cache: {left:?}"
-        );
-    }
-    if let Ok(rd) = std::fs::read_dir(cache.join("sha256")) {
-        for e in rd {
-            let e = e.unwrap();
-            let bytes = std::fs::read(e.path()).unwrap();
-            assert_eq!(
-                sha256(&bytes),
-                e.file_name().to_string_lossy(),
-                "cache entry {} is not what its name says",
-                e.path().display()
-            );
-        }
-    }
 }
 
 // ------------------------------------------------------------ hand-made data.tar

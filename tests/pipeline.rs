@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use compose::build::{build, BuildOptions};
-use support::{DebSpec, IndexVariants, Member, Repo, Server, SuiteSpec, TestKey};
+use support::{sha256, DebSpec, IndexVariants, Member, Repo, Server, SuiteSpec, TestKey};
 
 const ARCH: &str = "arm64";
 const TRIPLET: &str = "aarch64-linux-gnu";
@@ -162,11 +162,6 @@ impl Fixture {
         );
         e.to_string()
     }
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 fn json(path: &Path) -> serde_json::Value {

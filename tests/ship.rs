@@ -542,15 +542,12 @@ fn validate(path: &Path) {
     assert!(!text.contains("Validation"), "pyspdxtools: {text}");
 }
 
-/// Every package Syft finds in the image is in the SBOM with the same version.
-fn syft_lists_no_more(layout: &Path, doc: &serde_json::Value) {
-    let Some(syft) = tool("syft") else {
-        println!("SKIPPED: syft not installed; SBOM not compared with Syft");
-        return;
-    };
-    let out = Command::new(&syft)
+/// Syft's JSON report of the OCI layout (offline, `extra` arguments added).
+fn syft_json(syft: &Path, layout: &Path, extra: &[&str]) -> serde_json::Value {
+    let out = Command::new(syft)
         .arg(format!("oci-dir:{}", layout.display()))
         .args(["-o", "json", "-q"])
+        .args(extra)
         .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
         .output()
         .unwrap();
@@ -559,7 +556,16 @@ fn syft_lists_no_more(layout: &Path, doc: &serde_json::Value) {
         "syft: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Every package Syft finds in the image is in the SBOM with the same version.
+fn syft_lists_no_more(layout: &Path, doc: &serde_json::Value) {
+    let Some(syft) = tool("syft") else {
+        println!("SKIPPED: syft not installed; SBOM not compared with Syft");
+        return;
+    };
+    let v = syft_json(&syft, layout, &[]);
     let syft: BTreeSet<(String, String)> = v["artifacts"]
         .as_array()
         .unwrap()
@@ -885,18 +891,11 @@ fn sbom_inside_the_image() {
         println!("SKIPPED: syft not installed; the in-image SBOM not read by Syft");
         return;
     };
-    let out = Command::new(&syft)
-        .arg(format!("oci-dir:{}", f.dir.join("a.layout").display()))
-        .args(["-o", "json", "-q", "--select-catalogers", "+sbom-cataloger"])
-        .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = syft_json(
+        &syft,
+        &f.dir.join("a.layout"),
+        &["--select-catalogers", "+sbom-cataloger"],
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let purls = |cataloger: &str| -> BTreeSet<String> {
         v["artifacts"]
             .as_array()

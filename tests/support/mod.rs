@@ -21,6 +21,36 @@ pub use key::{clearsign_with, detach_sign_with, TestKey};
 pub use repo::{IndexVariants, PublishedDeb, Repo, SuiteSpec};
 pub use server::{Served, Server};
 
+/// SHA-256 of `bytes`, lowercase hex.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The download cache at `cache` holds nothing bad: `tmp/` is empty and every
+/// `sha256/<hex>` hashes to `<hex>` (a missing cache is clean).
+pub fn assert_cache_clean(cache: &Path) {
+    if let Ok(rd) = std::fs::read_dir(cache.join("tmp")) {
+        let left: Vec<_> = rd.map(|e| e.unwrap().file_name()).collect();
+        assert!(
+            left.is_empty(),
+            "partial downloads left in the cache: {left:?}"
+        );
+    }
+    if let Ok(rd) = std::fs::read_dir(cache.join("sha256")) {
+        for e in rd {
+            let e = e.unwrap();
+            let bytes = std::fs::read(e.path()).unwrap();
+            assert_eq!(
+                sha256(&bytes),
+                e.file_name().to_string_lossy(),
+                "cache entry {} is not what its name says",
+                e.path().display()
+            );
+        }
+    }
+}
+
 /// `Sat, 11 Jul 2026 10:16:37 UTC`, the date form of Release files.
 pub fn rfc2822(t: SystemTime) -> String {
     let secs = t

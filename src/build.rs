@@ -1074,68 +1074,102 @@ fn select_package(
     })
 }
 
-/// `f(i)` for every `i` in `0..n` on all cores, largest `weight` first; results in
-/// index order (so what is built from them does not depend on which finished first).
-fn parallel_map<T: Send>(
+/// `work(i)` for every `i` in `0..n` on all cores, and `consume(i, result)` on this
+/// thread in index order as the results come in (so what is built from them does not
+/// depend on which finished first). Workers run at most `2 × workers` indexes ahead of
+/// the last consumed one, so the results waiting (for packages: a spool file each) stay
+/// bounded however large `n` is. The first error of `consume` stops the workers and is
+/// returned; a panic in `work` stops them and is resumed here.
+fn ordered_parallel<T: Send, E>(
     n: usize,
-    weight: impl Fn(usize) -> u64,
-    f: impl Fn(usize) -> T + Sync,
-) -> Vec<T> {
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&i| (std::cmp::Reverse(weight(i)), i));
+    work: impl Fn(usize) -> T + Sync,
+    mut consume: impl FnMut(usize, T) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    use std::sync::{mpsc, Condvar, Mutex};
     let workers = std::thread::available_parallelism()
         .map_or(1, |c| c.get())
-        .min(n);
-    if workers <= 1 {
-        return (0..n).map(f).collect();
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut slots: Vec<Option<T>> = (0..n).map(|_| None).collect();
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&i) = order.get(k) else { break };
-                        done.push((i, f(i)));
-                    }
-                    done
-                })
-            })
-            .collect();
-        for h in handles {
-            match h.join() {
-                Ok(done) => {
-                    for (i, t) in done {
-                        slots[i] = Some(t);
-                    }
-                }
-                Err(panic) => std::panic::resume_unwind(panic),
+        .min(n)
+        .max(1);
+    let ahead = 2 * workers;
+    let next = AtomicUsize::new(0);
+    // (indexes consumed so far, stop)
+    let gate = (Mutex::new((0usize, false)), Condvar::new());
+    let set = |f: &dyn Fn(&mut (usize, bool))| {
+        let mut g = gate.0.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut g);
+        gate.1.notify_all();
+    };
+    /// Stops the other workers when this one unwinds.
+    struct StopOnPanic<'a>(&'a (Mutex<(usize, bool)>, Condvar));
+    impl Drop for StopOnPanic<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.0 .0.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+                self.0 .1.notify_all();
             }
         }
-    });
-    slots
-        .into_iter()
-        .map(|t| t.expect("every index was taken by a worker"))
-        .collect()
+    }
+    let (tx, rx) = mpsc::channel::<(usize, T)>();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (next, gate, work) = (&next, &gate, &work);
+            scope.spawn(move || {
+                let _stop = StopOnPanic(gate);
+                loop {
+                    let i = next.fetch_add(1, Relaxed);
+                    if i >= n {
+                        return;
+                    }
+                    {
+                        let mut g = gate.0.lock().unwrap_or_else(|e| e.into_inner());
+                        while i >= g.0 + ahead && !g.1 {
+                            g = gate.1.wait(g).unwrap_or_else(|e| e.into_inner());
+                        }
+                        if g.1 {
+                            return;
+                        }
+                    }
+                    if tx.send((i, work(i))).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut waiting = BTreeMap::new();
+        let mut consumed = 0;
+        let mut result = Ok(());
+        // Ends when every worker has ended (and dropped its sender).
+        for (i, t) in rx {
+            if result.is_err() {
+                continue;
+            }
+            waiting.insert(i, t);
+            while let Some(t) = waiting.remove(&consumed) {
+                if let Err(e) = consume(consumed, t) {
+                    result = Err(e);
+                    set(&|g| g.1 = true);
+                    break;
+                }
+                consumed += 1;
+                set(&|g| g.0 = consumed);
+            }
+        }
+        result
+    })
 }
 
 /// Stream each package's data.tar through its selector (packages on all cores, each
-/// into a tree of its own), merge them in package order into one tree, then add what
-/// the generators make.
+/// into a tree of its own), merge them in package order into one tree as they come,
+/// then add what the generators make.
 fn compose_tree(
     manifest: &Manifest,
     arch: &str,
     packages: &[Resolved],
     debs: &[PathBuf],
 ) -> Result<(Tree, Vec<String>, Shipped)> {
-    let parts = parallel_map(
-        packages.len(),
-        |i| packages[i].size,
-        |i| select_package(manifest, arch, &packages[i], &debs[i]),
-    );
     let mut tree =
         Tree::new().map_err(|e| Error::Build(format!("cannot create the spool: {e}")))?;
     let mut certs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -1143,23 +1177,29 @@ fn compose_tree(
     let have_ca =
         manifest.generate.ca_bundle && packages.iter().any(|p| p.name == "ca-certificates");
     let mut shipped = Shipped::new(manifest.image.merged_usr);
-    // The first failure in package order is the one reported, whichever thread saw it.
-    for (resolved, part) in packages.iter().zip(parts) {
-        let part = part?;
-        select::merge(&mut tree, &part.tree, &part.contribution)?;
-        drop(part.tree);
-        shipped.absorb(part.shipped);
-        certs.extend(part.certs);
-        setid.extend(part.contribution.setid);
-        if manifest.generate.dpkg_status {
-            generate::dpkg_status(
-                &mut tree,
-                &resolved.name,
-                &part.control.control,
-                part.control.md5sums.as_deref(),
-            )?;
-        }
-    }
+    // Packages are read on all cores and merged here in package order, so the first
+    // failure in package order is the one reported, whichever thread saw it.
+    ordered_parallel(
+        packages.len(),
+        |i| select_package(manifest, arch, &packages[i], &debs[i]),
+        |i, part| -> Result<()> {
+            let part = part?;
+            select::merge(&mut tree, &part.tree, &part.contribution)?;
+            drop(part.tree);
+            shipped.absorb(part.shipped);
+            certs.extend(part.certs);
+            setid.extend(part.contribution.setid);
+            if manifest.generate.dpkg_status {
+                generate::dpkg_status(
+                    &mut tree,
+                    &packages[i].name,
+                    &part.control.control,
+                    part.control.md5sums.as_deref(),
+                )?;
+            }
+            Ok(())
+        },
+    )?;
     if manifest.generate.ca_bundle {
         if !have_ca {
             return Err(generate::GenerateError::NoCertificates {
@@ -1268,4 +1308,85 @@ pub fn summary(result: &BuildResult) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ordered_parallel;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    #[test]
+    fn results_are_consumed_in_index_order() {
+        let mut seen = Vec::new();
+        let r: Result<(), ()> = ordered_parallel(
+            200,
+            |i| {
+                // Later indexes finish first now and then.
+                if i % 7 == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                i * 2
+            },
+            |i, v| {
+                assert_eq!(v, i * 2);
+                seen.push(i);
+                Ok(())
+            },
+        );
+        assert!(r.is_ok());
+        assert_eq!(seen, (0..200).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn workers_stay_a_bounded_distance_ahead() {
+        let consumed = AtomicUsize::new(0);
+        let widest = AtomicUsize::new(0);
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let r: Result<(), ()> = ordered_parallel(
+            100,
+            |i| {
+                let gap = i.saturating_sub(consumed.load(SeqCst));
+                widest.fetch_max(gap, SeqCst);
+            },
+            |_, ()| {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+                consumed.fetch_add(1, SeqCst);
+                Ok(())
+            },
+        );
+        assert!(r.is_ok());
+        let limit = 2 * cores.min(100);
+        assert!(widest.load(SeqCst) <= limit, "{} > {limit}", widest.load(SeqCst));
+    }
+
+    #[test]
+    fn the_first_error_in_order_stops_the_work() {
+        let started = AtomicUsize::new(0);
+        let r = ordered_parallel(
+            10_000,
+            |i| {
+                started.fetch_add(1, SeqCst);
+                i
+            },
+            |i, _| if i == 5 { Err(format!("stop at {i}")) } else { Ok(()) },
+        );
+        assert_eq!(r, Err("stop at 5".to_string()));
+        assert!(started.load(SeqCst) < 100, "{}", started.load(SeqCst));
+    }
+
+    #[test]
+    fn a_panicking_worker_does_not_hang_the_others() {
+        let r = std::panic::catch_unwind(|| {
+            let _: Result<(), ()> = ordered_parallel(
+                1000,
+                |i| {
+                    if i == 3 {
+                        panic!("worker panic");
+                    }
+                },
+                |_, ()| Ok(()),
+            );
+        });
+        assert!(r.is_err());
+    }
 }

@@ -1356,7 +1356,11 @@ mod tests {
         );
         assert!(r.is_ok());
         let limit = 2 * cores.min(100);
-        assert!(widest.load(SeqCst) <= limit, "{} > {limit}", widest.load(SeqCst));
+        assert!(
+            widest.load(SeqCst) <= limit,
+            "{} > {limit}",
+            widest.load(SeqCst)
+        );
     }
 
     #[test]
@@ -1368,7 +1372,13 @@ mod tests {
                 started.fetch_add(1, SeqCst);
                 i
             },
-            |i, _| if i == 5 { Err(format!("stop at {i}")) } else { Ok(()) },
+            |i, _| {
+                if i == 5 {
+                    Err(format!("stop at {i}"))
+                } else {
+                    Ok(())
+                }
+            },
         );
         assert_eq!(r, Err("stop at 5".to_string()));
         assert!(started.load(SeqCst) < 100, "{}", started.load(SeqCst));

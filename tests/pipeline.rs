@@ -754,3 +754,43 @@ fn layers_are_cached_by_diff_id_and_checked_before_use() {
         );
     }
 }
+
+/// Issue 5: a warm rebuild asks the server for the InRelease files only. Here the
+/// Release lists `.xz`, `.gz` and plain indexes but the mirror serves only the plain ones
+/// (as a mirror of /var/lib/apt/lists does): the first build finds them after two 404s
+/// per index, the second takes them from the cache without asking for any form again.
+#[test]
+fn a_warm_rebuild_requests_nothing_but_the_inrelease_files() {
+    let f = Fixture::new();
+    let indexes: Vec<String> = f
+        .server
+        .requests()
+        .into_iter()
+        .filter(|p| p.contains("/Packages"))
+        .collect();
+    assert!(indexes.is_empty(), "{indexes:?}");
+    for suite in ["noble", "noble-updates"] {
+        let dir = format!("dists/{suite}/main/binary-{ARCH}");
+        f.repo.remove(&format!("{dir}/Packages.xz"));
+        f.repo.remove(&format!("{dir}/Packages.gz"));
+    }
+    // A lock of its own each time: both builds resolve from the indexes.
+    let fresh = |out: &str, lock: &str| BuildOptions {
+        lock: Some(f.dir.join(lock)),
+        ..f.opts(out, "cache")
+    };
+    let first = build(&fresh("out1", "lock1")).unwrap();
+    let misses = f.server.log().iter().filter(|s| s.status == 404).count();
+    assert!(
+        misses >= 2,
+        "the first build looked for the .xz and .gz forms"
+    );
+    f.server.clear_requests();
+    let again = build(&fresh("out2", "lock2")).unwrap();
+    assert_eq!(again.digest, first.digest);
+    let asked = f.server.requests();
+    assert!(
+        !asked.is_empty() && asked.iter().all(|p| p.ends_with("/InRelease")),
+        "a warm rebuild asked for {asked:?}"
+    );
+}

@@ -10,8 +10,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use support::{
-    assert_cache_clean, closed_port_url, DebSpec, Fault, Faulty, IndexVariants, Member, Repo,
-    SuiteSpec,
+    assert_cache_clean, closed_port_url, libc6_arm64, tzdata_utc, DebSpec, Fault, Faulty,
+    IndexVariants, Member, Repo, SuiteSpec,
 };
 
 const ARCH: &str = "arm64";
@@ -33,22 +33,8 @@ fn big_bytes() -> Vec<u8> {
 
 fn repo(key: &support::TestKey) -> Repo {
     let suite = SuiteSpec::new("noble", &["main"], &[ARCH])
-        .package(
-            "main",
-            DebSpec::new("libc6", "2.39-0ubuntu8", ARCH, Member::Zstd)
-                .file(
-                    "/usr/lib/aarch64-linux-gnu/libc.so.6",
-                    vec![0x5a; 4096],
-                    0o755,
-                )
-                .copyright(),
-        )
-        .package(
-            "main",
-            DebSpec::new("tzdata", "2024a-1", "all", Member::Gz)
-                .file("/usr/share/zoneinfo/UTC", b"TZif utc".to_vec(), 0o644)
-                .copyright(),
-        )
+        .package("main", libc6_arm64(vec![0x5a; 4096]))
+        .package("main", tzdata_utc())
         .package(
             "main",
             DebSpec::new("libbig1", "1.0-1", ARCH, Member::Xz)

@@ -17,7 +17,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
 use support::{
-    assert_cache_clean, rfc2822, sha256, DebSpec, Member, SuiteSpec, TestKey, Workspace, DEB_MTIME,
+    assert_cache_clean, libc6_arm64, rfc2822, sha256, tzdata_utc, DebSpec, Member, SuiteSpec,
+    TestKey, Workspace, DEB_MTIME,
 };
 
 const ARCH: &str = "arm64";
@@ -25,22 +26,8 @@ const ARCH: &str = "arm64";
 /// The fixture: libc6 and tzdata, well-formed, and `evil`, whose `.deb` a test replaces.
 fn suite() -> SuiteSpec {
     SuiteSpec::new("noble", &["main"], &[ARCH])
-        .package(
-            "main",
-            DebSpec::new("libc6", "2.39-0ubuntu8", ARCH, Member::Zstd)
-                .file(
-                    "/usr/lib/aarch64-linux-gnu/libc.so.6",
-                    b"libc bytes".to_vec(),
-                    0o755,
-                )
-                .copyright(),
-        )
-        .package(
-            "main",
-            DebSpec::new("tzdata", "2024a-1", "all", Member::Gz)
-                .file("/usr/share/zoneinfo/UTC", b"TZif utc".to_vec(), 0o644)
-                .copyright(),
-        )
+        .package("main", libc6_arm64(b"libc bytes".to_vec()))
+        .package("main", tzdata_utc())
         .package("main", evil_spec())
 }
 

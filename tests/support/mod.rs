@@ -21,6 +21,21 @@ pub use key::{clearsign_with, detach_sign_with, TestKey};
 pub use repo::{IndexVariants, PublishedDeb, Repo, SuiteSpec};
 pub use server::{Served, Server};
 
+/// The Ubuntu-like libc6 of the small fixtures: `libc.so.6` for arm64 holding `bytes`,
+/// zstd members, a copyright file.
+pub fn libc6_arm64(bytes: Vec<u8>) -> DebSpec {
+    DebSpec::new("libc6", "2.39-0ubuntu8", "arm64", Member::Zstd)
+        .file("/usr/lib/aarch64-linux-gnu/libc.so.6", bytes, 0o755)
+        .copyright()
+}
+
+/// The tzdata of the small fixtures: `/usr/share/zoneinfo/UTC`, gz members.
+pub fn tzdata_utc() -> DebSpec {
+    DebSpec::new("tzdata", "2024a-1", "all", Member::Gz)
+        .file("/usr/share/zoneinfo/UTC", b"TZif utc".to_vec(), 0o644)
+        .copyright()
+}
+
 /// SHA-256 of `bytes`, lowercase hex.
 pub fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest;

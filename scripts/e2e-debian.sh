@@ -264,17 +264,8 @@ print(f"  config: args {p['args']}, user {uid}:{gid}, cwd {p['cwd']}, terminal f
 print(f"  env: {' '.join(p['env'])}")
 PY
 echo "  rootfs: $(find "$CC_ROOTFS" -xdev | wc -l) entries, $(du -sb "$CC_ROOTFS" | cut -f1) bytes"
-rc=0
-run_start=$(date +%s%N)
-timeout 120 runc run --bundle "$TMP/cc-bundle" "$RUNC_ID" >"$TMP/runc.out" 2>"$TMP/runc.err" </dev/null || rc=$?
-run_ms=$(( ($(date +%s%N) - run_start) / 1000000 ))
-sed 's/^/  | /' "$TMP/runc.out"
-[ -s "$TMP/runc.err" ] && sed 's/^/  runc stderr: /' "$TMP/runc.err"
-echo "  runc run: exit $rc in $run_ms ms"
-[ "$rc" = 0 ] || fail "the program in the image exited $rc under runc (output above)"
-grep -q '^check: all checks passed$' "$TMP/runc.out" || fail "the program did not report 'all checks passed'"
-grep -q "^ok   user: uid $CC_UID gid $CC_GID -> name '$CC_USER'" "$TMP/runc.out" \
-    || fail "the program did not run as $CC_USER ($CC_UID:$CC_GID)"
+run_check_program "runc run" "$TMP/runc" "$CC_UID" "$CC_GID" "$CC_USER" \
+    runc run --bundle "$TMP/cc-bundle" "$RUNC_ID"
 took
 
 step "B4d docker-archive: docker load, image inspect, docker run (a private dockerd)"

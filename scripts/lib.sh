@@ -33,6 +33,27 @@ serve_start() {
     export SERVE_URL SERVE_PID SERVE_LOG
 }
 
+# run_check_program LABEL OUT UID GID USER CMD...
+#   Runs the e2e check program (tests/e2e-assets/check.cc) through CMD (runc, or qemu in
+#   a chroot) with a 120 s timeout, its output in OUT.out/OUT.err, shown indented; fails
+#   (the calling script's `fail`) unless it exits 0, reports "check: all checks passed"
+#   and ran as USER (UID:GID).
+run_check_program() {
+    local label=$1 out=$2 uid=$3 gid=$4 user=$5 rc=0 start ms
+    shift 5
+    start=$(date +%s%N)
+    timeout 120 "$@" >"$out.out" 2>"$out.err" </dev/null || rc=$?
+    ms=$(( ($(date +%s%N) - start) / 1000000 ))
+    sed 's/^/  | /' "$out.out"
+    if [ -s "$out.err" ]; then sed "s/^/  $label stderr: /" "$out.err"; fi
+    echo "  $label: exit $rc in $ms ms"
+    [ "$rc" = 0 ] || fail "the program exited $rc under $label (output above)"
+    grep -q '^check: all checks passed$' "$out.out" \
+        || fail "the program under $label did not report 'all checks passed'"
+    grep -q "^ok   user: uid $uid gid $gid -> name '$user'" "$out.out" \
+        || fail "the program under $label did not run as $user ($uid:$gid)"
+}
+
 # serve_stop: stops the server started by serve_start in this shell (by its PID only).
 serve_stop() {
     if [ -n "${SERVE_PID:-}" ] && kill -0 "$SERVE_PID" 2>/dev/null; then

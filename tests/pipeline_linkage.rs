@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use compose::build::{build, BuildOptions};
-use support::{DebSpec, ElfSpec, Member, SuiteSpec};
+use support::{DebSpec, ElfSpec, Member};
 
 const ARCH: &str = "arm64";
 const T: &str = "aarch64-linux-gnu";
@@ -66,11 +66,7 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let mut suite = SuiteSpec::new("bookworm", &["main"], &[ARCH]);
-        for p in packages() {
-            suite = suite.package("main", p);
-        }
-        let ws = support::Workspace::new(&[suite]);
+        let ws = support::Workspace::with_packages("bookworm", &[ARCH], |_| packages());
         let dir = ws.dir.clone();
         Fixture { ws, dir }
     }

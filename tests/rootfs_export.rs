@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use compose::build::{build, BuildOptions, BuildResult};
-use support::{DebSpec, Member, SuiteSpec, DEB_MTIME};
+use support::{DebSpec, Member, DEB_MTIME};
 
 const ARCH: &str = "arm64";
 const TRIPLET: &str = "aarch64-linux-gnu";
@@ -99,11 +99,7 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let mut suite = SuiteSpec::new("noble", &["main"], &[ARCH]);
-        for p in packages() {
-            suite = suite.package("main", p);
-        }
-        let ws = support::Workspace::new(&[suite]);
+        let ws = support::Workspace::with_packages("noble", &[ARCH], |_| packages());
         let dir = ws.dir.clone();
         Fixture { ws, dir }
     }

@@ -501,28 +501,24 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         None => None,
     };
     let _critical = crate::interrupt::critical();
+    let commit = |layout| {
+        commit_output(
+            layout,
+            &output,
+            opts,
+            &images,
+            &manifest.image.name,
+            &plan.tag,
+        )
+    };
     let rootfs = match staged_rootfs {
         None => {
-            commit_output(
-                layout,
-                &output,
-                opts,
-                &images,
-                &manifest.image.name,
-                &plan.tag,
-            )?;
+            commit(layout)?;
             None
         }
         Some(staged) => {
             let committed = staged.commit()?;
-            if let Err(e) = commit_output(
-                layout,
-                &output,
-                opts,
-                &images,
-                &manifest.image.name,
-                &plan.tag,
-            ) {
+            if let Err(e) = commit(layout) {
                 committed.rollback();
                 return Err(e);
             }

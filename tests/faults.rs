@@ -10,8 +10,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use support::{
-    assert_cache_clean, closed_port_url, libc6_arm64, tzdata_utc, DebSpec, Fault, Faulty,
-    IndexVariants, Member, Repo, SuiteSpec,
+    assert_cache_clean, closed_port_url, digest_of, libc6_arm64, tzdata_utc, DebSpec, Fault,
+    Faulty, IndexVariants, Member, Repo, SuiteSpec,
 };
 
 const ARCH: &str = "arm64";
@@ -156,16 +156,6 @@ fn write_manifest(dir: &Path, url: &str) -> PathBuf {
 
 fn in_cache(f: &Fixture, sha: &str) -> bool {
     f.cache().join("sha256").join(sha).exists()
-}
-
-fn digest_of(run: &Output) -> String {
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let stdout = String::from_utf8(run.stdout.clone()).unwrap();
-    stdout.lines().last().unwrap().to_string()
 }
 
 // ---------------------------------------------------------------- network

@@ -17,8 +17,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
 use support::{
-    assert_cache_clean, libc6_arm64, rfc2822, sha256, tzdata_utc, DebSpec, Member, SuiteSpec,
-    TestKey, Workspace, DEB_MTIME,
+    assert_cache_clean, digest_of, libc6_arm64, rfc2822, sha256, tzdata_utc, DebSpec, Member,
+    SuiteSpec, TestKey, Workspace, DEB_MTIME,
 };
 
 const ARCH: &str = "arm64";
@@ -193,18 +193,6 @@ impl Fixture {
         let bytes = support::build_deb_with_data(&evil_spec(), data);
         self.ws.repo.replace_deb("evil", ARCH, &bytes);
     }
-}
-
-fn digest_of(run: &Output) -> String {
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let stdout = String::from_utf8(run.stdout.clone()).unwrap();
-    let last = stdout.lines().last().unwrap().to_string();
-    assert!(last.starts_with("sha256:"), "{stdout}");
-    last
 }
 
 // ------------------------------------------------------------ hand-made data.tar

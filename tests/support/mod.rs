@@ -36,6 +36,20 @@ pub fn tzdata_utc() -> DebSpec {
         .copyright()
 }
 
+/// The image digest a successful `compose` run printed as its last line of stdout
+/// (the run must have succeeded, and the line must be a digest).
+pub fn digest_of(run: &std::process::Output) -> String {
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let stdout = String::from_utf8(run.stdout.clone()).unwrap();
+    let last = stdout.lines().last().unwrap().to_string();
+    assert!(last.starts_with("sha256:"), "{stdout}");
+    last
+}
+
 /// SHA-256 of `bytes`, lowercase hex.
 pub fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest;

@@ -1,5 +1,5 @@
 //! The library's error: one clear sentence per failure, and the exit code it maps to
-//! (DESIGN §1: 1 build/verify failure, 2 usage or manifest error).
+//! (0 success, 1 build or verify failure, 2 usage or manifest error).
 
 use crate::apt::AptError;
 use crate::deb::DebError;
@@ -7,7 +7,9 @@ use crate::fetch::FetchError;
 use crate::lock::LockError;
 use crate::manifest::ManifestError;
 use crate::oci::OciError;
-use crate::push::PushError; // --- issue 7 (push)
+use crate::push::PushError;
+use crate::repo::RepoError;
+use crate::rootfs::compose::ComposeError;
 use crate::rootfs::export::ExportError;
 use crate::rootfs::generate::GenerateError;
 use crate::rootfs::linkage::LinkageError;
@@ -36,17 +38,29 @@ pub enum Error {
     Export(#[from] ExportError),
     #[error(transparent)]
     Linkage(#[from] LinkageError),
-    #[error("{0}")]
-    Build(String),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Compose(#[from] ComposeError),
+    /// A local operation of the build itself failed (a temporary directory, the runtime).
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A value compose made itself did not have the form it must (a bug).
+    #[error("internal: {0}")]
+    Internal(String),
     /// The lock is missing, stale, or does not match (`--locked`, `--offline`, verify).
     #[error("{0}")]
     Lock(String),
     #[error(transparent)]
     LockFile(#[from] LockError),
-    /// `--sbom` (issue 7).
+    /// `--sbom`.
     #[error(transparent)]
     Sbom(#[from] SbomError),
-    // --- issue 7 (push): `--push` (a bad reference is a usage error).
+    /// `--push` (a bad reference is a usage error).
     #[error(transparent)]
     Push(#[from] PushError),
 }
@@ -55,7 +69,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Manifest(_) | Error::Usage(_) => 2,
-            Error::Push(e) if e.is_usage() => 2, // --- issue 7 (push)
+            Error::Push(e) if e.is_usage() => 2,
             _ => 1,
         }
     }

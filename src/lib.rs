@@ -10,7 +10,10 @@ pub mod interrupt;
 pub mod lock;
 pub mod manifest;
 pub mod oci;
+pub mod output;
+pub mod parallel;
 pub mod push;
+pub mod repo;
 pub mod retry;
 pub mod rootfs;
 pub mod sbom;
@@ -18,5 +21,6 @@ pub mod timings;
 
 pub mod build;
 pub mod error;
+pub mod verify;
 
 pub use error::Error;

@@ -31,7 +31,7 @@ struct SourceArgs {
     #[arg(long, value_name = "DIR", env = "COMPOSE_CACHE")]
     cache: Option<PathBuf>,
     /// Rewrite a source URL prefix, e.g. http://archive.ubuntu.com=http://mirror.local
-    #[arg(long, value_name = "FROM=TO", value_parser = build::parse_mirror)]
+    #[arg(long, value_name = "FROM=TO", value_parser = parse_mirror)]
     mirror: Vec<(String, String)>,
     /// The lock file (default: MANIFEST.lock beside the manifest)
     #[arg(long, value_name = "FILE")]
@@ -66,8 +66,8 @@ struct BuildArgs {
     offline: bool,
     /// Output format: oci (a layout directory), oci-archive or docker-archive (one tar
     /// file at --output, default out/<image name>.tar)
-    #[arg(long, value_name = "FORMAT", default_value = "oci", value_parser = compose::oci::Format::parse)]
-    format: compose::oci::Format,
+    #[arg(long, value_name = "FORMAT", default_value = "oci", value_parser = compose::output::Format::parse)]
+    format: compose::output::Format,
     /// Also write an SPDX 2.3 JSON SBOM of the image to FILE
     #[arg(long, value_name = "FILE")]
     sbom: Option<PathBuf>,
@@ -83,7 +83,19 @@ struct BuildArgs {
     source: SourceArgs,
 }
 
-// --- issue 7 (push)
+/// Parse `FROM=TO` of `--mirror`.
+fn parse_mirror(s: &str) -> std::result::Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((from, to)) if !from.is_empty() && !to.is_empty() => Ok((
+            from.trim_end_matches('/').to_string(),
+            to.trim_end_matches('/').to_string(),
+        )),
+        _ => Err(format!(
+            "`{s}` is not FROM=TO, e.g. http://archive.ubuntu.com=http://127.0.0.1:8080"
+        )),
+    }
+}
+
 fn parse_push(s: &str) -> Result<compose::push::Reference, String> {
     compose::push::Reference::parse(s).map_err(|e| e.to_string())
 }
@@ -174,7 +186,7 @@ fn main() -> ExitCode {
             Err(e) => fail(e),
         },
         Some(Command::Verify { manifest, source }) => {
-            match build::verify(&options(manifest, Vec::new(), source, epoch)) {
+            match compose::verify::verify(&options(manifest, Vec::new(), source, epoch)) {
                 Ok(lines) => {
                     let ok = lines.iter().all(|l| l.ok);
                     for l in &lines {

@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
 use sha2::Sha256;
 
-use crate::build::Resolved;
 use crate::oci::rfc3339;
+use crate::repo::Resolved;
 use crate::rootfs::tree::{NodeKind, Tree};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +33,7 @@ pub enum SbomError {
     Tree(String),
 }
 
-fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> SbomError {
+pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> SbomError {
     let context = context.into();
     move |source| SbomError::Io { context, source }
 }
@@ -319,20 +319,20 @@ pub fn in_image_path(name: &str) -> String {
     format!("/var/lib/db/sbom/{name}.spdx.json")
 }
 
-/// `[generate] sbom = true`: the SPDX 2.3 document of this architecture's tree (its
-/// packages and every regular file), added to the tree at [`in_image_path`] as its last
-/// file, mode 0644 root. A document inside the image cannot name the digest of the image
-/// that holds it (nor list itself): its image package has no version, checksum or
-/// `pkg:oci` purl, and says so; its namespace ends with the SHA-256 of the rest of the
-/// document, so it stays deterministic. Returns the path.
-pub fn embed(
-    tree: &mut Tree,
+/// `[generate] sbom = true`: the SPDX 2.3 document of one architecture's tree (its
+/// packages and every regular file), as the bytes to put at [`in_image_path`]
+/// (`crate::rootfs::generate` adds them as the tree's last file). A document inside the
+/// image cannot name the digest of the image that holds it (nor list itself): its image
+/// package has no version, checksum or `pkg:oci` purl, and says so; its namespace ends
+/// with the SHA-256 of the rest of the document, so it stays deterministic.
+pub fn in_image_document(
+    tree: &Tree,
     name: &str,
     tag: &str,
     arch: &str,
     packages: &[Resolved],
     epoch: u64,
-) -> Result<String, SbomError> {
+) -> Result<Vec<u8>, SbomError> {
     let path = in_image_path(name);
     let archs = [SbomArch::collect(arch, packages, tree)?];
     let image = SbomImage {
@@ -359,21 +359,7 @@ pub fn embed(
         hex::encode(Sha256::digest(&bytes))
     );
     doc["documentNamespace"] = json!(namespace);
-    let bytes = serialise(&doc)?;
-    let content = tree.spool.append_bytes(&bytes).map_err(io_err(format!(
-        "[generate] sbom: writing {path} to the spool"
-    )))?;
-    let node = crate::rootfs::tree::Node {
-        kind: NodeKind::File(content),
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        mtime: 0,
-        origin: "sbom".into(),
-    };
-    tree.insert(&path, node)
-        .map_err(|e| SbomError::Tree(format!("[generate] sbom: {e}")))?;
-    Ok(path)
+    serialise(&doc)
 }
 
 /// Canonical JSON and a final newline: the bytes of a written document.

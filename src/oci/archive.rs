@@ -16,36 +16,6 @@ use serde_json::json;
 
 use super::OciError;
 
-/// What `--format` asks for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Format {
-    /// An OCI image layout directory.
-    #[default]
-    Oci,
-    /// The OCI image layout as one tar file.
-    OciArchive,
-    /// `docker save`'s format (one architecture): `manifest.json`, `repositories`,
-    /// the config and the (gzip) layer.
-    DockerArchive,
-}
-
-impl Format {
-    pub fn parse(s: &str) -> Result<Format, String> {
-        match s {
-            "oci" => Ok(Format::Oci),
-            "oci-archive" => Ok(Format::OciArchive),
-            "docker-archive" => Ok(Format::DockerArchive),
-            _ => Err(format!(
-                "`{s}` is not a format; use oci, oci-archive or docker-archive"
-            )),
-        }
-    }
-
-    pub fn is_archive(self) -> bool {
-        self != Format::Oci
-    }
-}
-
 /// One member of an archive: a directory, or a file from disk or memory.
 enum Member {
     Dir,

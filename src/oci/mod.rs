@@ -13,7 +13,6 @@ pub mod layer_cache;
 mod layout;
 pub mod read;
 
-pub use archive::Format;
 pub use layer::{diff_id, write_layer, GZIP_LEVEL};
 pub use layer_cache::LayerCache;
 pub use layout::{rfc3339, LayoutWriter};

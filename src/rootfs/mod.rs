@@ -1,6 +1,7 @@
 //! The image's file system: selection of package files, the virtual tree, generated
-//! files and scanner metadata.
+//! files and scanner metadata, the linkage check, and `--rootfs` export.
 
+pub mod compose;
 pub mod export;
 pub mod generate;
 pub mod linkage;

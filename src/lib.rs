@@ -4,6 +4,7 @@
 //! [`rootfs`] → [`oci`], with [`build`] driving the pipeline.
 
 pub mod apt;
+pub mod arch;
 pub mod deb;
 pub mod fetch;
 pub mod interrupt;

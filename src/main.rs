@@ -71,7 +71,6 @@ struct BuildArgs {
     /// Also write an SPDX 2.3 JSON SBOM of the image to FILE
     #[arg(long, value_name = "FILE")]
     sbom: Option<PathBuf>,
-    // --- issue 7 (push)
     /// Push the image to an OCI registry: REGISTRY/REPO[:TAG] (default tag: --tag).
     /// Credentials: COMPOSE_REGISTRY_USER/COMPOSE_REGISTRY_PASSWORD, else ~/.docker/config.json
     #[arg(long, value_name = "REGISTRY/REPO:TAG", value_parser = parse_push)]
@@ -222,7 +221,6 @@ fn main() -> ExitCode {
             opts.rootfs = b.rootfs;
             opts.format = b.format;
             opts.sbom = b.sbom;
-            // --- issue 7 (push)
             opts.push = b
                 .push
                 .map(|r| compose::push::PushOptions::new(r, b.insecure));
@@ -230,7 +228,6 @@ fn main() -> ExitCode {
                 Ok(result) => {
                     if !opts.quiet {
                         eprint!("{}", build::summary(&result));
-                        // --- issue 7 (push)
                         if let Some(p) = &result.push {
                             eprintln!("{p}");
                         }

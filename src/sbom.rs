@@ -1,4 +1,4 @@
-//! `--sbom FILE`: an SPDX 2.3 JSON document of the image (issue 7).
+//! `--sbom FILE`: an SPDX 2.3 JSON document of the image.
 //!
 //! The image is one package (`SPDXRef-Image`, version = the digest `index.json` points
 //! to, purpose `CONTAINER`); each Debian package of each architecture is a package with

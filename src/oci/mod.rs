@@ -1,4 +1,4 @@
-//! OCI output (DESIGN §4): one deterministic layer per architecture ([`write_layer`]),
+//! OCI output (docs/architecture.md, "The image"): one deterministic layer per architecture ([`write_layer`]),
 //! image config, manifest and index as canonical JSON, written as an OCI image layout
 //! that appears at its destination atomically ([`LayoutWriter`]).
 

@@ -1,5 +1,5 @@
 //! `--rootfs DIR`: the image's tree as a plain directory, exactly as the layer has it
-//! (DESIGN §1): modes with setuid/setgid/sticky, owners (when running as root),
+//! (the `--rootfs` option of README.md): modes with setuid/setgid/sticky, owners (when running as root),
 //! symlinks, hard links (one inode), mtimes clamped to the image epoch.
 //!
 //! # Never outside DIR

@@ -1,4 +1,4 @@
-//! The apt trust chain over bytes (docs/architecture.md, "Trust chain"): OpenPGP verification of
+//! The apt trust chain over bytes (docs/architecture.md, "The trust chain"): OpenPGP verification of
 //! `InRelease` / `Release`+`Release.gpg`, the `Release` file, `Packages`
 //! indexes and Debian version ordering.
 //!

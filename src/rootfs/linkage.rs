@@ -1,4 +1,4 @@
-//! Linkage check (docs/architecture.md, "Linkage"): every dynamically linked ELF file of the image must find
+//! Linkage check (docs/architecture.md, "The linkage check"): every dynamically linked ELF file of the image must find
 //! its interpreter (`PT_INTERP`) and each library it names (`DT_NEEDED`) inside the
 //! image, the way the dynamic loader would: `DT_RUNPATH` (or `DT_RPATH` without one,
 //! `$ORIGIN` expanded), then the multiarch directories of the file's machine, then

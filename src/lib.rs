@@ -1,9 +1,10 @@
 //! `compose`: a declarative minimal rootfs composer.
 //!
-//! Data flows one way (DESIGN §6): [`manifest`] → [`apt`] → [`fetch`] → [`deb`] →
+//! Data flows one way (README "Layout"): [`manifest`] → [`apt`] → [`fetch`] → [`deb`] →
 //! [`rootfs`] → [`oci`], with [`build`] driving the pipeline.
 
 pub mod apt;
+pub mod compression;
 pub mod deb;
 pub mod fetch;
 pub mod interrupt;

@@ -1,4 +1,4 @@
-//! The apt trust chain over bytes (DESIGN §3): OpenPGP verification of
+//! The apt trust chain over bytes (README "What it guarantees"): OpenPGP verification of
 //! `InRelease` / `Release`+`Release.gpg`, the `Release` file, `Packages`
 //! indexes and Debian version ordering.
 //!

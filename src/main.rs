@@ -237,7 +237,7 @@ fn main() -> ExitCode {
 /// `compose check IMAGE [--binary FILE]... [--arch ARCH]`: 0 all resolve, 1 misses or a
 /// damaged image, 2 usage.
 fn check(image: &str, binaries: &[PathBuf], arch: Option<&str>) -> ExitCode {
-    use compose::oci::read::{parse_image_ref, read_image, Platform};
+    use compose::oci::read::{parse_image_ref, read_image, Wanted};
     use compose::rootfs::linkage;
 
     let mut extras = Vec::new();
@@ -265,13 +265,13 @@ fn check(image: &str, binaries: &[PathBuf], arch: Option<&str>) -> ExitCode {
             .unwrap_or_else(compose::build::host_arch),
     };
     let (architecture, variant) = compose::manifest::oci_platform(debian).unwrap_or((debian, None));
-    let platform = Platform {
+    let wanted = Wanted {
         architecture: architecture.to_string(),
         variant: variant.map(str::to_string),
         explicit,
     };
     let (dir, tag) = parse_image_ref(image);
-    let img = match read_image(&dir, tag.as_deref(), &platform) {
+    let img = match read_image(&dir, tag.as_deref(), &wanted) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("error: {e}");

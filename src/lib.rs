@@ -1,9 +1,12 @@
 //! `compose`: a declarative minimal rootfs composer.
 //!
 //! Data flows one way (README "Layout"): [`manifest`] → [`apt`] → [`fetch`] → [`deb`] →
-//! [`rootfs`] → [`oci`], with [`build`] driving the pipeline.
+//! [`rootfs`] → [`oci`], with [`build`] driving the pipeline; [`check`] reads an image
+//! back through [`oci::read`]. The command line (`src/main.rs`) only parses arguments
+//! and prints what these return.
 
 pub mod apt;
+pub mod check;
 pub mod compression;
 pub mod deb;
 pub mod fetch;

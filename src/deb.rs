@@ -1,12 +1,18 @@
-//! Streaming `.deb` reader (DESIGN §4).
+//! Streaming `.deb` reader: the `ar` members of a package, its control archive and its
+//! data archive entry by entry, decoded by [`crate::compression`].
 //!
 //! A `.deb` is an `ar` archive of `debian-binary`, `control.tar[.gz|.xz|.zst]` and
 //! `data.tar[.gz|.xz|.zst]`. The control archive is small and read into memory; the data
 //! archive is streamed entry by entry to a callback. Nothing is ever written to disk.
+//!
+//! It must not check the package's hash (the caller verified the whole file against its
+//! `Packages` entry before) nor decide what goes into the image (the callback does).
 
 use std::cell::Cell;
 use std::io::{self, Read};
 use std::rc::Rc;
+
+use crate::compression::{decoder, Compression, DecodeOptions};
 
 /// Largest `control` or `md5sums` file we accept in memory (hostile input guard).
 const MAX_CONTROL_FILE: u64 = 64 << 20;
@@ -332,48 +338,25 @@ impl Member<'_> {
     }
 }
 
-/// Wrap a member's bytes in the decompressor its name asks for.
+/// Wrap a member's bytes in the decoder its name asks for ([`Compression::of_deb_member`]).
+/// The whole `.deb` was checked against the signed index's SHA-256 before it is read, so
+/// the decoder skips checks of its own ([`DecodeOptions::VERIFIED`]).
 fn decompressor<'a>(
     member: &'a mut Member<'_>,
     what: &str,
 ) -> Result<Box<dyn Read + 'a>, DebError> {
-    let suffix = member
-        .name
-        .rsplit_once(".tar")
-        .map(|(_, s)| s.to_string())
-        .unwrap_or_default();
+    let Some(compression) = Compression::of_deb_member(&member.name) else {
+        return Err(DebError::UnknownCompression {
+            what: what.into(),
+            member: member.name.clone(),
+        });
+    };
     let name = member.name.clone();
-    let inner = &mut member.reader;
-    Ok(match suffix.as_str() {
-        "" => Box::new(inner),
-        ".gz" => Box::new(flate2::read::MultiGzDecoder::new(inner)),
-        // Every stream of the member (like xz -d), without xz's own CRC-64/SHA-256
-        // check: the whole .deb was checked against the signed index's SHA-256 before
-        // it is read, and a damaged stream still fails to decode (5 % of a build's CPU).
-        ".xz" => {
-            let flags = liblzma::stream::CONCATENATED | liblzma::stream::IGNORE_CHECK;
-            let stream =
-                liblzma::stream::Stream::new_stream_decoder(u64::MAX, flags).map_err(|e| {
-                    DebError::Corrupt {
-                        what: what.into(),
-                        member: name.clone(),
-                        source: std::io::Error::other(e),
-                    }
-                })?;
-            Box::new(liblzma::read::XzDecoder::new_stream(inner, stream))
-        }
-        ".zst" => Box::new(zstd::stream::read::Decoder::new(inner).map_err(|source| {
-            DebError::Corrupt {
-                what: what.into(),
-                member: name.clone(),
-                source,
-            }
-        })?),
-        _ => {
-            return Err(DebError::UnknownCompression {
-                what: what.into(),
-                member: name,
-            })
+    decoder(&mut member.reader, compression, &DecodeOptions::VERIFIED).map_err(|source| {
+        DebError::Corrupt {
+            what: what.into(),
+            member: name,
+            source,
         }
     })
 }

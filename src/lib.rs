@@ -1,10 +1,14 @@
 //! `compose`: a declarative minimal rootfs composer.
 //!
-//! Data flows one way (DESIGN §6): [`manifest`] → [`apt`] → [`fetch`] → [`deb`] →
-//! [`rootfs`] → [`oci`], with [`build`] driving the pipeline.
+//! Data flows one way (docs/architecture.md): [`manifest`] → [`apt`] → [`fetch`] → [`deb`] →
+//! [`rootfs`] → [`oci`], with [`build`] driving the pipeline; [`check`] reads an image
+//! back through [`oci::read`]. The command line (`src/main.rs`) only parses arguments
+//! and prints what these return.
 
 pub mod apt;
 pub mod arch;
+pub mod check;
+pub mod compression;
 pub mod deb;
 pub mod fetch;
 pub mod interrupt;

@@ -1,20 +1,23 @@
-//! `--push REGISTRY/REPO[:TAG]` (issue 7): upload an OCI image layout to a registry
-//! through the OCI distribution API.
+//! `--push REGISTRY/REPO[:TAG]`: upload an OCI image layout to a registry through the
+//! OCI distribution API.
 //!
-//! The layout is only read. Every blob a manifest refers to is checked with `HEAD` and
-//! uploaded when missing (one `PUT` for small blobs, `PATCH` chunks with `Content-Range`
-//! and a final `PUT` for large ones); then each architecture's manifest is put by digest
-//! and the top manifest (the index, or the one manifest) under the tag. Manifests go up
-//! as the exact bytes of the layout's blobs, so the registry's digest is the layout's;
-//! the `Docker-Content-Digest` the registry answers is checked against it.
+//! The layout is read through `oci::read` ([`read::list`]: every manifest with its exact
+//! bytes, every blob once); this module speaks HTTP only. Every blob a manifest refers to
+//! is checked with `HEAD` and uploaded when missing (one `PUT` for small blobs, `PATCH`
+//! chunks with `Content-Range` and a final `PUT` for large ones), its digest and size
+//! checked ([`BlobCheck`]) as it goes up; then each architecture's manifest is put by
+//! digest and the top manifest (the index, or the one manifest) under the tag. Manifests
+//! go up as the exact bytes of the layout's blobs, so the registry's digest is the
+//! layout's; the `Docker-Content-Digest` the registry answers is checked against it.
 //!
 //! Authentication: anonymous; HTTP basic; bearer tokens (a `401` with
 //! `WWW-Authenticate: Bearer realm=…,service=…,scope=…` → `GET realm` with the basic
 //! credentials, if any → the token). Credentials come from `COMPOSE_REGISTRY_USER` and
 //! `COMPOSE_REGISTRY_PASSWORD`, else from `auths.<registry>.auth` in
 //! `$DOCKER_CONFIG/config.json` (default `~/.docker/config.json`).
+//!
+//! It must not parse OCI documents itself, write to the layout, or run credential helpers.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -23,10 +26,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 use crate::fetch::Timeouts;
+use crate::oci::read::{self, BlobCheck, BlobRole, Layout, ReadError};
 use crate::retry::{self, with_retries};
 
 /// The user name for the registry (with [`PASSWORD_ENV`]).
@@ -47,6 +50,8 @@ pub enum PushError {
     BadReference { reference: String, reason: String },
     #[error("--push: cannot read the layout {}: {message}", path.display())]
     Layout { path: PathBuf, message: String },
+    #[error("--push: cannot read the layout: {0}")]
+    Read(#[from] ReadError),
     #[error("{url}: {message}{}", gave_up(*.attempts))]
     Transport {
         url: String,
@@ -486,7 +491,7 @@ impl fmt::Display for PushReport {
     }
 }
 
-// ---- the layout ----------------------------------------------------------------------
+// ---- what goes up ---------------------------------------------------------------------
 
 /// A blob a manifest refers to.
 #[derive(Debug, Clone)]
@@ -516,132 +521,59 @@ struct Image {
     top: Manifest,
 }
 
-fn blob_path(layout: &Path, digest: &str) -> Result<PathBuf, PushError> {
-    match digest.strip_prefix("sha256:") {
-        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            Ok(layout.join("blobs/sha256").join(hex))
-        }
-        _ => Err(PushError::Layout {
-            path: layout.to_path_buf(),
-            message: format!("unsupported digest {digest:?}"),
-        }),
-    }
-}
-
-/// A JSON blob, checked against its digest.
-fn read_json_blob(layout: &Path, digest: &str) -> Result<(Vec<u8>, serde_json::Value), PushError> {
-    let path = blob_path(layout, digest)?;
-    let bad = |message: String| PushError::Layout {
-        path: path.clone(),
-        message,
+/// The one image of the layout ([`read::list`]) as blobs and manifests to put.
+fn read_layout(layout: &Layout) -> Result<Image, PushError> {
+    let index = layout.index()?;
+    let [top] = &index.manifests[..] else {
+        return Err(PushError::Layout {
+            path: layout.dir().join("index.json"),
+            message: format!(
+                "{} manifests listed; compose pushes a layout with exactly one",
+                index.manifests.len()
+            ),
+        });
     };
-    let bytes = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
-    let actual = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
-    if actual != digest {
-        return Err(bad(format!("damaged: its digest is {actual}")));
-    }
-    let v = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
-    Ok((bytes, v))
-}
-
-fn descriptor(v: &serde_json::Value, path: &Path) -> Result<(String, String, u64), PushError> {
-    match (
-        v["digest"].as_str(),
-        v["mediaType"].as_str(),
-        v["size"].as_u64(),
-    ) {
-        (Some(d), Some(m), Some(s)) => Ok((d.to_string(), m.to_string(), s)),
-        _ => Err(PushError::Layout {
-            path: path.to_path_buf(),
-            message: format!("incomplete descriptor {v}"),
-        }),
-    }
-}
-
-fn platform_name(v: &serde_json::Value) -> Option<String> {
-    let p = &v["platform"];
-    let arch = p["architecture"].as_str()?;
-    let os = p["os"].as_str().unwrap_or("linux");
-    Some(match p["variant"].as_str() {
-        Some(var) => format!("{os}/{arch}/{var}"),
-        None => format!("{os}/{arch}"),
-    })
-}
-
-fn read_layout(layout: &Path) -> Result<Image, PushError> {
-    let index_path = layout.join("index.json");
-    let bad = |message: String| PushError::Layout {
-        path: index_path.clone(),
-        message,
+    let listing = read::list(layout, top)?;
+    // An index names each image by its platform; one image is "the image".
+    let is_index = listing.index.is_some();
+    let name = |image: &read::Document<read::ImageManifest>| match &image.descriptor.platform {
+        Some(p) if is_index => p.to_string(),
+        _ => "the image".to_string(),
     };
-    let bytes = std::fs::read(&index_path).map_err(|e| bad(e.to_string()))?;
-    let index: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
-    let tops = index["manifests"].as_array().cloned().unwrap_or_default();
-    let [top] = &tops[..] else {
-        return Err(bad(format!(
-            "{} manifests listed; compose pushes a layout with exactly one",
-            tops.len()
-        )));
+    let blobs = listing
+        .blobs()
+        .into_iter()
+        .map(|b| Blob {
+            digest: b.descriptor.digest.clone(),
+            size: b.descriptor.size,
+            what: match b.role {
+                BlobRole::Config => format!("config of {}", name(b.image)),
+                BlobRole::Layer => format!("layer of {}", name(b.image)),
+            },
+        })
+        .collect();
+    let manifest = |d: &read::Descriptor, bytes: &[u8], what: String| Manifest {
+        digest: d.digest.clone(),
+        media_type: d.media_type.clone(),
+        bytes: bytes.to_vec(),
+        what,
     };
-    let (digest, media_type, _) = descriptor(top, &index_path)?;
-    let (top_bytes, top_json) = read_json_blob(layout, &digest)?;
-    let mut images = Vec::new();
-    let mut manifests = Vec::new();
-    if media_type == crate::oci::MEDIA_TYPE_INDEX {
-        for m in top_json["manifests"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-        {
-            let (d, mt, _) = descriptor(&m, &index_path)?;
-            let what = platform_name(&m).unwrap_or_else(|| "the image".into());
-            let (b, j) = read_json_blob(layout, &d)?;
-            images.push((what.clone(), j));
-            manifests.push(Manifest {
-                digest: d,
-                media_type: mt,
-                bytes: b,
-                what: format!("manifest of {what}"),
-            });
-        }
-    } else {
-        images.push(("the image".to_string(), top_json));
-    }
-    let mut seen = BTreeSet::new();
-    let mut blobs = Vec::new();
-    for (what, manifest) in &images {
-        let config = std::iter::once((format!("config of {what}"), &manifest["config"]));
-        let layers = manifest["layers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|l| (format!("layer of {what}"), l));
-        for (role, d) in config.chain(layers) {
-            let (digest, _, size) = descriptor(d, &index_path)?;
-            if seen.insert(digest.clone()) {
-                blobs.push(Blob {
-                    digest,
-                    size,
-                    what: role,
-                });
-            }
-        }
-    }
-    let top_what = if manifests.is_empty() {
-        "the image manifest"
-    } else {
-        "the image index"
+    let (top, top_bytes) = listing.top();
+    let (manifests, top_what) = match &listing.index {
+        Some(_) => (
+            listing
+                .images
+                .iter()
+                .map(|m| manifest(&m.descriptor, &m.bytes, format!("manifest of {}", name(m))))
+                .collect(),
+            "the image index",
+        ),
+        None => (Vec::new(), "the image manifest"),
     };
     Ok(Image {
         blobs,
         manifests,
-        top: Manifest {
-            digest,
-            media_type,
-            bytes: top_bytes,
-            what: top_what.into(),
-        },
+        top: manifest(top, top_bytes, top_what.into()),
     })
 }
 
@@ -1028,8 +960,8 @@ impl Session {
 
     /// Upload one blob (a fresh upload session per attempt). Returns whether it went
     /// up in chunks.
-    async fn upload(&self, layout: &Path, blob: &Blob, chunk: u64) -> Result<bool, PushError> {
-        let path = blob_path(layout, &blob.digest)?;
+    async fn upload(&self, layout: &Layout, blob: &Blob, chunk: u64) -> Result<bool, PushError> {
+        let path = layout.blob_path(&blob.digest)?;
         with_retries(|| self.upload_once(&path, blob, chunk)).await
     }
 
@@ -1051,7 +983,8 @@ impl Session {
         let mut file = tokio::fs::File::open(path)
             .await
             .map_err(|e| layout_err(e.to_string()))?;
-        let mut hasher = Sha256::new();
+        // The layout's rule for a blob (digest and size), applied while it goes up.
+        let mut check = BlobCheck::new(&blob.digest, blob.size);
         let chunked = blob.size > chunk;
         let mut octets = HeaderMap::new();
         octets.insert(
@@ -1068,7 +1001,7 @@ impl Session {
             if n == 0 {
                 break;
             }
-            hasher.update(&buf[..n]);
+            check.update(&buf[..n]);
             if !chunked {
                 last.extend_from_slice(&buf[..n]);
                 continue;
@@ -1091,15 +1024,7 @@ impl Session {
             location = self.location(&resp, "PATCH blob chunk")?;
             offset += n as u64;
         }
-        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-        let read = if chunked { offset } else { last.len() as u64 };
-        if actual != blob.digest || read != blob.size {
-            return Err(layout_err(format!(
-                "damaged: {read} bytes with digest {actual}, the manifest lists {} bytes",
-                blob.size
-            ))
-            .into());
-        }
+        check.finish().map_err(PushError::Read)?;
         location
             .query_pairs_mut()
             .append_pair("digest", &blob.digest);
@@ -1253,7 +1178,8 @@ pub async fn push_layout(
     default_tag: &str,
 ) -> Result<PushReport, PushError> {
     let started = Instant::now();
-    let image = read_layout(layout)?;
+    let layout = Layout::open(layout)?;
+    let image = read_layout(&layout)?;
     let mut opts = opts.clone();
     let tag = opts
         .reference
@@ -1304,6 +1230,7 @@ pub async fn push_layout(
     let results: Vec<Result<Option<bool>, PushError>> = futures::stream::iter(&image.blobs)
         .map(|blob| {
             let session = &session;
+            let layout = &layout;
             async move {
                 let wrap = |e: PushError| PushError::Blob {
                     digest: blob.digest.clone(),

@@ -1,6 +1,10 @@
 //! The `Release` file (the verified body of `InRelease`, or `Release`): its
 //! dates, architectures, components and the SHA256 of every index, plus
-//! decompression of the indexes it lists.
+//! decompression of the indexes it lists (through [`crate::compression`], with a limit
+//! on the output).
+//!
+//! It must not fetch anything nor check an index against its hash: callers hand in
+//! bytes they verified.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -8,6 +12,11 @@ use std::io::Read;
 use deb822_fast::borrowed::parse_borrowed;
 
 use super::AptError;
+pub use crate::compression::Compression;
+use crate::compression::{decoder, DecodeOptions};
+
+/// The variants of a `Packages` index tried, most compressed first.
+const PACKAGES_VARIANTS: [Compression; 3] = [Compression::Xz, Compression::Gz, Compression::None];
 
 /// How far in the future a `Date:` may be before the Release is refused
 /// (clock skew between this machine and the archive): 10 minutes.
@@ -34,24 +43,6 @@ pub struct Release {
 pub struct IndexHash {
     pub size: u64,
     pub sha256: String,
-}
-
-/// Compression of an index file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    Xz,
-    Gz,
-    None,
-}
-
-impl Compression {
-    fn name(self) -> &'static str {
-        match self {
-            Compression::Xz => "xz",
-            Compression::Gz => "gzip",
-            Compression::None => "uncompressed",
-        }
-    }
 }
 
 /// One variant of an index that `Release` lists, with its expected hash.
@@ -235,22 +226,18 @@ impl Release {
             });
         }
         let base = format!("{component}/binary-{arch}/Packages");
-        let found: Vec<IndexFile> = [
-            (".xz", Compression::Xz),
-            (".gz", Compression::Gz),
-            ("", Compression::None),
-        ]
-        .into_iter()
-        .filter_map(|(suffix, compression)| {
-            let path = format!("{base}{suffix}");
-            self.sha256.get(&path).map(|h| IndexFile {
-                size: h.size,
-                sha256: h.sha256.clone(),
-                path,
-                compression,
+        let found: Vec<IndexFile> = PACKAGES_VARIANTS
+            .into_iter()
+            .filter_map(|compression| {
+                let path = format!("{base}{}", compression.suffix());
+                self.sha256.get(&path).map(|h| IndexFile {
+                    size: h.size,
+                    sha256: h.sha256.clone(),
+                    path,
+                    compression,
+                })
             })
-        })
-        .collect();
+            .collect();
         if found.is_empty() {
             return Err(AptError::IndexMissing {
                 what: what.to_string(),
@@ -352,43 +339,35 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// Decompresses an index (all concatenated xz streams or gzip members), up to
-/// `limit` bytes of output. `what` names the file in errors.
+/// Decompresses an index (every xz stream, gzip member or zstd frame of it), checking
+/// the format's own checksums, up to `limit` bytes of output. `what` names the file in
+/// errors.
 pub fn decompress(
     bytes: &[u8],
     compression: Compression,
     limit: u64,
     what: &str,
 ) -> Result<Vec<u8>, AptError> {
-    let too_large = || AptError::TooLarge {
+    let failed = |e: std::io::Error| AptError::Decompress {
         what: what.to_string(),
-        limit,
+        compression: compression.name(),
+        reason: if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            format!("the data is truncated ({e})")
+        } else {
+            e.to_string()
+        },
     };
-    let reader: Box<dyn Read + '_> = match compression {
-        Compression::None => {
-            if bytes.len() as u64 > limit {
-                return Err(too_large());
-            }
-            return Ok(bytes.to_vec());
-        }
-        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(bytes)),
-        Compression::Gz => Box::new(flate2::read::MultiGzDecoder::new(bytes)),
-    };
+    let reader = decoder(bytes, compression, &DecodeOptions::CHECKED).map_err(failed)?;
     let mut out = Vec::new();
     reader
         .take(limit.saturating_add(1))
         .read_to_end(&mut out)
-        .map_err(|e| AptError::Decompress {
-            what: what.to_string(),
-            compression: compression.name(),
-            reason: if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                format!("the data is truncated ({e})")
-            } else {
-                e.to_string()
-            },
-        })?;
+        .map_err(failed)?;
     if out.len() as u64 > limit {
-        return Err(too_large());
+        return Err(AptError::TooLarge {
+            what: what.to_string(),
+            limit,
+        });
     }
     Ok(out)
 }

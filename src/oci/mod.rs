@@ -1,6 +1,10 @@
-//! OCI output (docs/architecture.md, "The image"): one deterministic layer per architecture ([`write_layer`]),
+//! OCI images (docs/architecture.md, "The image"): the output (one deterministic layer per architecture ([`write_layer`]),
 //! image config, manifest and index as canonical JSON, written as an OCI image layout
-//! that appears at its destination atomically ([`LayoutWriter`]).
+//! that appears at its destination atomically ([`LayoutWriter`]), or as an archive),
+//! and the one reader of images ([`read`]).
+//!
+//! The writers never parse an image and the reader never writes one: each side keeps
+//! to its submodules.
 
 use std::collections::BTreeMap;
 use std::io;

@@ -1,9 +1,11 @@
 //! `compose`: a declarative minimal rootfs composer.
 //!
-//! Data flows one way (DESIGN §6): [`manifest`] → [`apt`] → [`fetch`] → [`deb`] →
-//! [`rootfs`] → [`oci`], with [`build`] driving the pipeline.
+//! Data flows one way: [`manifest`] → [`apt`] → [`fetch`] → [`deb`] → [`rootfs`] →
+//! [`oci`], with [`build`] driving the pipeline; every single-file output (the lock, the
+//! SBOM, an image archive) is replaced through [`atomic`].
 
 pub mod apt;
+pub mod atomic;
 pub mod deb;
 pub mod fetch;
 pub mod interrupt;

@@ -1,4 +1,4 @@
-//! Linkage check (DESIGN §5): every dynamically linked ELF file of the image must find
+//! Linkage check: every dynamically linked ELF file of the image must find
 //! its interpreter (`PT_INTERP`) and each library it names (`DT_NEEDED`) inside the
 //! image, the way the dynamic loader would: `DT_RUNPATH` (or `DT_RPATH` without one,
 //! `$ORIGIN` expanded), then the multiarch directories of the file's machine, then
@@ -22,7 +22,7 @@ use object::read::elf::{Dyn, FileHeader, ProgramHeader};
 use object::{Endianness, ReadCache, ReadRef};
 
 use crate::deb::{Entry, EntryKind};
-use crate::manifest::merged_usr_path;
+use crate::rootfs::merged_usr::merged_usr_path;
 use crate::rootfs::tree::{Node, NodeKind, Tree};
 
 /// Symbolic links followed while resolving one path before giving up (as Linux's ELOOP).

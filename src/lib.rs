@@ -1,12 +1,15 @@
 //! `compose`: a declarative minimal rootfs composer.
 //!
-//! Data flows one way (docs/architecture.md): [`manifest`] → [`apt`] → [`fetch`] → [`deb`] →
-//! [`rootfs`] → [`oci`], with [`build`] driving the pipeline; [`check`] reads an image
-//! back through [`oci::read`]. The command line (`src/main.rs`) only parses arguments
-//! and prints what these return.
+//! Data flows one way (docs/architecture.md): [`manifest`] → [`repo`] (over [`apt`] and
+//! [`fetch`]) → [`deb`] → [`rootfs`] → [`oci`] and [`output`], with [`build`] sequencing
+//! the stages and [`lock`] and [`sbom`] beside them; [`check`] reads an image back
+//! through [`oci::read`]. Every single-file output (the lock, the SBOM, an image archive)
+//! is replaced through [`atomic`]. The command line (`src/main.rs`) only parses
+//! arguments and prints what these return.
 
 pub mod apt;
 pub mod arch;
+pub mod atomic;
 pub mod check;
 pub mod compression;
 pub mod deb;

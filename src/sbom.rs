@@ -9,7 +9,7 @@
 //! from the name and digest, everything sorted, canonical JSON.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::Path;
 
 use canon_json::CanonJsonSerialize;
@@ -525,24 +525,8 @@ fn document_with(image: &SbomImage, digest: Option<&str>) -> Result<Value, SbomE
 /// Write `doc` as canonical JSON (and a final newline) to `path`, atomically.
 pub fn write(path: &Path, doc: &Value) -> Result<(), SbomError> {
     let bytes = serialise(doc)?;
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let ctx = || format!("cannot write {}", path.display());
-    std::fs::create_dir_all(&parent).map_err(io_err(ctx()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".compose-sbom-")
-        .tempfile_in(&parent)
-        .map_err(io_err(ctx()))?;
-    tmp.write_all(&bytes).map_err(io_err(ctx()))?;
-    tmp.as_file().sync_all().map_err(io_err(ctx()))?;
-    use std::os::unix::fs::PermissionsExt;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
-        .map_err(io_err(ctx()))?;
-    tmp.persist(path).map_err(|e| io_err(ctx())(e.error))?;
-    Ok(())
+    crate::atomic::write(path, ".compose-sbom-", &bytes)
+        .map_err(|e| io_err(format!("cannot write {}", path.display()))(e.source))
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Property tests (issue 6): the version order is a total order equal to dpkg's; a tree
+//! Property tests: the version order is a total order equal to dpkg's; a tree
 //! serialises to the same layer bytes whatever the insertion order; path
 //! canonicalisation never yields a path outside `/`.
 //!
@@ -9,8 +9,8 @@ use std::process::Command;
 
 use compose::apt::version::{compare, is_valid};
 use compose::deb::normalise_path;
-use compose::manifest::merged_usr_path;
 use compose::oci::write_layer;
+use compose::rootfs::merged_usr::merged_usr_path;
 use compose::rootfs::tree::{Node, NodeKind, Tree};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;

@@ -22,7 +22,7 @@ use object::read::elf::{Dyn, FileHeader, ProgramHeader};
 use object::{Endianness, ReadCache, ReadRef};
 
 use crate::deb::{Entry, EntryKind};
-use crate::manifest::merged_usr_path;
+use crate::rootfs::merged_usr::merged_usr_path;
 use crate::rootfs::tree::{Node, NodeKind, Tree};
 
 /// Symbolic links followed while resolving one path before giving up (as Linux's ELOOP).

@@ -9,7 +9,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 
 use crate::deb::{Entry, EntryKind};
-use crate::manifest::{is_merged_top, merged_usr_path, Package, MERGED_TOP};
+use crate::manifest::Package;
+use crate::rootfs::merged_usr::{is_merged_top, merged_usr_path, MERGED_TOP};
 use crate::rootfs::tree::{Node, NodeKind, Tree};
 
 /// What a package contributed.

@@ -1,0 +1,448 @@
+//! The manifest: the validated types the rest of compose reads ([`Manifest`] and its
+//! parts), [`Manifest::load`]/[`Manifest::parse`], and the errors that point at the
+//! manifest. The schema as written in TOML is in `schema`, the checks that turn it into
+//! these types in `validate`; docs/manifest.md describes the format for users.
+//!
+//! Every error points at the manifest with `file:line:column` and ends with a one-line
+//! hint. Values that later checks may complain about keep their span
+//! ([`serde_spanned::Spanned`]) so those checks can point at the manifest too.
+//!
+//! Nothing here touches the network; the file system only in [`Manifest::load`] (and
+//! validation's check that a keyring exists).
+
+mod schema;
+mod validate;
+
+#[cfg(test)]
+mod fixtures;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use globset::GlobMatcher;
+use serde::Deserialize;
+
+use schema::RawManifest;
+use validate::Cx;
+
+/// Architectures the tool knows, with their OCI platform (architecture, variant).
+const ARCHES: &[(&str, &str, Option<&str>)] = &[
+    ("amd64", "amd64", None),
+    ("arm64", "arm64", Some("v8")),
+    ("armhf", "arm", Some("v7")),
+    ("armel", "arm", Some("v5")),
+    ("i386", "386", None),
+    ("ppc64el", "ppc64le", None),
+    ("s390x", "s390x", None),
+    ("riscv64", "riscv64", None),
+];
+
+/// The OCI platform of a Debian architecture name: `("arm64", Some("v8"))`.
+pub fn oci_platform(debian_arch: &str) -> Option<(&'static str, Option<&'static str>)> {
+    ARCHES
+        .iter()
+        .find(|(d, _, _)| *d == debian_arch)
+        .map(|(_, a, v)| (*a, *v))
+}
+
+/// Accept Debian names (`arm64`) and OCI platform names (`linux/arm64`, `linux/arm64/v8`).
+pub fn normalise_arch(arch: &str) -> Option<&'static str> {
+    if let Some((d, _, _)) = ARCHES.iter().find(|(d, _, _)| *d == arch) {
+        return Some(d);
+    }
+    let rest = arch.strip_prefix("linux/")?;
+    let (oci, variant) = match rest.split_once('/') {
+        Some((a, v)) => (a, Some(v)),
+        None => (rest, None),
+    };
+    ARCHES
+        .iter()
+        .find(|(_, a, v)| *a == oci && (variant.is_none() || variant == *v))
+        .map(|(d, _, _)| *d)
+}
+
+/// A manifest error: where, what, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    pub hint: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )?;
+        if !self.hint.is_empty() {
+            write!(f, "\n  hint: {}", self.hint)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+/// A place in the manifest, for errors found after loading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The manifest file as given.
+    pub path: PathBuf,
+    /// Its bytes (the lock ties itself to their hash).
+    pub text: String,
+    pub image: Image,
+    pub sources: Vec<Source>,
+    /// Sorted by name.
+    pub packages: Vec<Package>,
+    pub generate: Generate,
+    pub users: Vec<User>,
+    pub groups: Vec<Group>,
+    pub files: Vec<FileSpec>,
+    pub dirs: Vec<DirSpec>,
+    pub symlinks: Vec<SymlinkSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub name: String,
+    pub architectures: Vec<String>,
+    pub merged_usr: bool,
+    /// As written: a `[[user]]` name or `uid:gid`.
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub copyright: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub url: String,
+    pub arch_url: BTreeMap<String, String>,
+    pub suites: Vec<String>,
+    pub components: Vec<String>,
+    /// Host path, resolved against the manifest's directory.
+    pub keyring: PathBuf,
+    pub snapshot: Option<String>,
+    pub location: Location,
+}
+
+impl Source {
+    /// The repository base URL for `arch` (no trailing slash; the snapshot service's
+    /// when `snapshot` is set).
+    pub fn base_url(&self, arch: &str) -> &str {
+        self.arch_url
+            .get(arch)
+            .map(String::as_str)
+            .unwrap_or(&self.url)
+            .trim_end_matches('/')
+    }
+}
+
+/// A glob pattern of image paths, with where it was written.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    pub text: String,
+    pub matcher: GlobMatcher,
+    pub location: Location,
+}
+
+#[derive(Debug, Clone)]
+pub struct Package {
+    pub name: String,
+    pub paths: Vec<Pattern>,
+    pub optional_paths: Vec<Pattern>,
+    pub exclude: Vec<Pattern>,
+    /// `None`: every architecture of the image.
+    pub arch: Option<Vec<String>>,
+    pub location: Location,
+}
+
+impl Package {
+    pub fn applies_to(&self, arch: &str) -> bool {
+        self.arch
+            .as_ref()
+            .is_none_or(|a| a.iter().any(|x| x == arch))
+    }
+}
+
+/// `[generate]`: which files compose writes into the image besides the packages'.
+/// Read straight from the TOML (kebab-case keys, unknown keys refused); a key left out
+/// takes its value from [`Generate::default`], so a new generator's switch is one field
+/// here and its default there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Generate {
+    pub ca_bundle: bool,
+    pub passwd: bool,
+    pub dpkg_status: bool,
+    /// The SPDX document of each architecture's tree, inside it (`crate::sbom::embed`).
+    pub sbom: bool,
+}
+
+impl Default for Generate {
+    /// `dpkg-status` on (scanners read it), the others off.
+    fn default() -> Self {
+        Generate {
+            ca_bundle: false,
+            passwd: false,
+            dpkg_status: true,
+            sbom: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: Option<String>,
+    pub shell: Option<String>,
+    pub gecos: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub name: String,
+    pub gid: u32,
+    pub members: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum FileContent {
+    Text(String),
+    /// Host path, resolved against the manifest's directory; may contain `{arch}`.
+    Source(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct FileSpec {
+    pub path: String,
+    pub content: FileContent,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub arch: Option<Vec<String>>,
+    pub location: Location,
+}
+
+#[derive(Debug, Clone)]
+pub struct DirSpec {
+    pub path: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub arch: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SymlinkSpec {
+    pub path: String,
+    pub target: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub arch: Option<Vec<String>>,
+}
+
+fn arch_matches(list: &Option<Vec<String>>, arch: &str) -> bool {
+    list.as_ref().is_none_or(|a| a.iter().any(|x| x == arch))
+}
+
+impl FileSpec {
+    pub fn applies_to(&self, arch: &str) -> bool {
+        arch_matches(&self.arch, arch)
+    }
+}
+impl DirSpec {
+    pub fn applies_to(&self, arch: &str) -> bool {
+        arch_matches(&self.arch, arch)
+    }
+}
+impl SymlinkSpec {
+    pub fn applies_to(&self, arch: &str) -> bool {
+        arch_matches(&self.arch, arch)
+    }
+}
+
+impl Manifest {
+    /// Read and validate a manifest file.
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the manifest: {e}"),
+            hint: "give the path of a TOML manifest (see manifests/ for examples)".into(),
+        })?;
+        Manifest::parse(path, &text)
+    }
+
+    /// Parse and validate manifest text; `path` names it in errors and anchors host paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
+        let cx = Cx { path, text };
+        let raw: RawManifest = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let message = e.message().trim().to_string();
+            let hint = toml_hint(&message);
+            cx.error(span, message, hint)
+        })?;
+        cx.validate(raw)
+    }
+
+    /// The image's architectures when none are given on the command line.
+    pub fn default_architectures(&self) -> Vec<String> {
+        self.image.architectures.clone()
+    }
+
+    /// The user the image runs as, resolved to `uid:gid` when it names a `[[user]]`.
+    pub fn resolved_user(&self) -> Option<String> {
+        let user = self.image.user.as_ref()?;
+        Some(match self.users.iter().find(|u| &u.name == user) {
+            Some(u) => format!("{}:{}", u.uid, u.gid),
+            None => user.clone(),
+        })
+    }
+}
+
+fn toml_hint(message: &str) -> String {
+    if message.contains("unknown field") {
+        "remove or correct the key; the schema is docs/manifest.md (manifests/ has examples)".into()
+    } else if message.contains("missing field") {
+        "add the missing key".into()
+    } else if message.contains("duplicate key") {
+        "each key (package name, table) may appear once: merge the two".into()
+    } else if message.contains("invalid type") {
+        "check the value's type against docs/manifest.md (strings are quoted, lists use [...])"
+            .into()
+    } else {
+        "fix the TOML syntax at this place".into()
+    }
+}
+
+/// The snapshot service URL of an archive at `ts` (`YYYYMMDDTHHMMSSZ`).
+pub fn snapshot_url(url: &str, ts: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?
+        .trim_end_matches('/');
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let service = match (host, path) {
+        ("archive.ubuntu.com" | "security.ubuntu.com", "ubuntu") => "snapshot.ubuntu.com/ubuntu",
+        ("ports.ubuntu.com", "ubuntu-ports") => "snapshot.ubuntu.com/ubuntu-ports",
+        ("deb.debian.org" | "ftp.debian.org", "debian") => "snapshot.debian.org/archive/debian",
+        ("deb.debian.org" | "security.debian.org", "debian-security") => {
+            "snapshot.debian.org/archive/debian-security"
+        }
+        _ => return None,
+    };
+    Some(format!("https://{service}/{ts}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{err, parse, GOOD};
+    use super::*;
+
+    #[test]
+    fn a_good_manifest_parses() {
+        let m = parse(GOOD).unwrap();
+        assert_eq!(m.image.architectures, ["amd64", "arm64"]);
+        assert_eq!(m.sources[0].url, "http://archive.ubuntu.com/ubuntu");
+        assert_eq!(
+            m.sources[0].base_url("arm64"),
+            "http://ports.ubuntu.com/ubuntu-ports"
+        );
+        assert_eq!(
+            m.sources[0].base_url("amd64"),
+            "http://archive.ubuntu.com/ubuntu"
+        );
+        assert_eq!(m.sources[0].components, ["main"]);
+        let names: Vec<_> = m.packages.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["ca-certificates", "libc6", "libstdc++6"]);
+        assert!(m.packages[2].applies_to("amd64"));
+        assert!(!m.packages[2].applies_to("arm64"));
+        assert!(m.generate.dpkg_status);
+        assert!(!m.generate.sbom, "[generate] sbom is opt-in");
+        assert_eq!(m.resolved_user().as_deref(), Some("1002:1001"));
+        assert_eq!(m.dirs[0].mode, 0o1777);
+        let pat = &m.packages[1].paths[0];
+        assert!(pat.matcher.is_match("/usr/lib/x86_64-linux-gnu/libc.so.6"));
+        assert!(!pat
+            .matcher
+            .is_match("/usr/lib/x86_64-linux-gnu/sub/libc.so.6"));
+        assert_eq!(pat.location.line, 16);
+    }
+
+    #[test]
+    fn unknown_key_points_at_it() {
+        let e = err(&GOOD.replace("workdir =", "workdri ="));
+        assert_eq!((e.line, e.column), (6, 1), "{e}");
+        assert!(e.message.contains("unknown field `workdri`"), "{e}");
+        assert!(!e.hint.is_empty());
+        let shown = e.to_string();
+        assert!(shown.contains("test.toml:6:1: "), "{shown}");
+    }
+
+    #[test]
+    fn generate_defaults_and_switches() {
+        let m = parse(&format!(
+            "{GOOD}\n[generate]\nca-bundle = true\nsbom = true\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            m.generate,
+            Generate {
+                ca_bundle: true,
+                passwd: false,
+                dpkg_status: true,
+                sbom: true,
+            }
+        );
+        let m = parse(&format!("{GOOD}\n[generate]\ndpkg-status = false\n")).unwrap();
+        assert_eq!(
+            m.generate,
+            Generate {
+                dpkg_status: false,
+                ..Generate::default()
+            }
+        );
+        let e = err(&format!("{GOOD}\n[generate]\npaswd = true\n"));
+        assert!(e.message.contains("unknown field `paswd`"), "{e}");
+        assert!(e.hint.contains("docs/manifest.md"), "{e}");
+    }
+
+    #[test]
+    fn arch_names() {
+        assert_eq!(normalise_arch("linux/arm64/v8"), Some("arm64"));
+        assert_eq!(normalise_arch("linux/amd64"), Some("amd64"));
+        assert_eq!(normalise_arch("linux/arm/v7"), Some("armhf"));
+        assert_eq!(normalise_arch("arm64"), Some("arm64"));
+        assert_eq!(normalise_arch("linux/sparc"), None);
+        assert_eq!(oci_platform("arm64"), Some(("arm64", Some("v8"))));
+    }
+}

@@ -263,6 +263,8 @@ mod tests {
         assert_eq!(Arch::parse("arm64"), Some(Arch::ARM64));
         assert_eq!(Arch::parse("linux/sparc"), None);
         assert_eq!(Arch::parse("sparc"), None);
+        // `all` packages are in every binary-<arch> index: it is not a target.
+        assert_eq!(Arch::parse("all"), None);
         assert_eq!(Arch::ARM64.oci_architecture(), "arm64");
         assert_eq!(Arch::ARM64.oci_variant(), Some("v8"));
         assert_eq!(Arch::ARM64.platform(), "linux/arm64/v8");
@@ -283,7 +285,10 @@ mod tests {
             assert_eq!(a.to_string(), a.name());
         }
         assert!(Arch::AMD64 < Arch::ARM64);
-        assert_eq!(Arch::known(), "amd64, arm64, armel, armhf, i386, ppc64el, riscv64, s390x");
+        assert_eq!(
+            Arch::known(),
+            "amd64, arm64, armel, armhf, i386, ppc64el, riscv64, s390x"
+        );
     }
 
     #[test]

@@ -18,10 +18,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::arch::Arch;
 use crate::error::{Error, Result};
 use crate::fetch::{FetchOptions, Fetcher, Timeouts};
 use crate::lock::{self, Lock, Sha256};
-use crate::manifest::{self, Manifest};
+use crate::manifest::Manifest;
 use crate::oci::{ImageConfig, LayerInfo};
 use crate::output::{Format, Outputs, Request, Staging};
 use crate::repo::{Repository, Resolved};
@@ -87,7 +88,7 @@ impl BuildOptions {
 /// One architecture's result.
 #[derive(Debug, Clone)]
 pub struct ArchImage {
-    pub arch: String,
+    pub arch: Arch,
     pub packages: Vec<Resolved>,
     pub layer: LayerInfo,
     pub config_digest: String,
@@ -114,24 +115,10 @@ pub struct BuildResult {
     pub push: Option<crate::push::PushReport>,
 }
 
-/// The host's architecture as a Debian name.
-pub fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "arm" => "armhf",
-        "x86" => "i386",
-        "powerpc64" => "ppc64el",
-        "s390x" => "s390x",
-        "riscv64" => "riscv64",
-        other => other,
-    }
-}
-
 /// Everything a build needs before it starts per-architecture work.
 pub(crate) struct Plan {
     pub(crate) manifest: Manifest,
-    archs: Vec<String>,
+    archs: Vec<Arch>,
     tag: String,
     lock_path: PathBuf,
     /// The lock on disk, if any.
@@ -217,11 +204,11 @@ impl Plan {
     }
 
     /// Resolve every architecture from verified indexes into a lock without outputs.
-    fn resolve_all(&self, opts: &BuildOptions) -> Result<(Lock, BTreeMap<String, Vec<Resolved>>)> {
+    fn resolve_all(&self, opts: &BuildOptions) -> Result<(Lock, BTreeMap<Arch, Vec<Resolved>>)> {
         let mut lock = Lock::new(self.manifest_sha(), opts.epoch, self.tag.clone());
         let mut pinned = BTreeMap::new();
         let mut repo = Repository::new(&self.fetcher, opts.allow_expired);
-        for arch in &self.archs {
+        for &arch in &self.archs {
             let _phase = self.phase(format!("{arch}: verifying indexes, resolving"));
             let resolution = self.runtime.block_on(repo.resolve(&self.manifest, arch))?;
             if !opts.quiet {
@@ -231,8 +218,8 @@ impl Plan {
                     );
                 }
             }
-            lock.archs.insert(arch.clone(), resolution.lock);
-            pinned.insert(arch.clone(), resolution.packages);
+            lock.archs.insert(arch, resolution.lock);
+            pinned.insert(arch, resolution.packages);
         }
         Ok((lock, pinned))
     }
@@ -258,7 +245,7 @@ fn changes(lock_path: &Path, changes: &[lock::Change]) -> String {
 /// The packages of every architecture, and the lock that will record the build.
 struct Pins {
     lock: Lock,
-    packages: BTreeMap<String, Vec<Resolved>>,
+    packages: BTreeMap<Arch, Vec<Resolved>>,
     /// Taken from a matching lock without resolving.
     from_lock: bool,
 }
@@ -289,9 +276,9 @@ fn pin(plan: &Plan, opts: &BuildOptions) -> Result<Pins> {
             return Err(Error::Lock(format!(
                 "--locked: the lock {} pins architectures [{}] and epoch {}, this build asks for [{}] and epoch {}",
                 plan.lock_path.display(),
-                existing.archs.keys().cloned().collect::<Vec<_>>().join(", "),
+                names(existing.archs.keys()),
                 existing.epoch,
-                plan.archs.join(", "),
+                names(&plan.archs),
                 opts.epoch
             )));
         }
@@ -318,7 +305,7 @@ fn pin(plan: &Plan, opts: &BuildOptions) -> Result<Pins> {
             let packages = plan
                 .archs
                 .iter()
-                .map(|a| (a.clone(), Resolved::pinned(existing, a)))
+                .map(|&a| (a, Resolved::pinned(existing, a)))
                 .collect();
             for a in lock.archs.values_mut() {
                 a.outputs = None;
@@ -352,7 +339,7 @@ fn pin(plan: &Plan, opts: &BuildOptions) -> Result<Pins> {
 fn build_arch(
     plan: &Plan,
     opts: &BuildOptions,
-    arch: &str,
+    arch: Arch,
     packages: Vec<Resolved>,
     staging: &mut Staging,
 ) -> Result<ArchImage> {
@@ -377,7 +364,7 @@ fn build_arch(
     let staged = staging.add_image(arch, tree, &packages, &config, &manifest.image.annotations)?;
     drop(phase);
     Ok(ArchImage {
-        arch: arch.to_string(),
+        arch,
         packages,
         layer: staged.layer,
         config_digest: staged.written.config.digest,
@@ -407,13 +394,13 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     } = pin(&plan, opts)?;
     let mut staging = outputs.stage(plan.fetcher.cache.root())?;
     let mut images = Vec::new();
-    for arch in &plan.archs {
-        let packages = packages.remove(arch).unwrap_or_default();
+    for &arch in &plan.archs {
+        let packages = packages.remove(&arch).unwrap_or_default();
         let image = build_arch(&plan, opts, arch, packages, &mut staging)?;
         let outputs =
             lock::Outputs::new(&image.layer, &image.config_digest, &image.manifest_digest)
                 .map_err(Error::Internal)?;
-        if let Some(a) = lock.archs.get_mut(arch) {
+        if let Some(a) = lock.archs.get_mut(&arch) {
             a.outputs = Some(outputs);
         }
         images.push(image);
@@ -479,35 +466,50 @@ pub fn lock(opts: &BuildOptions) -> Result<(PathBuf, Vec<String>)> {
     Ok((plan.lock_path, changed))
 }
 
-fn architectures(manifest: &Manifest, requested: &[String]) -> Result<Vec<String>> {
-    let mut out: Vec<String> = Vec::new();
+/// `--arch` as given (Debian names or `linux/…`), else the manifest's, else the host's.
+fn architectures(manifest: &Manifest, requested: &[String]) -> Result<Vec<Arch>> {
+    let mut out: Vec<Arch> = Vec::new();
     for a in requested {
-        let arch = manifest::normalise_arch(a).ok_or_else(|| {
+        let arch = Arch::parse(a).ok_or_else(|| {
             Error::Usage(format!(
                 "--arch {a}: unknown architecture; use a Debian name such as amd64 or arm64 (or linux/arm64)"
             ))
         })?;
-        if !out.iter().any(|x| x == arch) {
-            out.push(arch.to_string());
+        if !out.contains(&arch) {
+            out.push(arch);
         }
     }
     if out.is_empty() {
         out = manifest.default_architectures();
     }
     if out.is_empty() {
-        out.push(host_arch().to_string());
+        out.push(Arch::host().ok_or_else(|| {
+            Error::Usage(format!(
+                "this machine's architecture ({}) is not one compose knows; choose one with --arch ({})",
+                std::env::consts::ARCH,
+                Arch::known()
+            ))
+        })?);
     }
     Ok(out)
 }
 
-fn image_config(manifest: &Manifest, arch: &str) -> ImageConfig {
-    let (architecture, variant) = manifest::oci_platform(arch).unwrap_or(("unknown", None));
+/// `amd64, arm64`.
+fn names<'a>(archs: impl IntoIterator<Item = &'a Arch>) -> String {
+    archs
+        .into_iter()
+        .map(|a| a.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn image_config(manifest: &Manifest, arch: Arch) -> ImageConfig {
     let mut env = manifest.image.env.clone();
     env.entry("PATH".to_string())
         .or_insert_with(|| DEFAULT_PATH.to_string());
     ImageConfig {
-        architecture: architecture.to_string(),
-        variant: variant.map(str::to_string),
+        architecture: arch.oci_architecture().to_string(),
+        variant: arch.oci_variant().map(str::to_string),
         env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
         user: manifest.resolved_user(),
         workdir: manifest.image.workdir.clone(),

@@ -7,6 +7,7 @@
 //! It must not parse command-line arguments (`src/main.rs` does) nor write anything but
 //! those lines to stdout and stderr.
 
+use crate::arch::Arch;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -136,19 +137,20 @@ pub fn check(
         .iter()
         .map(|b| read_binary(b))
         .collect::<Result<Vec<_>, _>>()?;
-    let debian = match arch {
-        Some(a) => crate::manifest::normalise_arch(a).ok_or_else(|| CheckError::UnknownArch {
+    let target = match arch {
+        Some(a) => Some(Arch::parse(a).ok_or_else(|| CheckError::UnknownArch {
             arch: a.to_string(),
-        })?,
+        })?),
         None => extras
             .iter()
-            .find_map(|(_, bytes)| linkage::debian_arch(bytes))
-            .unwrap_or_else(crate::build::host_arch),
+            .find_map(|(_, bytes)| linkage::elf_arch(bytes))
+            .or_else(Arch::host),
     };
-    let (architecture, variant) = crate::manifest::oci_platform(debian).unwrap_or((debian, None));
     let wanted = Wanted {
-        architecture: architecture.to_string(),
-        variant: variant.map(str::to_string),
+        architecture: target
+            .map_or(std::env::consts::ARCH, Arch::oci_architecture)
+            .to_string(),
+        variant: target.and_then(Arch::oci_variant).map(str::to_string),
         explicit: arch.is_some(),
     };
     let (dir, tag) = parse_image_ref(image);

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::arch::Arch;
 use crate::error::{Error, Result};
 use crate::interrupt::{self, Cleanup};
 use crate::lock::Lock;
@@ -117,7 +118,7 @@ pub struct Outputs {
     audit: bool,
 }
 
-fn too_many(what: &str, archs: &[String], advice: &str) -> Error {
+fn too_many(what: &str, archs: &[Arch], advice: &str) -> Error {
     Error::Usage(format!(
         "{what}, but {} {} asked for ({}); {advice}",
         archs.len(),
@@ -126,7 +127,11 @@ fn too_many(what: &str, archs: &[String], advice: &str) -> Error {
         } else {
             "were"
         },
-        archs.join(", ")
+        archs
+            .iter()
+            .map(|a| a.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     ))
 }
 
@@ -138,7 +143,7 @@ impl Outputs {
         request: &Request,
         name: &str,
         tag: &str,
-        archs: &[String],
+        archs: &[Arch],
         epoch: u64,
         audit: bool,
     ) -> Result<Outputs> {
@@ -228,7 +233,7 @@ impl Staging<'_> {
     /// needs. `timing`: names the phase in `COMPOSE_TIMINGS` lines.
     pub fn add_image(
         &mut self,
-        arch: &str,
+        arch: Arch,
         tree: &Tree,
         packages: &[Resolved],
         config: &ImageConfig,

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::apt::{self, AptError, Keyring, PackageEntry, Release};
+use crate::arch::Arch;
 use crate::fetch::{FetchError, Fetcher, Want};
 use crate::lock::{self, ArchLock, Lock, Sha256};
 use crate::manifest::{Manifest, Source};
@@ -50,7 +51,7 @@ pub enum RepoError {
     NoIndex {
         dists: String,
         component: String,
-        arch: String,
+        arch: Arch,
         tried: String,
     },
     #[error("cannot read cached index {}: {source}", .path.display())]
@@ -61,7 +62,7 @@ pub enum RepoError {
     #[error("package {name} is not in any index for {arch} (searched {searched}); check its name with `apt-cache policy {name}` or add the suite/component that has it")]
     NotFound {
         name: String,
-        arch: String,
+        arch: Arch,
         searched: String,
     },
     /// A hash or field the lock cannot record (the index gave something malformed).
@@ -87,8 +88,8 @@ pub struct Resolved {
 
 impl Resolved {
     /// The packages a lock pins for `arch`, in name order.
-    pub fn pinned(lock: &Lock, arch: &str) -> Vec<Resolved> {
-        lock.archs[arch]
+    pub fn pinned(lock: &Lock, arch: Arch) -> Vec<Resolved> {
+        lock.archs[&arch]
             .packages
             .iter()
             .map(|(name, p)| Resolved {
@@ -194,7 +195,7 @@ impl<'a> Repository<'a> {
     pub async fn resolve(
         &mut self,
         manifest: &Manifest,
-        arch: &str,
+        arch: Arch,
     ) -> Result<Resolution, RepoError> {
         let wanted: BTreeSet<&str> = manifest
             .packages
@@ -268,7 +269,7 @@ impl<'a> Repository<'a> {
             arch_lock.indexes.insert(url, index);
             let what = format!("{dists}/{component}/binary-{arch}/Packages");
             for entry in apt::parse_packages(&text, &what, &keep)? {
-                if entry.architecture == arch || entry.architecture == "all" {
+                if arch == entry.architecture.as_str() || entry.architecture == "all" {
                     candidates.push((entry, base.to_string(), suite.to_string()));
                 }
             }
@@ -282,7 +283,7 @@ impl<'a> Repository<'a> {
                 None => {
                     return Err(RepoError::NotFound {
                         name: name.to_string(),
-                        arch: arch.to_string(),
+                        arch,
                         searched: searched.join(", "),
                     })
                 }
@@ -370,7 +371,7 @@ async fn packages_index(
     fetcher: &Fetcher,
     dists: &str,
     component: &str,
-    arch: &str,
+    arch: Arch,
     candidates: &[apt::IndexFile],
 ) -> Result<(String, lock::IndexLock, Vec<u8>), RepoError> {
     let want = |index: &apt::IndexFile| {
@@ -422,7 +423,7 @@ async fn packages_index(
     Err(RepoError::NoIndex {
         dists: dists.to_string(),
         component: component.to_string(),
-        arch: arch.to_string(),
+        arch,
         tried: tried.join(", "),
     })
 }

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
 use sha2::Sha256;
 
+use crate::arch::Arch;
 use crate::oci::rfc3339;
 use crate::repo::Resolved;
 use crate::rootfs::tree::{NodeKind, Tree};
@@ -52,7 +53,7 @@ pub struct SbomFile {
 /// What the SBOM needs of one architecture, collected before its tree is dropped.
 #[derive(Debug, Clone)]
 pub struct SbomArch {
-    pub arch: String,
+    pub arch: Arch,
     pub packages: Vec<Resolved>,
     pub files: Vec<SbomFile>,
     /// `ID` and `VERSION_ID` of the image's os-release, when it has one.
@@ -64,7 +65,7 @@ pub struct SbomArch {
 impl SbomArch {
     /// Hash every regular file of `tree` with SHA1 (SPDX requires it; the tree already
     /// has SHA256) and read os-release and the packages' copyright files.
-    pub fn collect(arch: &str, packages: &[Resolved], tree: &Tree) -> Result<SbomArch, SbomError> {
+    pub fn collect(arch: Arch, packages: &[Resolved], tree: &Tree) -> Result<SbomArch, SbomError> {
         let mut files = Vec::new();
         for (path, node) in tree.iter() {
             if let NodeKind::File(content) = &node.kind {
@@ -110,7 +111,7 @@ impl SbomArch {
             })
             .collect();
         Ok(SbomArch {
-            arch: arch.to_string(),
+            arch,
             packages: packages.to_vec(),
             files,
             os_release,
@@ -329,7 +330,7 @@ pub fn in_image_document(
     tree: &Tree,
     name: &str,
     tag: &str,
-    arch: &str,
+    arch: Arch,
     packages: &[Resolved],
     epoch: u64,
 ) -> Result<Vec<u8>, SbomError> {
@@ -355,7 +356,7 @@ pub fn in_image_document(
     let namespace = format!(
         "https://compose.invalid/spdx/{}/{}/sha256:{}",
         purl_encode(name),
-        purl_encode(arch),
+        purl_encode(arch.name()),
         hex::encode(Sha256::digest(&bytes))
     );
     doc["documentNamespace"] = json!(namespace);
@@ -391,7 +392,11 @@ fn document_with(image: &SbomImage, digest: Option<&str>) -> Result<Value, SbomE
         let (namespace, distro_q) = distro(arch);
         let mut package_ids = BTreeMap::new();
         for p in &arch.packages {
-            let base = format!("SPDXRef-Package-{}-{}", ident(&arch.arch), ident(&p.name));
+            let base = format!(
+                "SPDXRef-Package-{}-{}",
+                ident(arch.arch.name()),
+                ident(&p.name)
+            );
             let mut id = base.clone();
             let mut n = 2;
             while !used_ids.insert(id.clone()) {
@@ -402,7 +407,7 @@ fn document_with(image: &SbomImage, digest: Option<&str>) -> Result<Value, SbomE
         }
         let mut by_package: BTreeMap<&str, Vec<&SbomFile>> = BTreeMap::new();
         for (i, f) in arch.files.iter().enumerate() {
-            let id = format!("SPDXRef-File-{}-{}", ident(&arch.arch), i + 1);
+            let id = format!("SPDXRef-File-{}-{}", ident(arch.arch.name()), i + 1);
             files.push(json!({
                 "SPDXID": id,
                 "fileName": format!(".{}", f.path),

@@ -40,7 +40,11 @@ pub fn verify(opts: &BuildOptions) -> Result<Vec<AuditLine>> {
         source,
     })?;
     let mut o = opts.clone();
-    o.archs = recorded.archs.keys().cloned().collect();
+    o.archs = recorded
+        .archs
+        .keys()
+        .map(|a| a.name().to_string())
+        .collect();
     o.epoch = recorded.epoch;
     o.tag = Some(recorded.tag.clone());
     o.output = Some(tmp.path().join("out"));

@@ -8,6 +8,7 @@ use std::cmp::Ordering::{self, Equal, Greater, Less};
 use std::process::Command;
 
 use compose::apt::version::{compare, is_valid};
+use compose::arch::Arch;
 use compose::deb::normalise_path;
 use compose::oci::write_layer;
 use compose::rootfs::merged_usr::merged_usr_path;
@@ -537,7 +538,7 @@ mod merge {
         let (_dir, m) = manifest(packages);
         let mut tree = Tree::new().unwrap();
         for (p, (_, specs)) in packages.iter().enumerate() {
-            let mut s = Selector::new(&m.packages[p], "amd64", true, false);
+            let mut s = Selector::new(&m.packages[p], Arch::AMD64, true, false);
             select_into(&mut s, &mut tree, &entries(p, specs))?;
             s.finish().map_err(|e| e.to_string())?;
         }
@@ -549,7 +550,7 @@ mod merge {
         let mut parts = Vec::new();
         for (p, (_, specs)) in packages.iter().enumerate() {
             let mut part = Tree::new().unwrap();
-            let mut s = Selector::new(&m.packages[p], "amd64", true, false);
+            let mut s = Selector::new(&m.packages[p], Arch::AMD64, true, false);
             select_into(&mut s, &mut part, &entries(p, specs))?;
             parts.push((part, s.finish().map_err(|e| e.to_string())?));
         }

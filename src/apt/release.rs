@@ -12,6 +12,7 @@ use std::io::Read;
 use deb822_fast::borrowed::parse_borrowed;
 
 use super::AptError;
+use crate::arch::Arch;
 pub use crate::compression::Compression;
 use crate::compression::{decoder, DecodeOptions};
 
@@ -193,16 +194,13 @@ impl Release {
     pub fn packages_indexes(
         &self,
         component: &str,
-        arch: &str,
+        arch: Arch,
         what: &str,
     ) -> Result<Vec<IndexFile>, AptError> {
-        if !self.architectures.iter().any(|a| a == arch) {
+        if !self.architectures.iter().any(|a| arch == a.as_str()) {
             let mut available = self.architectures.join(" ");
             if available.is_empty() {
                 available = "none listed".into();
-            }
-            if arch == "all" {
-                available.push_str("; `all` packages are in each binary-<arch> index");
             }
             return Err(AptError::ArchitectureMissing {
                 what: what.to_string(),
@@ -472,7 +470,7 @@ mod tests {
     fn packages_indexes_order_and_fallback() {
         let r = Release::parse(body().as_bytes(), "R").unwrap();
         // amd64: no .xz listed → .gz then plain.
-        let idx = r.packages_indexes("main", "amd64", "R").unwrap();
+        let idx = r.packages_indexes("main", Arch::AMD64, "R").unwrap();
         let got: Vec<(&str, Compression, u64)> = idx
             .iter()
             .map(|i| (i.path.as_str(), i.compression, i.size))
@@ -491,7 +489,7 @@ mod tests {
         );
         let r2 = Release::parse(text.as_bytes(), "R").unwrap();
         let order: Vec<Compression> = r2
-            .packages_indexes("main", "amd64", "R")
+            .packages_indexes("main", Arch::AMD64, "R")
             .unwrap()
             .iter()
             .map(|i| i.compression)
@@ -506,16 +504,20 @@ mod tests {
             "Architectures: amd64\nComponents: updates/main updates/contrib\nSHA256:\n {H1} 1 main/binary-amd64/Packages\n"
         );
         let r = Release::parse(text.as_bytes(), "R").unwrap();
-        let idx = r.packages_indexes("main", "amd64", "R").unwrap();
+        let idx = r.packages_indexes("main", Arch::AMD64, "R").unwrap();
         assert_eq!(idx[0].path, "main/binary-amd64/Packages");
-        assert!(r.packages_indexes("non-free", "amd64", "R").is_err());
+        assert!(r.packages_indexes("non-free", Arch::AMD64, "R").is_err());
     }
 
     #[test]
     fn packages_indexes_errors() {
         let r = Release::parse(body().as_bytes(), "http://m/InRelease").unwrap();
         let err = r
-            .packages_indexes("main", "riscv64", "http://m/InRelease")
+            .packages_indexes(
+                "main",
+                Arch::parse("riscv64").unwrap(),
+                "http://m/InRelease",
+            )
             .unwrap_err();
         assert!(matches!(err, AptError::ArchitectureMissing { .. }));
         let msg = err.to_string();
@@ -523,16 +525,15 @@ mod tests {
             msg.contains("riscv64") && msg.contains("amd64 arm64"),
             "{msg}"
         );
-        let err = r.packages_indexes("main", "all", "R").unwrap_err();
-        assert!(
-            err.to_string().contains("each binary-<arch> index"),
-            "{err}"
-        );
-        let err = r.packages_indexes("restricted", "amd64", "R").unwrap_err();
+        let err = r
+            .packages_indexes("restricted", Arch::AMD64, "R")
+            .unwrap_err();
         assert!(matches!(err, AptError::ComponentMissing { .. }));
         assert!(err.to_string().contains("main universe"), "{err}");
         // Listed arch and component, but no index for them.
-        let err = r.packages_indexes("universe", "arm64", "R").unwrap_err();
+        let err = r
+            .packages_indexes("universe", Arch::ARM64, "R")
+            .unwrap_err();
         assert!(matches!(err, AptError::IndexMissing { .. }));
         assert!(
             err.to_string().contains("universe/binary-arm64/Packages"),

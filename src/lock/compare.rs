@@ -5,6 +5,7 @@
 //! Pure: two locks in, a list of changes out. Nothing here reads or writes a file, and
 //! nothing decides what a difference means for the build (the caller does).
 
+use crate::arch::Arch;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -83,16 +84,16 @@ impl Lock {
                 format!("epoch changed ({} → {})", self.epoch, other.epoch),
             );
         }
-        let archs: BTreeSet<&String> = self.archs.keys().chain(other.archs.keys()).collect();
+        let archs: BTreeSet<&Arch> = self.archs.keys().chain(other.archs.keys()).collect();
         for arch in archs {
             match (self.archs.get(arch), other.archs.get(arch)) {
                 (Some(a), Some(b)) => {
-                    self.release_changes(arch, a, b, &mut out);
-                    self.index_changes(arch, a, b, &mut out);
-                    self.package_changes(arch, a, b, &mut out);
+                    self.release_changes(*arch, a, b, &mut out);
+                    self.index_changes(*arch, a, b, &mut out);
+                    self.package_changes(*arch, a, b, &mut out);
                 }
                 (Some(_), None) => out.push(
-                    self.arch_line(arch),
+                    self.arch_line(*arch),
                     format!("{arch}: in the lock, not in this build"),
                 ),
                 (None, _) => out.push(None, format!("{arch}: not in the lock")),
@@ -101,10 +102,10 @@ impl Lock {
         out.0
     }
 
-    fn release_changes(&self, arch: &str, a: &ArchLock, b: &ArchLock, out: &mut Changes) {
+    fn release_changes(&self, arch: Arch, a: &ArchLock, b: &ArchLock, out: &mut Changes) {
         for (url, old, new) in join(&a.releases, &b.releases) {
             let line = self.line_of(&Fact::Release {
-                arch: arch.to_string(),
+                arch,
                 url: url.clone(),
             });
             match (old, new) {
@@ -119,10 +120,10 @@ impl Lock {
         }
     }
 
-    fn index_changes(&self, arch: &str, a: &ArchLock, b: &ArchLock, out: &mut Changes) {
+    fn index_changes(&self, arch: Arch, a: &ArchLock, b: &ArchLock, out: &mut Changes) {
         for (url, old, new) in join(&a.indexes, &b.indexes) {
             let line = self.line_of(&Fact::Packages {
-                arch: arch.to_string(),
+                arch,
                 url: url.clone(),
             });
             match (old, new) {
@@ -137,10 +138,10 @@ impl Lock {
         }
     }
 
-    fn package_changes(&self, arch: &str, a: &ArchLock, b: &ArchLock, out: &mut Changes) {
+    fn package_changes(&self, arch: Arch, a: &ArchLock, b: &ArchLock, out: &mut Changes) {
         for (name, old, new) in join(&a.packages, &b.packages) {
             let line = self.line_of(&Fact::Package {
-                arch: arch.to_string(),
+                arch,
                 name: name.clone(),
             });
             match (old, new) {
@@ -176,7 +177,7 @@ impl Lock {
             ) else {
                 continue;
             };
-            self.arch_output_changes(arch, o, n, &mut out);
+            self.arch_output_changes(*arch, o, n, &mut out);
         }
         if let (Some(o), Some(n)) = (&self.index, &other.index) {
             if o != n {
@@ -189,8 +190,8 @@ impl Lock {
         out.0
     }
 
-    fn arch_output_changes(&self, arch: &str, o: &Outputs, n: &Outputs, out: &mut Changes) {
-        let fact = |f: fn(String) -> Fact| self.line_of(&f(arch.to_string()));
+    fn arch_output_changes(&self, arch: Arch, o: &Outputs, n: &Outputs, out: &mut Changes) {
+        let fact = |f: fn(Arch) -> Fact| self.line_of(&f(arch));
         let mut layer = Vec::new();
         if o.layer_diff_id != n.layer_diff_id {
             layer.push(format!(
@@ -306,7 +307,7 @@ mod tests {
     fn fresh() -> Lock {
         let mut new = sample();
         new.manifest = h('c');
-        let amd64 = new.archs.get_mut("amd64").unwrap();
+        let amd64 = new.archs.get_mut(&Arch::AMD64).unwrap();
         let libc = amd64.packages.get_mut("libc6").unwrap();
         libc.version = "2.39-0ubuntu8.1".into();
         libc.suite = "noble-updates".into();
@@ -324,7 +325,7 @@ mod tests {
             .get_mut(&format!("{UB}/dists/noble/InRelease"))
             .unwrap()
             .date = Some("Fri, 26 Apr 2024 00:00:00 UTC".into());
-        let arm64 = new.archs.get_mut("arm64").unwrap();
+        let arm64 = new.archs.get_mut(&Arch::ARM64).unwrap();
         arm64.packages.remove("tzdata");
         let out = arm64.outputs.as_mut().unwrap();
         out.layer_digest = h('c');
@@ -369,8 +370,9 @@ mod tests {
         let mut more = sample();
         more.tool = "compose 0.2.0".into();
         more.epoch = 1;
-        more.archs.remove("arm64");
-        more.archs.insert("riscv64".into(), ArchLock::default());
+        more.archs.remove(&Arch::ARM64);
+        more.archs
+            .insert(Arch::parse("riscv64").unwrap(), ArchLock::default());
         assert_eq!(
             old.diff_inputs(&more),
             vec![

@@ -3,6 +3,7 @@
 //! touches the file system.
 
 use super::{ArchLock, IndexLock, Lock, Outputs, PackageLock, ReleaseLock, Sha256};
+use crate::arch::Arch;
 
 pub(super) fn h(c: char) -> Sha256 {
     Sha256::from_hex(&c.to_string().repeat(64)).unwrap()
@@ -81,11 +82,9 @@ pub(super) fn sample() -> Lock {
     let mut lock = Lock::new(h('0'), 0, "noble-tiny");
     lock.tool = "compose 0.1.0".into();
     lock.archs
-        .insert("amd64".into(), arch_lock("amd64", UB, ['3', '4', '5', '6']));
-    lock.archs.insert(
-        "arm64".into(),
-        arch_lock("arm64", PORTS, ['7', '8', '9', 'a']),
-    );
+        .insert(Arch::AMD64, arch_lock("amd64", UB, ['3', '4', '5', '6']));
+    lock.archs
+        .insert(Arch::ARM64, arch_lock("arm64", PORTS, ['7', '8', '9', 'a']));
     lock.index = Some(h('b'));
     lock
 }

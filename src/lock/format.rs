@@ -55,6 +55,7 @@
 //!   fetched: when a fetched object's SHA256 differs from the recorded one, the pipeline
 //!   names the line with [`Lock::line_of`] (`x.toml.lock:17: package libc6 …`).
 
+use crate::arch::Arch;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -238,7 +239,7 @@ impl Lock {
             out.push((Fact::Index, format!("index {index}")));
         }
         for (arch, a) in &self.archs {
-            arch_facts(arch, a, &mut out);
+            arch_facts(*arch, a, &mut out);
         }
         out
     }
@@ -280,7 +281,7 @@ impl Lock {
     }
 
     /// The line of the first fact of `arch`.
-    pub(super) fn arch_line(&self, arch: &str) -> Option<usize> {
+    pub(super) fn arch_line(&self, arch: Arch) -> Option<usize> {
         self.facts()
             .iter()
             .position(|(f, _)| fact_arch(f) == Some(arch))
@@ -289,10 +290,10 @@ impl Lock {
 }
 
 /// One architecture's fact lines: releases, indexes, packages, then its outputs.
-fn arch_facts(arch: &str, a: &ArchLock, out: &mut Vec<(Fact, String)>) {
+fn arch_facts(arch: Arch, a: &ArchLock, out: &mut Vec<(Fact, String)>) {
     for (url, r) in &a.releases {
         let fact = Fact::Release {
-            arch: arch.to_string(),
+            arch,
             url: url.clone(),
         };
         let date = r.date.as_deref().unwrap_or("-");
@@ -300,7 +301,7 @@ fn arch_facts(arch: &str, a: &ArchLock, out: &mut Vec<(Fact, String)>) {
     }
     for (url, i) in &a.indexes {
         let fact = Fact::Packages {
-            arch: arch.to_string(),
+            arch,
             url: url.clone(),
         };
         out.push((
@@ -310,7 +311,7 @@ fn arch_facts(arch: &str, a: &ArchLock, out: &mut Vec<(Fact, String)>) {
     }
     for (name, p) in &a.packages {
         let fact = Fact::Package {
-            arch: arch.to_string(),
+            arch,
             name: name.clone(),
         };
         out.push((
@@ -322,7 +323,7 @@ fn arch_facts(arch: &str, a: &ArchLock, out: &mut Vec<(Fact, String)>) {
         ));
     }
     if let Some(o) = &a.outputs {
-        let arch_fact = |f: fn(String) -> Fact| f(arch.to_string());
+        let arch_fact = |f: fn(Arch) -> Fact| f(arch);
         out.push((
             arch_fact(|arch| Fact::Layer { arch }),
             format!(
@@ -341,14 +342,14 @@ fn arch_facts(arch: &str, a: &ArchLock, out: &mut Vec<(Fact, String)>) {
     }
 }
 
-fn fact_arch(fact: &Fact) -> Option<&str> {
+fn fact_arch(fact: &Fact) -> Option<Arch> {
     match fact {
         Fact::Release { arch, .. }
         | Fact::Packages { arch, .. }
         | Fact::Package { arch, .. }
         | Fact::Layer { arch }
         | Fact::Config { arch }
-        | Fact::ImageManifest { arch } => Some(arch),
+        | Fact::ImageManifest { arch } => Some(*arch),
         _ => None,
     }
 }
@@ -395,8 +396,8 @@ struct Reader<'a> {
     /// The checksum line: its number, the recorded and the computed sums.
     checksum: Option<(usize, Sha256, Sha256)>,
     globals: Globals,
-    archs: BTreeMap<String, ArchLock>,
-    outputs: BTreeMap<String, PartialOutputs>,
+    archs: BTreeMap<Arch, ArchLock>,
+    outputs: BTreeMap<Arch, PartialOutputs>,
 }
 
 impl Reader<'_> {
@@ -488,7 +489,7 @@ impl Reader<'_> {
         else {
             // An unknown line kind says more than a missing check.
             let first = line.split(' ').next().unwrap_or("");
-            if !GLOBALS.contains(&first) && !is_arch(first) {
+            if !GLOBALS.contains(&first) && parse_arch(first).is_none() {
                 return Err(self.err(n, LockErrorKind::UnknownKind(first.into())));
             }
             return Err(self.err(n, LockErrorKind::NoCheck));
@@ -549,8 +550,8 @@ impl Reader<'_> {
     }
 
     /// The outputs read so far of `arch` (which is entered among the architectures).
-    fn output(&mut self, arch: String) -> &mut PartialOutputs {
-        self.archs.entry(arch.clone()).or_default();
+    fn output(&mut self, arch: Arch) -> &mut PartialOutputs {
+        self.archs.entry(arch).or_default();
         self.outputs.entry(arch).or_default()
     }
 
@@ -598,17 +599,9 @@ impl Reader<'_> {
                 manifest,
             } = partial;
             let present = [
-                (layer.is_some(), "layer", Fact::Layer { arch: arch.clone() }),
-                (
-                    config.is_some(),
-                    "config",
-                    Fact::Config { arch: arch.clone() },
-                ),
-                (
-                    manifest.is_some(),
-                    "manifest",
-                    Fact::ImageManifest { arch: arch.clone() },
-                ),
+                (layer.is_some(), "layer", Fact::Layer { arch }),
+                (config.is_some(), "config", Fact::Config { arch }),
+                (manifest.is_some(), "manifest", Fact::ImageManifest { arch }),
             ];
             if let Some((_, _, some)) = present.iter().find(|(p, _, _)| *p) {
                 if let Some((_, name, _)) = present.iter().find(|(p, _, _)| !*p) {
@@ -639,7 +632,7 @@ impl Reader<'_> {
 
     /// An `index` line exactly when every architecture records its outputs.
     fn check_index(&self, index: bool) -> Result<(), LockError> {
-        let built: Vec<&String> = self
+        let built: Vec<&Arch> = self
             .archs
             .iter()
             .filter(|(_, a)| a.outputs.is_some())
@@ -651,7 +644,7 @@ impl Reader<'_> {
                     .archs
                     .iter()
                     .find(|(_, a)| a.outputs.is_none())
-                    .map(|(k, _)| k.clone())
+                    .map(|(k, _)| k.to_string())
                     .unwrap_or_default();
                 Err(LockError::new(
                     self.path,
@@ -670,12 +663,12 @@ impl Reader<'_> {
     }
 }
 
-/// A Debian architecture name: lowercase letters, digits and `-`, not a global keyword.
-fn is_arch(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'))
-        && !GLOBALS.contains(&s)
+/// The architecture a line starts with: a Debian architecture name compose knows.
+fn parse_arch(s: &str) -> Option<Arch> {
+    if GLOBALS.contains(&s) || s.contains('/') {
+        return None;
+    }
+    Arch::parse(s)
 }
 
 /// A fact line's value.
@@ -763,9 +756,9 @@ fn number(value: &str, field: &str) -> Result<u64, LockErrorKind> {
 /// Parse the text of a fact line (before ` ~CHECK`).
 fn parse_fact(content: &str) -> Result<(Fact, Value), LockErrorKind> {
     let f = Fields::new(content);
-    match f.kind() {
-        arch if is_arch(arch) => parse_arch_fact(&f, arch),
-        _ => parse_global_fact(&f),
+    match parse_arch(f.kind()) {
+        Some(arch) => parse_arch_fact(&f, arch),
+        None => parse_global_fact(&f),
     }
 }
 
@@ -795,13 +788,24 @@ fn parse_global_fact(f: &Fields) -> Result<(Fact, Value), LockErrorKind> {
             f.arity(2, "index SHA256")?;
             Ok((Fact::Index, Value::Hash(hash(f.get(1), "the index")?)))
         }
+        // A word that reads like an architecture compose does not know: name it with
+        // the kind that follows, as for a known architecture.
+        other
+            if other
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-')) =>
+        {
+            Err(LockErrorKind::UnknownKind(
+                format!("{other} {}", f.get(1)).trim_end().to_string(),
+            ))
+        }
         other => Err(LockErrorKind::UnknownKind(other.to_string())),
     }
 }
 
 /// `ARCH release|packages|package|layer|config|manifest …`.
-fn parse_arch_fact(f: &Fields, arch: &str) -> Result<(Fact, Value), LockErrorKind> {
-    let a = arch.to_string();
+fn parse_arch_fact(f: &Fields, arch: Arch) -> Result<(Fact, Value), LockErrorKind> {
+    let a = arch;
     match f.fields.get(1).copied().unwrap_or("") {
         "release" => parse_release(f, arch),
         "packages" => {
@@ -835,7 +839,7 @@ fn parse_arch_fact(f: &Fields, arch: &str) -> Result<(Fact, Value), LockErrorKin
 }
 
 /// `ARCH release URL SHA256 DATE`: the date is the rest of the line, `-` if none.
-fn parse_release(f: &Fields, arch: &str) -> Result<(Fact, Value), LockErrorKind> {
+fn parse_release(f: &Fields, arch: Arch) -> Result<(Fact, Value), LockErrorKind> {
     if f.fields.len() < 5 || f.get(2).is_empty() {
         return Err(LockErrorKind::Malformed(
             "a `release` line is `ARCH release URL SHA256 DATE` (DATE `-` if none)".into(),
@@ -845,19 +849,16 @@ fn parse_release(f: &Fields, arch: &str) -> Result<(Fact, Value), LockErrorKind>
     let sha256 = hash(f.get(3), &format!("release {url}"))?;
     let date = f.rest(4)?;
     let date = (date != "-").then_some(date);
-    let fact = Fact::Release {
-        arch: arch.to_string(),
-        url,
-    };
+    let fact = Fact::Release { arch, url };
     Ok((fact, Value::Release(ReleaseLock { sha256, date })))
 }
 
 /// `ARCH package NAME VERSION ARCH SUITE URL SIZE SHA256`, for ARCH or `all`.
-fn parse_package(f: &Fields, arch: &str) -> Result<(Fact, Value), LockErrorKind> {
+fn parse_package(f: &Fields, arch: Arch) -> Result<(Fact, Value), LockErrorKind> {
     f.arity(9, "ARCH package NAME VERSION ARCH SUITE URL SIZE SHA256")?;
     let name = f.get(2).to_string();
     let pkg_arch = f.get(4);
-    if pkg_arch != arch && pkg_arch != "all" {
+    if arch != pkg_arch && pkg_arch != "all" {
         return Err(LockErrorKind::Malformed(format!(
             "package {name} is for {pkg_arch}, not {arch} or all"
         )));
@@ -870,10 +871,7 @@ fn parse_package(f: &Fields, arch: &str) -> Result<(Fact, Value), LockErrorKind>
         size: number(f.get(7), "the size")?,
         sha256: hash(f.get(8), &format!("package {name}"))?,
     };
-    let fact = Fact::Package {
-        arch: arch.to_string(),
-        name,
-    };
+    let fact = Fact::Package { arch, name };
     Ok((fact, Value::Package(p)))
 }
 
@@ -947,7 +945,7 @@ mod tests {
             for (k, v) in a.releases.iter().rev() {
                 b.releases.insert(k.clone(), v.clone());
             }
-            other.archs.insert(arch.clone(), b);
+            other.archs.insert(*arch, b);
         }
         assert_eq!(other.to_text(), lock.to_text());
         assert_eq!(lock.to_text(), lock.to_text());
@@ -991,7 +989,7 @@ mod tests {
             config: h('6'),
             manifest: h('7'),
         });
-        lock.archs.insert("amd64".into(), a);
+        lock.archs.insert(Arch::AMD64, a);
         lock.index = Some(h('7'));
         let expected = GOLDEN;
         assert_eq!(lock.to_text(), expected);
@@ -1024,16 +1022,13 @@ checksum sha256:02621c562d8d511361a84358472f791adc3a0e12bc6300abcc926a83f39d5d21
         let at = |fact: Fact| lines[lock.line_of(&fact).unwrap() - 1];
         assert!(at(Fact::Manifest).starts_with("manifest sha256:0000"));
         assert!(at(Fact::Package {
-            arch: "arm64".into(),
+            arch: Arch::ARM64,
             name: "tzdata".into()
         })
         .starts_with("arm64 package tzdata 2024a-2ubuntu1 all noble-updates "));
-        assert!(at(Fact::ImageManifest {
-            arch: "amd64".into()
-        })
-        .starts_with("amd64 manifest "));
+        assert!(at(Fact::ImageManifest { arch: Arch::AMD64 }).starts_with("amd64 manifest "));
         let release = at(Fact::Release {
-            arch: "arm64".into(),
+            arch: Arch::ARM64,
             url: format!("{PORTS}/dists/noble-updates/InRelease"),
         });
         assert!(release.starts_with(&format!(
@@ -1042,7 +1037,7 @@ checksum sha256:02621c562d8d511361a84358472f791adc3a0e12bc6300abcc926a83f39d5d21
         assert!(release.contains("2222 - ~"), "{release}");
         assert_eq!(
             lock.line_of(&Fact::Package {
-                arch: "amd64".into(),
+                arch: Arch::AMD64,
                 name: "nope".into()
             }),
             None
@@ -1055,7 +1050,7 @@ checksum sha256:02621c562d8d511361a84358472f791adc3a0e12bc6300abcc926a83f39d5d21
         let text = lock.to_text();
         let n = lock
             .line_of(&Fact::Package {
-                arch: "amd64".into(),
+                arch: Arch::AMD64,
                 name: "libc6".into(),
             })
             .unwrap();
@@ -1298,13 +1293,13 @@ checksum sha256:02621c562d8d511361a84358472f791adc3a0e12bc6300abcc926a83f39d5d21
     fn locate_names_the_file_and_the_line() {
         let lock = sample();
         let fact = Fact::Package {
-            arch: "amd64".into(),
+            arch: Arch::AMD64,
             name: "libc6".into(),
         };
         let n = line_no(&lock.to_text(), "amd64 package libc6 ");
         assert_eq!(lock.locate(path(), &fact), format!("m/x.toml.lock:{n}"));
         let nope = Fact::Layer {
-            arch: "s390x".into(),
+            arch: Arch::parse("s390x").unwrap(),
         };
         assert_eq!(lock.locate(path(), &nope), "m/x.toml.lock");
     }

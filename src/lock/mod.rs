@@ -21,6 +21,7 @@
 mod compare;
 mod format;
 
+use crate::arch::Arch;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -128,7 +129,7 @@ pub struct Lock {
     /// every architecture has its [`Outputs`].
     pub index: Option<Sha256>,
     /// By Debian architecture name.
-    pub archs: BTreeMap<String, ArchLock>,
+    pub archs: BTreeMap<Arch, ArchLock>,
 }
 
 /// One architecture's inputs and outputs.
@@ -233,12 +234,12 @@ pub enum Fact {
     Epoch,
     Tag,
     Index,
-    Release { arch: String, url: String },
-    Packages { arch: String, url: String },
-    Package { arch: String, name: String },
-    Layer { arch: String },
-    Config { arch: String },
-    ImageManifest { arch: String },
+    Release { arch: Arch, url: String },
+    Packages { arch: Arch, url: String },
+    Package { arch: Arch, name: String },
+    Layer { arch: Arch },
+    Config { arch: Arch },
+    ImageManifest { arch: Arch },
 }
 
 impl fmt::Display for Fact {
@@ -387,7 +388,7 @@ mod tests {
         // A value that would not read back is refused, and the old lock stays.
         let mut bad = lock.clone();
         bad.archs
-            .get_mut("amd64")
+            .get_mut(&Arch::AMD64)
             .unwrap()
             .packages
             .get_mut("libc6")
@@ -402,7 +403,7 @@ mod tests {
         );
         let mut dash = lock.clone();
         dash.archs
-            .get_mut("amd64")
+            .get_mut(&Arch::AMD64)
             .unwrap()
             .releases
             .values_mut()

@@ -21,46 +21,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use globset::GlobMatcher;
+
+use crate::arch::Arch;
 use serde::Deserialize;
 
 use schema::RawManifest;
 use validate::Cx;
-
-/// Architectures the tool knows, with their OCI platform (architecture, variant).
-const ARCHES: &[(&str, &str, Option<&str>)] = &[
-    ("amd64", "amd64", None),
-    ("arm64", "arm64", Some("v8")),
-    ("armhf", "arm", Some("v7")),
-    ("armel", "arm", Some("v5")),
-    ("i386", "386", None),
-    ("ppc64el", "ppc64le", None),
-    ("s390x", "s390x", None),
-    ("riscv64", "riscv64", None),
-];
-
-/// The OCI platform of a Debian architecture name: `("arm64", Some("v8"))`.
-pub fn oci_platform(debian_arch: &str) -> Option<(&'static str, Option<&'static str>)> {
-    ARCHES
-        .iter()
-        .find(|(d, _, _)| *d == debian_arch)
-        .map(|(_, a, v)| (*a, *v))
-}
-
-/// Accept Debian names (`arm64`) and OCI platform names (`linux/arm64`, `linux/arm64/v8`).
-pub fn normalise_arch(arch: &str) -> Option<&'static str> {
-    if let Some((d, _, _)) = ARCHES.iter().find(|(d, _, _)| *d == arch) {
-        return Some(d);
-    }
-    let rest = arch.strip_prefix("linux/")?;
-    let (oci, variant) = match rest.split_once('/') {
-        Some((a, v)) => (a, Some(v)),
-        None => (rest, None),
-    };
-    ARCHES
-        .iter()
-        .find(|(_, a, v)| *a == oci && (variant.is_none() || variant == *v))
-        .map(|(d, _, _)| *d)
-}
 
 /// A manifest error: where, what, and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +92,7 @@ pub struct Manifest {
 #[derive(Debug, Clone)]
 pub struct Image {
     pub name: String,
-    pub architectures: Vec<String>,
+    pub architectures: Vec<Arch>,
     pub merged_usr: bool,
     /// As written: a `[[user]]` name or `uid:gid`.
     pub user: Option<String>,
@@ -142,7 +108,7 @@ pub struct Image {
 #[derive(Debug, Clone)]
 pub struct Source {
     pub url: String,
-    pub arch_url: BTreeMap<String, String>,
+    pub arch_url: BTreeMap<Arch, String>,
     pub suites: Vec<String>,
     pub components: Vec<String>,
     /// Host path, resolved against the manifest's directory.
@@ -154,9 +120,9 @@ pub struct Source {
 impl Source {
     /// The repository base URL for `arch` (no trailing slash; the snapshot service's
     /// when `snapshot` is set).
-    pub fn base_url(&self, arch: &str) -> &str {
+    pub fn base_url(&self, arch: Arch) -> &str {
         self.arch_url
-            .get(arch)
+            .get(&arch)
             .map(String::as_str)
             .unwrap_or(&self.url)
             .trim_end_matches('/')
@@ -178,15 +144,13 @@ pub struct Package {
     pub optional_paths: Vec<Pattern>,
     pub exclude: Vec<Pattern>,
     /// `None`: every architecture of the image.
-    pub arch: Option<Vec<String>>,
+    pub arch: Option<Vec<Arch>>,
     pub location: Location,
 }
 
 impl Package {
-    pub fn applies_to(&self, arch: &str) -> bool {
-        self.arch
-            .as_ref()
-            .is_none_or(|a| a.iter().any(|x| x == arch))
+    pub fn applies_to(&self, arch: Arch) -> bool {
+        self.arch.as_ref().is_none_or(|a| a.contains(&arch))
     }
 }
 
@@ -247,7 +211,7 @@ pub struct FileSpec {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
-    pub arch: Option<Vec<String>>,
+    pub arch: Option<Vec<Arch>>,
     pub location: Location,
 }
 
@@ -257,7 +221,7 @@ pub struct DirSpec {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
-    pub arch: Option<Vec<String>>,
+    pub arch: Option<Vec<Arch>>,
 }
 
 #[derive(Debug, Clone)]
@@ -266,25 +230,25 @@ pub struct SymlinkSpec {
     pub target: String,
     pub uid: u32,
     pub gid: u32,
-    pub arch: Option<Vec<String>>,
+    pub arch: Option<Vec<Arch>>,
 }
 
-fn arch_matches(list: &Option<Vec<String>>, arch: &str) -> bool {
-    list.as_ref().is_none_or(|a| a.iter().any(|x| x == arch))
+fn arch_matches(list: &Option<Vec<Arch>>, arch: Arch) -> bool {
+    list.as_ref().is_none_or(|a| a.contains(&arch))
 }
 
 impl FileSpec {
-    pub fn applies_to(&self, arch: &str) -> bool {
+    pub fn applies_to(&self, arch: Arch) -> bool {
         arch_matches(&self.arch, arch)
     }
 }
 impl DirSpec {
-    pub fn applies_to(&self, arch: &str) -> bool {
+    pub fn applies_to(&self, arch: Arch) -> bool {
         arch_matches(&self.arch, arch)
     }
 }
 impl SymlinkSpec {
-    pub fn applies_to(&self, arch: &str) -> bool {
+    pub fn applies_to(&self, arch: Arch) -> bool {
         arch_matches(&self.arch, arch)
     }
 }
@@ -315,7 +279,7 @@ impl Manifest {
     }
 
     /// The image's architectures when none are given on the command line.
-    pub fn default_architectures(&self) -> Vec<String> {
+    pub fn default_architectures(&self) -> Vec<Arch> {
         self.image.architectures.clone()
     }
 
@@ -371,21 +335,21 @@ mod tests {
     #[test]
     fn a_good_manifest_parses() {
         let m = parse(GOOD).unwrap();
-        assert_eq!(m.image.architectures, ["amd64", "arm64"]);
+        assert_eq!(m.image.architectures, [Arch::AMD64, Arch::ARM64]);
         assert_eq!(m.sources[0].url, "http://archive.ubuntu.com/ubuntu");
         assert_eq!(
-            m.sources[0].base_url("arm64"),
+            m.sources[0].base_url(Arch::ARM64),
             "http://ports.ubuntu.com/ubuntu-ports"
         );
         assert_eq!(
-            m.sources[0].base_url("amd64"),
+            m.sources[0].base_url(Arch::AMD64),
             "http://archive.ubuntu.com/ubuntu"
         );
         assert_eq!(m.sources[0].components, ["main"]);
         let names: Vec<_> = m.packages.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["ca-certificates", "libc6", "libstdc++6"]);
-        assert!(m.packages[2].applies_to("amd64"));
-        assert!(!m.packages[2].applies_to("arm64"));
+        assert!(m.packages[2].applies_to(Arch::AMD64));
+        assert!(!m.packages[2].applies_to(Arch::ARM64));
         assert!(m.generate.dpkg_status);
         assert!(!m.generate.sbom, "[generate] sbom is opt-in");
         assert_eq!(m.resolved_user().as_deref(), Some("1002:1001"));
@@ -434,15 +398,5 @@ mod tests {
         let e = err(&format!("{GOOD}\n[generate]\npaswd = true\n"));
         assert!(e.message.contains("unknown field `paswd`"), "{e}");
         assert!(e.hint.contains("docs/manifest.md"), "{e}");
-    }
-
-    #[test]
-    fn arch_names() {
-        assert_eq!(normalise_arch("linux/arm64/v8"), Some("arm64"));
-        assert_eq!(normalise_arch("linux/amd64"), Some("amd64"));
-        assert_eq!(normalise_arch("linux/arm/v7"), Some("armhf"));
-        assert_eq!(normalise_arch("arm64"), Some("arm64"));
-        assert_eq!(normalise_arch("linux/sparc"), None);
-        assert_eq!(oci_platform("arm64"), Some(("arm64", Some("v8"))));
     }
 }

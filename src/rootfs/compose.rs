@@ -8,12 +8,14 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::arch::Arch;
 use crate::deb::{self, DebError};
 use crate::manifest::Manifest;
 use crate::parallel::ordered_parallel;
 use crate::repo::Resolved;
 use crate::rootfs::generate::{Captured, GenerateError, Generators};
 use crate::rootfs::linkage::Shipped;
+use crate::rootfs::merged_usr;
 use crate::rootfs::select::{self, SelectError, Selector};
 use crate::rootfs::tree::Tree;
 
@@ -62,7 +64,7 @@ struct PackagePart {
 fn select_package(
     manifest: &Manifest,
     generators: &Generators,
-    arch: &str,
+    arch: Arch,
     resolved: &Resolved,
     path: &Path,
 ) -> Result<PackagePart, ComposeError> {
@@ -133,7 +135,7 @@ fn select_package(
 pub fn compose_tree(
     manifest: &Manifest,
     generators: &Generators,
-    arch: &str,
+    arch: Arch,
     packages: &[Resolved],
     debs: &[PathBuf],
 ) -> Result<Composed, ComposeError> {
@@ -157,7 +159,7 @@ pub fn compose_tree(
     )?;
     generators.after_packages(&mut tree, packages, &captured)?;
     if manifest.image.merged_usr {
-        select::add_merged_usr_links(&mut tree, arch).map_err(SelectError::from)?;
+        merged_usr::add_links(&mut tree, arch).map_err(SelectError::from)?;
     }
     generators.last(&mut tree, packages)?;
     Ok(Composed {

@@ -13,6 +13,7 @@
 //! `ld.so.conf` (distroless images have neither), the `DT_RPATH` of an executable applying
 //! to the libraries it loads (each file is checked on its own), `$LIB`/`$PLATFORM`.
 
+use crate::arch::Arch;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::Read;
@@ -305,21 +306,11 @@ impl ElfInfo {
     }
 }
 
-/// The Debian architecture an ELF file is built for (`amd64`, `arm64`, …), when it is
-/// ELF and of a known machine: `compose check --binary` picks that image of an index.
-pub fn debian_arch(bytes: &[u8]) -> Option<&'static str> {
+/// The architecture an ELF file is built for, when it is ELF and of a known machine:
+/// `compose check --binary` picks that image of an index.
+pub fn elf_arch(bytes: &[u8]) -> Option<Arch> {
     let info = read_elf(bytes).ok()??;
-    Some(match *info.triplets().first()? {
-        "x86_64-linux-gnu" => "amd64",
-        "aarch64-linux-gnu" => "arm64",
-        "arm-linux-gnueabihf" => "armhf",
-        "arm-linux-gnueabi" => "armel",
-        "i386-linux-gnu" => "i386",
-        "powerpc64le-linux-gnu" => "ppc64el",
-        "s390x-linux-gnu" => "s390x",
-        "riscv64-linux-gnu" => "riscv64",
-        _ => return None,
-    })
+    Arch::from_triplet(info.triplets().first()?)
 }
 
 /// Read the ELF facts of `data`; `Ok(None)` when it is not an ELF file.

@@ -1,10 +1,14 @@
 //! The merged-usr rules: which top-level directories a merged-usr image turns into
 //! symlinks into `/usr` ([`MERGED_TOP`]), and the `/usr` form of an image path
 //! ([`merged_usr_path`]). Package selection, the linkage check and the manifest's path
-//! checks all ask here, so the rules exist once.
+//! checks all ask here, so the rules exist once; [`add_links`] puts the top-level links
+//! into a composed tree.
 //!
-//! Pure string rules on absolute image paths: nothing here touches the file system or
-//! builds a tree.
+//! String rules on absolute image paths and one tree insertion: nothing here touches
+//! the file system.
+
+use crate::arch::Arch;
+use crate::rootfs::tree::{Node, NodeKind, Tree};
 
 /// Top-level directories that merged-usr turns into symlinks into `/usr`.
 pub const MERGED_TOP: &[&str] = &["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
@@ -33,6 +37,33 @@ pub fn merged_usr_path(path: &str) -> Option<String> {
     } else {
         Some(path.to_string())
     }
+}
+
+/// Add the merged-usr top-level symlinks (`/bin -> usr/bin`, …) for the directories the
+/// image has under `/usr`; `/lib64` always where the architecture's ELF interpreter
+/// lives there ([`Arch::loader_in_lib64`]: amd64).
+pub fn add_links(tree: &mut Tree, arch: Arch) -> Result<(), crate::rootfs::tree::Conflict> {
+    for top in MERGED_TOP {
+        let usr = format!("/usr/{top}");
+        let wanted = tree.contains(&usr)
+            || matches!(*top, "bin" | "sbin" | "lib")
+            || (*top == "lib64" && arch.loader_in_lib64());
+        if !wanted {
+            continue;
+        }
+        tree.insert(
+            &format!("/{top}"),
+            Node {
+                kind: NodeKind::Symlink(format!("usr/{top}")),
+                mode: 0o777,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+                origin: "merged-usr".into(),
+            },
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

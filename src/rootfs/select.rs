@@ -8,9 +8,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 
+use crate::arch::Arch;
 use crate::deb::{Entry, EntryKind};
 use crate::manifest::Package;
-use crate::rootfs::merged_usr::{is_merged_top, merged_usr_path, MERGED_TOP};
+use crate::rootfs::merged_usr::{is_merged_top, merged_usr_path};
 use crate::rootfs::tree::{Node, NodeKind, Tree};
 
 /// What a package contributed.
@@ -34,7 +35,7 @@ pub enum SelectError {
         package: String,
         pattern: String,
         location: String,
-        arch: String,
+        arch: Arch,
     },
     #[error("package {package}: hard link {path} points to {target}, which is not a regular file of the package")]
     HardlinkTarget {
@@ -82,7 +83,7 @@ struct DirMeta {
 /// Selection state for one package while its data.tar streams by.
 pub struct Selector<'a> {
     package: &'a Package,
-    arch: &'a str,
+    arch: Arch,
     merged_usr: bool,
     copyright: String,
     keep_copyright: bool,
@@ -95,12 +96,7 @@ pub struct Selector<'a> {
 }
 
 impl<'a> Selector<'a> {
-    pub fn new(
-        package: &'a Package,
-        arch: &'a str,
-        merged_usr: bool,
-        keep_copyright: bool,
-    ) -> Self {
+    pub fn new(package: &'a Package, arch: Arch, merged_usr: bool, keep_copyright: bool) -> Self {
         Selector {
             package,
             arch,
@@ -347,7 +343,7 @@ impl<'a> Selector<'a> {
                 package: self.package.name.clone(),
                 pattern: p.text.clone(),
                 location: p.location.to_string(),
-                arch: self.arch.to_string(),
+                arch: self.arch,
             });
         }
         Ok(self.contribution)
@@ -382,35 +378,6 @@ pub fn merge(tree: &mut Tree, part: &Tree, contribution: &Contribution) -> Resul
             Node {
                 kind,
                 ..node.clone()
-            },
-        )?;
-    }
-    Ok(())
-}
-
-/// Add the merged-usr top-level symlinks (`/bin -> usr/bin`, …) for the directories the
-/// image has under `/usr`; `/lib64` always on amd64, where the ELF interpreter lives.
-pub fn add_merged_usr_links(
-    tree: &mut Tree,
-    arch: &str,
-) -> Result<(), crate::rootfs::tree::Conflict> {
-    for top in MERGED_TOP {
-        let usr = format!("/usr/{top}");
-        let wanted = tree.contains(&usr)
-            || matches!(*top, "bin" | "sbin" | "lib")
-            || (*top == "lib64" && arch == "amd64");
-        if !wanted {
-            continue;
-        }
-        tree.insert(
-            &format!("/{top}"),
-            Node {
-                kind: NodeKind::Symlink(format!("usr/{top}")),
-                mode: 0o777,
-                uid: 0,
-                gid: 0,
-                mtime: 0,
-                origin: "merged-usr".into(),
             },
         )?;
     }

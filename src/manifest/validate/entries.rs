@@ -9,6 +9,7 @@ use std::ops::Range;
 use serde_spanned::Spanned;
 
 use super::Cx;
+use crate::arch::Arch;
 use crate::manifest::schema::{RawDir, RawFile, RawSymlink};
 use crate::manifest::{DirSpec, FileContent, FileSpec, Location, ManifestError, SymlinkSpec};
 
@@ -21,7 +22,7 @@ pub(super) struct Entries {
 
 /// The paths declared so far, with their `arch` list, and where.
 #[derive(Default)]
-struct Claims(BTreeMap<(String, Option<Vec<String>>), Location>);
+struct Claims(BTreeMap<(String, Option<Vec<Arch>>), Location>);
 
 impl Claims {
     /// Refuse a path declared before with the same `arch` list.
@@ -29,7 +30,7 @@ impl Claims {
         &mut self,
         cx: &Cx,
         path: &str,
-        arch: &Option<Vec<String>>,
+        arch: &Option<Vec<Arch>>,
         span: Range<usize>,
     ) -> Result<(), ManifestError> {
         let key = (path.to_string(), arch.clone());

@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 use serde_spanned::Spanned;
 
 use super::schema::RawManifest;
-use super::{normalise_arch, Location, Manifest, ManifestError, ARCHES};
+use super::{Location, Manifest, ManifestError};
+use crate::arch::Arch;
 use crate::rootfs::merged_usr::merged_usr_path;
 
 /// The manifest being validated: its file and text, for turning spans into
@@ -109,7 +110,7 @@ impl Cx<'_> {
     fn arch_list(
         &self,
         list: &Option<Vec<Spanned<String>>>,
-    ) -> Result<Option<Vec<String>>, ManifestError> {
+    ) -> Result<Option<Vec<Arch>>, ManifestError> {
         let Some(list) = list else { return Ok(None) };
         let mut out = Vec::new();
         for a in list {
@@ -118,18 +119,15 @@ impl Cx<'_> {
         Ok(Some(out))
     }
 
-    /// An architecture, Debian's name or an OCI platform (`linux/arm64`), as Debian's.
-    fn arch(&self, a: &Spanned<String>) -> Result<String, ManifestError> {
-        normalise_arch(a.get_ref())
-            .map(str::to_string)
-            .ok_or_else(|| {
-                let known: Vec<_> = ARCHES.iter().map(|(d, _, _)| *d).collect();
-                self.error(
-                    a.span(),
-                    format!("unknown architecture `{}`", a.get_ref()),
-                    format!("use a Debian architecture name: {}", known.join(", ")),
-                )
-            })
+    /// An architecture, Debian's name or an OCI platform (`linux/arm64`).
+    fn arch(&self, a: &Spanned<String>) -> Result<Arch, ManifestError> {
+        Arch::parse(a.get_ref()).ok_or_else(|| {
+            self.error(
+                a.span(),
+                format!("unknown architecture `{}`", a.get_ref()),
+                format!("use a Debian architecture name: {}", Arch::known()),
+            )
+        })
     }
 
     /// An absolute, normalised image path in merged-usr form.

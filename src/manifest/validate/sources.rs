@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use serde_spanned::Spanned;
 
 use super::Cx;
+use crate::arch::Arch;
 use crate::manifest::schema::RawSource;
-use crate::manifest::{normalise_arch, snapshot_url, ManifestError, Source};
+use crate::manifest::{snapshot_url, ManifestError, Source};
 
 impl Cx<'_> {
     pub(super) fn sources(&self, raw: &[Spanned<RawSource>]) -> Result<Vec<Source>, ManifestError> {
@@ -64,7 +65,7 @@ impl Cx<'_> {
     }
 
     /// Every URL http(s); `arch-url` keyed by Debian architecture name.
-    fn source_urls(&self, s: &RawSource) -> Result<BTreeMap<String, String>, ManifestError> {
+    fn source_urls(&self, s: &RawSource) -> Result<BTreeMap<Arch, String>, ManifestError> {
         let mut urls = vec![&s.url];
         urls.extend(s.arch_url.values());
         for u in &urls {
@@ -109,7 +110,7 @@ impl Cx<'_> {
         s: &RawSource,
         ts: &Spanned<String>,
         url: &str,
-        arch_url: &mut BTreeMap<String, String>,
+        arch_url: &mut BTreeMap<Arch, String>,
     ) -> Result<String, ManifestError> {
         let at = |u: &str, span| {
             snapshot_url(u, ts.get_ref()).ok_or_else(|| {
@@ -123,10 +124,7 @@ impl Cx<'_> {
         let url = at(url, s.url.span())?;
         for (a, u) in &s.arch_url {
             let mapped = at(u.get_ref(), u.span())?;
-            arch_url.insert(
-                normalise_arch(a.get_ref()).unwrap_or_default().to_string(),
-                mapped,
-            );
+            arch_url.insert(self.arch(a)?, mapped);
         }
         Ok(url)
     }
@@ -160,6 +158,7 @@ impl Cx<'_> {
 
 #[cfg(test)]
 mod tests {
+    use crate::arch::Arch;
     use crate::manifest::fixtures::{err, parse, GOOD};
     use crate::manifest::snapshot_url;
 
@@ -172,11 +171,11 @@ mod tests {
         .unwrap();
         let s = &m.sources[0];
         assert_eq!(
-            s.base_url("amd64"),
+            s.base_url(Arch::AMD64),
             "https://snapshot.ubuntu.com/ubuntu/20251115T000000Z"
         );
         assert_eq!(
-            s.base_url("arm64"),
+            s.base_url(Arch::ARM64),
             "https://snapshot.ubuntu.com/ubuntu-ports/20251115T000000Z"
         );
         assert_eq!(

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::{add_file, node, GenerateError};
+use crate::arch::Arch;
 use crate::deb::{Entry, EntryKind};
 use crate::rootfs::tree::{NodeKind, Tree};
 
@@ -30,7 +31,7 @@ pub fn captures(package: &str, entry: &Entry) -> bool {
 /// the manifest declares the package for this architecture.
 pub fn generate(
     tree: &mut Tree,
-    arch: &str,
+    arch: Arch,
     declared: bool,
     certs: &BTreeMap<String, Vec<u8>>,
 ) -> Result<(), GenerateError> {

@@ -6,11 +6,12 @@
 //! replaced by the architecture's Debian name).
 
 use super::{node, GenerateError};
+use crate::arch::Arch;
 use crate::manifest::{FileContent, Manifest};
 use crate::rootfs::tree::{NodeKind, Tree};
 
 /// Add the entries that apply to `arch`: directories, then files, then symlinks.
-pub fn generate(tree: &mut Tree, manifest: &Manifest, arch: &str) -> Result<(), GenerateError> {
+pub fn generate(tree: &mut Tree, manifest: &Manifest, arch: Arch) -> Result<(), GenerateError> {
     for d in manifest.dirs.iter().filter(|d| d.applies_to(arch)) {
         tree.replace(
             &d.path,
@@ -21,7 +22,8 @@ pub fn generate(tree: &mut Tree, manifest: &Manifest, arch: &str) -> Result<(), 
         let content = match &f.content {
             FileContent::Text(t) => tree.spool.append_bytes(t.as_bytes())?,
             FileContent::Source(p) => {
-                let path = std::path::PathBuf::from(p.to_string_lossy().replace("{arch}", arch));
+                let path =
+                    std::path::PathBuf::from(p.to_string_lossy().replace("{arch}", arch.name()));
                 let mut file =
                     std::fs::File::open(&path).map_err(|source| GenerateError::Source {
                         location: f.location.to_string(),

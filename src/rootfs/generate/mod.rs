@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::arch::Arch;
 use crate::deb::{Control, Entry};
 use crate::manifest::Manifest;
 use crate::repo::Resolved;
@@ -92,14 +93,14 @@ impl Captured {
 /// The generators of one architecture's tree, as the manifest switches them on.
 pub struct Generators<'a> {
     manifest: &'a Manifest,
-    arch: &'a str,
+    arch: Arch,
     /// The image tag and epoch, which the embedded SBOM names.
     tag: &'a str,
     epoch: u64,
 }
 
 impl<'a> Generators<'a> {
-    pub fn new(manifest: &'a Manifest, arch: &'a str, tag: &'a str, epoch: u64) -> Self {
+    pub fn new(manifest: &'a Manifest, arch: Arch, tag: &'a str, epoch: u64) -> Self {
         Generators {
             manifest,
             arch,

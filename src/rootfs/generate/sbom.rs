@@ -3,6 +3,7 @@
 //! describes every other file. The document itself is made by [`crate::sbom`].
 
 use super::GenerateError;
+use crate::arch::Arch;
 use crate::repo::Resolved;
 use crate::rootfs::tree::{Node, NodeKind, Tree};
 use crate::sbom::{self, SbomError};
@@ -12,7 +13,7 @@ pub fn generate(
     tree: &mut Tree,
     name: &str,
     tag: &str,
-    arch: &str,
+    arch: Arch,
     packages: &[Resolved],
     epoch: u64,
 ) -> Result<(), GenerateError> {

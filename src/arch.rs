@@ -193,6 +193,45 @@ impl Arch {
         self.0.lib64
     }
 
+    /// The architectures a build is for: `requested` on the command line (Debian names
+    /// or `linux/…`, duplicates dropped, in the order given), else `default` (the
+    /// manifest's), else the host's. The error is a usage message.
+    pub fn choose(requested: &[String], default: &[Arch]) -> Result<Vec<Arch>, String> {
+        let mut out: Vec<Arch> = Vec::new();
+        for a in requested {
+            let arch = Arch::parse(a).ok_or_else(|| {
+                format!(
+                    "--arch {a}: unknown architecture; use a Debian name such as amd64 or arm64 (or linux/arm64)"
+                )
+            })?;
+            if !out.contains(&arch) {
+                out.push(arch);
+            }
+        }
+        if out.is_empty() {
+            out = default.to_vec();
+        }
+        if out.is_empty() {
+            out.push(Arch::host().ok_or_else(|| {
+                format!(
+                    "this machine's architecture ({}) is not one compose knows; choose one with --arch ({})",
+                    std::env::consts::ARCH,
+                    Arch::known()
+                )
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Debian names joined for messages: `amd64, arm64`.
+    pub fn list<'a>(archs: impl IntoIterator<Item = &'a Arch>) -> String {
+        archs
+            .into_iter()
+            .map(|a| a.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The Debian names, for error messages: `amd64, arm64, …`.
     pub fn known() -> String {
         Arch::all().map(Arch::name).collect::<Vec<_>>().join(", ")
@@ -289,6 +328,19 @@ mod tests {
             Arch::known(),
             "amd64, arm64, armel, armhf, i386, ppc64el, riscv64, s390x"
         );
+    }
+
+    #[test]
+    fn choosing_the_architectures() {
+        let req = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            Arch::choose(&req(&["linux/arm64", "amd64", "arm64"]), &[]).unwrap(),
+            [Arch::ARM64, Arch::AMD64]
+        );
+        assert_eq!(Arch::choose(&[], &[Arch::ARM64]).unwrap(), [Arch::ARM64]);
+        let e = Arch::choose(&req(&["sparc"]), &[Arch::AMD64]).unwrap_err();
+        assert!(e.starts_with("--arch sparc: unknown architecture"), "{e}");
+        assert_eq!(Arch::list(&[Arch::AMD64, Arch::ARM64]), "amd64, arm64");
     }
 
     #[test]

@@ -466,41 +466,14 @@ pub fn lock(opts: &BuildOptions) -> Result<(PathBuf, Vec<String>)> {
     Ok((plan.lock_path, changed))
 }
 
-/// `--arch` as given (Debian names or `linux/…`), else the manifest's, else the host's.
+/// `--arch` as given, else the manifest's, else the host's.
 fn architectures(manifest: &Manifest, requested: &[String]) -> Result<Vec<Arch>> {
-    let mut out: Vec<Arch> = Vec::new();
-    for a in requested {
-        let arch = Arch::parse(a).ok_or_else(|| {
-            Error::Usage(format!(
-                "--arch {a}: unknown architecture; use a Debian name such as amd64 or arm64 (or linux/arm64)"
-            ))
-        })?;
-        if !out.contains(&arch) {
-            out.push(arch);
-        }
-    }
-    if out.is_empty() {
-        out = manifest.default_architectures();
-    }
-    if out.is_empty() {
-        out.push(Arch::host().ok_or_else(|| {
-            Error::Usage(format!(
-                "this machine's architecture ({}) is not one compose knows; choose one with --arch ({})",
-                std::env::consts::ARCH,
-                Arch::known()
-            ))
-        })?);
-    }
-    Ok(out)
+    Arch::choose(requested, &manifest.default_architectures()).map_err(Error::Usage)
 }
 
 /// `amd64, arm64`.
 fn names<'a>(archs: impl IntoIterator<Item = &'a Arch>) -> String {
-    archs
-        .into_iter()
-        .map(|a| a.name())
-        .collect::<Vec<_>>()
-        .join(", ")
+    Arch::list(archs)
 }
 
 fn image_config(manifest: &Manifest, arch: Arch) -> ImageConfig {
@@ -517,65 +490,4 @@ fn image_config(manifest: &Manifest, arch: Arch) -> ImageConfig {
         cmd: manifest.image.cmd.clone(),
         labels: manifest.image.labels.clone(),
     }
-}
-
-/// The human summary printed on stderr after a build.
-pub fn summary(result: &BuildResult) -> String {
-    let mut out = String::new();
-    for image in &result.images {
-        out.push_str(&format!(
-            "{}: {} packages, {} entries ({} ELF files linked), layer {} ({} bytes)\n",
-            image.arch,
-            image.packages.len(),
-            image.entries,
-            image.elf_files,
-            image.layer.digest,
-            image.layer.size
-        ));
-        for p in &image.packages {
-            out.push_str(&format!(
-                "  {} {} ({}, {})\n",
-                p.name, p.version, p.architecture, p.suite
-            ));
-        }
-        for f in &image.setid {
-            out.push_str(&format!("  setuid/setgid: {f}\n"));
-        }
-    }
-    out.push_str(&format!(
-        "{} {}\n",
-        if result.from_lock {
-            "packages pinned by"
-        } else {
-            "lock"
-        },
-        result.lock_path.display()
-    ));
-    if let Some(r) = &result.rootfs {
-        out.push_str(&format!(
-            "rootfs {}: {} files, {} directories, {} symlinks, {} hard links, {} bytes\n",
-            r.dir.display(),
-            r.files,
-            r.dirs,
-            r.symlinks,
-            r.hardlinks,
-            r.bytes
-        ));
-    }
-    out.push_str(&format!(
-        "wrote {} tagged {}\n",
-        result.output.display(),
-        result.tag
-    ));
-    if let Some(r) = &result.rootfs {
-        out.push_str(&format!(
-            "wrote root filesystem {} ({} directories, {} files, {} symlinks, {} hard links)\n",
-            r.dir.display(),
-            r.dirs,
-            r.files,
-            r.symlinks,
-            r.hardlinks
-        ));
-    }
-    out
 }

@@ -7,6 +7,8 @@
 //! is replaced through [`atomic`]. The command line (`src/main.rs`) only parses
 //! arguments and prints what these return.
 
+#![warn(missing_docs)]
+
 pub mod apt;
 pub mod arch;
 pub mod atomic;
@@ -25,6 +27,7 @@ pub mod repo;
 pub mod retry;
 pub mod rootfs;
 pub mod sbom;
+pub mod summary;
 pub mod timings;
 
 pub mod build;

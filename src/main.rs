@@ -227,7 +227,7 @@ fn main() -> ExitCode {
             match build::build(&opts) {
                 Ok(result) => {
                     if !opts.quiet {
-                        eprint!("{}", build::summary(&result));
+                        eprint!("{}", compose::summary::summary(&result));
                         if let Some(p) = &result.push {
                             eprintln!("{p}");
                         }

@@ -1,8 +1,6 @@
 //! The library's error: one clear sentence per failure, and the exit code it maps to
 //! (0 success, 1 build or verify failure, 2 usage or manifest error).
 
-use crate::apt::AptError;
-use crate::deb::DebError;
 use crate::fetch::FetchError;
 use crate::lock::LockError;
 use crate::manifest::ManifestError;
@@ -11,9 +9,7 @@ use crate::push::PushError;
 use crate::repo::RepoError;
 use crate::rootfs::compose::ComposeError;
 use crate::rootfs::export::ExportError;
-use crate::rootfs::generate::GenerateError;
 use crate::rootfs::linkage::LinkageError;
-use crate::rootfs::select::SelectError;
 use crate::sbom::SbomError;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,15 +19,7 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]
-    Apt(#[from] AptError),
-    #[error(transparent)]
     Fetch(#[from] FetchError),
-    #[error(transparent)]
-    Deb(#[from] DebError),
-    #[error(transparent)]
-    Select(#[from] SelectError),
-    #[error(transparent)]
-    Generate(#[from] GenerateError),
     #[error(transparent)]
     Oci(#[from] OciError),
     #[error(transparent)]

@@ -1,5 +1,8 @@
 //! The library's error: one clear sentence per failure, and the exit code it maps to
 //! (0 success, 1 build or verify failure, 2 usage or manifest error).
+//!
+//! Each stage's own error converts into [`Error`] with `?`. Nothing here prints or exits:
+//! `src/main.rs` prints the message and exits with [`Error::exit_code`].
 
 use crate::apt::AptError;
 use crate::deb::DebError;
@@ -16,36 +19,54 @@ use crate::rootfs::linkage::LinkageError;
 use crate::rootfs::select::SelectError;
 use crate::sbom::SbomError;
 
+/// Every way a compose command can fail; [`Error::exit_code`] maps each to the process exit status.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The manifest could not be read, parsed or validated (exit 2).
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// The command line or the environment asks for something impossible, e.g. an unknown
+    /// `--arch`, too many architectures for one output, a bad `COMPOSE_HTTP_TIMEOUT`
+    /// (exit 2); printed as is.
     #[error("{0}")]
     Usage(String),
+    /// A repository's Release, signature or Packages index was rejected.
     #[error(transparent)]
     Apt(#[from] AptError),
+    /// A download failed or did not match its expected size or digest.
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    /// A `.deb` archive could not be read.
     #[error(transparent)]
     Deb(#[from] DebError),
+    /// Selecting files out of the packages failed.
     #[error(transparent)]
     Select(#[from] SelectError),
+    /// A generator (dpkg status, CA bundle, passwd and group, the manifest's `[[file]]`
+    /// entries, the embedded SBOM) failed.
     #[error(transparent)]
     Generate(#[from] GenerateError),
+    /// Writing the OCI image failed.
     #[error(transparent)]
     Oci(#[from] OciError),
+    /// Writing the root filesystem to the `--rootfs` directory failed or was refused.
     #[error(transparent)]
     Export(#[from] ExportError),
+    /// The linkage check found an ELF file whose interpreter or library is missing.
     #[error(transparent)]
     Linkage(#[from] LinkageError),
+    /// Getting the packages from the repositories (indices, resolution, `.deb` downloads) failed.
     #[error(transparent)]
     Repo(#[from] RepoError),
+    /// Composing an architecture's root filesystem from its `.deb`s failed.
     #[error(transparent)]
     Compose(#[from] ComposeError),
     /// A local operation of the build itself failed (a temporary directory, the runtime).
     #[error("{context}: {source}")]
     Io {
+        /// what was being done, e.g. "cannot start the async runtime"
         context: String,
+        /// the underlying error
         #[source]
         source: std::io::Error,
     },
@@ -55,6 +76,7 @@ pub enum Error {
     /// The lock is missing, stale, or does not match (`--locked`, `--offline`, verify).
     #[error("{0}")]
     Lock(String),
+    /// The lock file could not be read, parsed or written.
     #[error(transparent)]
     LockFile(#[from] LockError),
     /// `--sbom`.
@@ -66,6 +88,8 @@ pub enum Error {
 }
 
 impl Error {
+    /// The process exit status for this error: 2 for a manifest or usage error (including a
+    /// bad `--push` reference), 1 for everything else.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Manifest(_) | Error::Usage(_) => 2,
@@ -75,4 +99,5 @@ impl Error {
     }
 }
 
+/// The library's result type; the error defaults to [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

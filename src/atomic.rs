@@ -38,8 +38,11 @@ pub enum Step {
 /// Why a file could not be replaced: the step, the path it concerns, the cause.
 #[derive(Debug)]
 pub struct AtomicError {
+    /// the step that failed
     pub step: Step,
+    /// the directory or the target, as [`Step`] says for each step
     pub path: PathBuf,
+    /// the underlying error
     pub source: io::Error,
 }
 

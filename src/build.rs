@@ -1,8 +1,8 @@
 //! The build, as one readable sequence of stages:
 //!
-//! 1. [`plan`]: the manifest, the architectures, the lock on disk, the HTTP client;
+//! 1. `plan`: the manifest, the architectures, the lock on disk, the HTTP client;
 //! 2. [`Outputs::plan`]: every requested output checked before any work;
-//! 3. [`pin`]: the packages of each architecture, from a matching lock or resolved from
+//! 3. `pin`: the packages of each architecture, from a matching lock or resolved from
 //!    verified indexes ([`Repository`]), with the `--locked` checks;
 //! 4. per architecture: fetch the pinned `.deb`s, compose the tree
 //!    ([`rootfs::compose`](crate::rootfs::compose)), check its ELF linkage, stage the
@@ -36,6 +36,7 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// What `compose MANIFEST` (or `compose lock`/`verify`) was asked to do.
 #[derive(Debug, Clone, Default)]
 pub struct BuildOptions {
+    /// The manifest file; host paths in it are relative to its directory.
     pub manifest: PathBuf,
     /// Debian or `linux/…` names; empty: the manifest's, else the host's.
     pub archs: Vec<String>,
@@ -45,8 +46,11 @@ pub struct BuildOptions {
     pub tag: Option<String>,
     /// Default: the XDG cache dir.
     pub cache: Option<PathBuf>,
+    /// `--mirror FROM=TO` URL prefix rewrites, in the order given (first match wins).
     pub mirrors: Vec<(String, String)>,
+    /// `--quiet`: no progress display and no unmet-dependency warnings.
     pub quiet: bool,
+    /// `--allow-expired`: accept Release files whose `Valid-Until` has passed.
     pub allow_expired: bool,
     /// `SOURCE_DATE_EPOCH`; default 0.
     pub epoch: u64,
@@ -88,26 +92,38 @@ impl BuildOptions {
 /// One architecture's result.
 #[derive(Debug, Clone)]
 pub struct ArchImage {
+    /// The architecture built.
     pub arch: Arch,
+    /// Its packages, in name order.
     pub packages: Vec<Resolved>,
+    /// The layer's digests and size.
     pub layer: LayerInfo,
+    /// `sha256:…` of the image config.
     pub config_digest: String,
+    /// `sha256:…` of the image manifest.
     pub manifest_digest: String,
+    /// Entries (paths) in the tree.
     pub entries: usize,
+    /// Paths of setuid/setgid files, in package order.
     pub setid: Vec<String>,
     /// ELF files the linkage check read.
     pub elf_files: usize,
 }
 
+/// What a successful build did, for the summary ([`crate::summary::summary`]).
 #[derive(Debug, Clone)]
 pub struct BuildResult {
     /// What `index.json` points to: `sha256:…`.
     pub digest: String,
+    /// Where the image was written: the layout directory or the archive file.
     pub output: PathBuf,
+    /// The tag the image was written under.
     pub tag: String,
+    /// One per architecture, in the order built.
     pub images: Vec<ArchImage>,
     /// The lock written (or checked) and whether the packages came from it.
     pub lock_path: PathBuf,
+    /// The packages came from a matching lock without resolving.
     pub from_lock: bool,
     /// What `--rootfs` wrote.
     pub rootfs: Option<ExportSummary>,

@@ -18,14 +18,23 @@ use crate::rootfs::linkage::{self, Report};
 /// Why a check could not run (nothing was checked).
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
+    /// A `--binary` file could not be read (exit 2).
     #[error("--binary {}: {source}", .path.display())]
     Binary {
+        /// the file as given
         path: PathBuf,
+        /// the underlying error
         #[source]
         source: std::io::Error,
     },
+    /// `--arch` names no architecture compose knows (exit 2).
     #[error("--arch {arch}: unknown architecture; use a Debian name such as amd64 or arm64 (or linux/arm64)")]
-    UnknownArch { arch: String },
+    UnknownArch {
+        /// the value given
+        arch: String,
+    },
+    /// The image could not be read: a usage error (not a layout, no such tag or platform;
+    /// exit 2) or a damaged image (exit 1).
     #[error(transparent)]
     Read(#[from] ReadError),
 }
@@ -47,9 +56,11 @@ impl CheckError {
 pub struct CheckReport {
     /// `sha256:…` of the image manifest checked.
     pub manifest_digest: String,
-    /// OCI architecture and variant of the image config.
+    /// OCI architecture of the image config, e.g. `arm64`.
     pub architecture: String,
+    /// The OCI variant of the image config, e.g. `v8`, when it has one.
     pub variant: Option<String>,
+    /// The linkage check's findings (misses, resolved needs, unreadable files).
     pub linkage: Report,
     /// At least one need did not resolve.
     pub failed: bool,

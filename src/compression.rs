@@ -12,9 +12,13 @@ use std::io::{self, Read};
 /// A compression compose decodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Compression {
+    /// Not compressed (no suffix).
     None,
+    /// gzip (`.gz`).
     Gz,
+    /// xz (`.xz`).
     Xz,
+    /// zstd (`.zst`).
     Zstd,
 }
 

@@ -38,6 +38,8 @@ pub enum Format {
 }
 
 impl Format {
+    /// The format a `--format` value names: `oci`, `oci-archive` or `docker-archive`; any
+    /// other value is an error sentence.
     pub fn parse(s: &str) -> std::result::Result<Format, String> {
         match s {
             "oci" => Ok(Format::Oci),
@@ -49,6 +51,7 @@ impl Format {
         }
     }
 
+    /// Whether the output is one file (an archive) rather than a layout directory.
     pub fn is_archive(self) -> bool {
         self != Format::Oci
     }
@@ -209,7 +212,9 @@ impl Outputs {
 /// One architecture's image, as written into the staged layout.
 #[derive(Debug, Clone)]
 pub struct StagedImage {
+    /// The layer's digests and size.
     pub layer: LayerInfo,
+    /// The image manifest's and config's descriptors.
     pub written: WrittenImage,
 }
 
@@ -230,7 +235,7 @@ pub struct Staging<'a> {
 impl Staging<'_> {
     /// Write one architecture's layer (from the layer cache when it holds this tree's),
     /// its config and its image manifest; stage `--rootfs` and collect what `--sbom`
-    /// needs. `timing`: names the phase in `COMPOSE_TIMINGS` lines.
+    /// needs.
     pub fn add_image(
         &mut self,
         arch: Arch,

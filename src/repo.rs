@@ -29,51 +29,86 @@ const PACKAGES_LIMIT: u64 = 1 << 30;
 /// What can go wrong between a source's URL and a verified package pin.
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
+    /// A Release, signature, keyring or `Packages` index was rejected.
     #[error(transparent)]
     Apt(#[from] AptError),
+    /// A download failed or did not match its expected size or SHA-256.
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    /// A source's keyring file could not be read.
     #[error("{location}: cannot read keyring {}: {source}", .path.display())]
     Keyring {
+        /// where the `[[source]]` is written in the manifest
         location: String,
+        /// the keyring's host path
         path: PathBuf,
+        /// the underlying error
         source: std::io::Error,
     },
+    /// The server has neither `InRelease` nor `Release` for a suite (both 404).
     #[error(
         "{dists}: neither InRelease nor Release exists; check the source URL and the suite name"
     )]
-    NoRelease { dists: String },
+    NoRelease {
+        /// `<base URL>/dists/<suite>`, before `--mirror`
+        dists: String,
+    },
+    /// There is `Release` but neither `InRelease` nor `Release.gpg`.
     #[error("{url} has no signature: {sig_url} is missing and there is no InRelease; compose only uses signed repositories")]
-    Unsigned { url: String, sig_url: String },
+    Unsigned {
+        /// the Release URL, before `--mirror`
+        url: String,
+        /// the Release.gpg URL, before `--mirror`
+        sig_url: String,
+    },
+    /// None of the variants of a `Packages` index that Release lists is on the server.
     #[error(
         "{dists}: no Packages index for {component}/binary-{arch} could be fetched (tried {tried})"
     )]
     NoIndex {
+        /// `<base URL>/dists/<suite>`, before `--mirror`
         dists: String,
+        /// the component, e.g. `main`
         component: String,
+        /// the architecture
         arch: Arch,
+        /// the URLs tried (after `--mirror`), comma-separated
         tried: String,
     },
+    /// An index just admitted to the cache could not be read back.
     #[error("cannot read cached index {}: {source}", .path.display())]
     CachedIndex {
+        /// the cache entry
         path: PathBuf,
+        /// the underlying error
         source: std::io::Error,
     },
+    /// A declared package is in no verified index of the architecture.
     #[error("package {name} is not in any index for {arch} (searched {searched}); check its name with `apt-cache policy {name}` or add the suite/component that has it")]
     NotFound {
+        /// the package's name
         name: String,
+        /// the architecture
         arch: Arch,
+        /// the `dists/` URLs searched, comma-separated
         searched: String,
     },
     /// A hash or field the lock cannot record (the index gave something malformed).
     #[error("{url}: {reason}")]
-    Unrecordable { url: String, reason: String },
+    Unrecordable {
+        /// the package's or index's URL, before `--mirror`
+        url: String,
+        /// why it cannot be recorded
+        reason: String,
+    },
 }
 
 /// A package pinned for an architecture, by resolution or by the lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
+    /// The binary package name.
     pub name: String,
+    /// Its `Version`.
     pub version: String,
     /// The package's `Architecture`: the target architecture or `all`.
     pub architecture: String,
@@ -81,6 +116,7 @@ pub struct Resolved {
     pub suite: String,
     /// Its URL before `--mirror`.
     pub url: String,
+    /// Bytes of the `.deb`.
     pub size: u64,
     /// Lowercase hex.
     pub sha256: String,

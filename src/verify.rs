@@ -12,7 +12,9 @@ use crate::lock::{self, Lock};
 /// One line of `compose verify`'s audit.
 #[derive(Debug, Clone)]
 pub struct AuditLine {
+    /// The check passed.
     pub ok: bool,
+    /// What was checked and the outcome; several lines when several outputs differ.
     pub text: String,
 }
 

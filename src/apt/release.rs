@@ -26,14 +26,23 @@ pub const CLOCK_SKEW_TOLERANCE_SECS: i64 = 600;
 /// The fields of a `Release` file that the trust chain uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Release {
+    /// `Origin`, e.g. `Ubuntu`.
     pub origin: Option<String>,
+    /// `Label`, e.g. `Debian`.
     pub label: Option<String>,
+    /// `Suite`, e.g. `noble-updates`.
     pub suite: Option<String>,
+    /// `Codename`, e.g. `noble`.
     pub codename: Option<String>,
+    /// `Date` as written; [`Release::check_dates`] reads it.
     pub date: Option<String>,
+    /// `Valid-Until` as written; [`Release::check_dates`] reads it.
     pub valid_until: Option<String>,
+    /// `Architectures`, as listed (Debian names).
     pub architectures: Vec<String>,
+    /// `Components`, as listed (Debian's security archive writes `updates/main`).
     pub components: Vec<String>,
+    /// Whether the Release says `Acquire-By-Hash: yes` (not used: indexes are fetched by path).
     pub acquire_by_hash: bool,
     /// Path relative to `dists/<suite>/` → size and SHA256.
     pub sha256: BTreeMap<String, IndexHash>,
@@ -42,7 +51,9 @@ pub struct Release {
 /// Size and SHA256 (lowercase hex) of a file listed in `Release`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IndexHash {
+    /// bytes
     pub size: u64,
+    /// lowercase hex
     pub sha256: String,
 }
 
@@ -51,8 +62,11 @@ pub struct IndexHash {
 pub struct IndexFile {
     /// Relative to `dists/<suite>/`, e.g. `main/binary-arm64/Packages.xz`.
     pub path: String,
+    /// bytes, as Release lists it
     pub size: u64,
+    /// lowercase hex, as Release lists it
     pub sha256: String,
+    /// `Xz`, `Gz` or `None`, from the path's suffix
     pub compression: Compression,
 }
 

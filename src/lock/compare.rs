@@ -17,6 +17,7 @@ pub struct Change {
     /// The recorded value's line in the recorded lock; `None` when it has none (the
     /// fact is new).
     pub line: Option<usize>,
+    /// What differs, one line, e.g. `amd64: index URL changed (size 1 → 2)`.
     pub text: String,
 }
 

@@ -79,16 +79,22 @@ pub const HEADER: [&str; 2] = [
 /// Why a lock cannot be read (or written).
 #[derive(Debug)]
 pub struct LockError {
+    /// The lock file.
     pub path: PathBuf,
     /// 1-based; `None` for the file as a whole.
     pub line: Option<usize>,
+    /// What is wrong.
     pub kind: LockErrorKind,
 }
 
+/// What is wrong with a lock, at [`LockError::line`].
 #[derive(Debug)]
 pub enum LockErrorKind {
+    /// Reading or writing the file failed.
     Io {
+        /// what was being done, e.g. "cannot read the lock"
         action: &'static str,
+        /// the underlying error
         source: std::io::Error,
     },
     /// The line is not a lock line.
@@ -96,13 +102,26 @@ pub enum LockErrorKind {
     /// A field is missing, extra, empty or not what its kind needs.
     Malformed(String),
     /// A hash that is not `sha256:` and 64 lowercase hex digits.
-    BadHash { field: String, value: String },
+    BadHash {
+        /// which value, e.g. `the checksum`
+        field: String,
+        /// the value as written
+        value: String,
+    },
     /// The line does not end with ` ~CHECK`.
     NoCheck,
     /// The line does not match its check: edited by hand.
-    Edited { fact: String },
+    Edited {
+        /// the line's fact, e.g. `amd64 package libc6`
+        fact: String,
+    },
     /// The same fact twice.
-    Duplicate { fact: String, first: usize },
+    Duplicate {
+        /// the fact, e.g. `amd64 package libc6`
+        fact: String,
+        /// the 1-based line where it first appears
+        first: usize,
+    },
     /// A required fact is absent.
     Missing(String),
     /// The file does not match its checksum line: edited by hand.

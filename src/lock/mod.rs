@@ -148,6 +148,7 @@ pub struct ArchLock {
 /// An InRelease (or Release) file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReleaseLock {
+    /// SHA256 of the file as fetched: InRelease with its signature, or Release alone.
     pub sha256: Sha256,
     /// Its `Date` field, verbatim.
     pub date: Option<String>,
@@ -156,13 +157,16 @@ pub struct ReleaseLock {
 /// A `Packages` index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexLock {
+    /// bytes of the variant fetched
     pub size: u64,
+    /// SHA256 of the variant fetched (compressed, as Release lists it)
     pub sha256: Sha256,
 }
 
 /// A package (its name is the key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackageLock {
+    /// The package's `Version`.
     pub version: String,
     /// The package's `Architecture`: the architecture or `all`.
     pub arch: String,
@@ -170,7 +174,9 @@ pub struct PackageLock {
     pub suite: String,
     /// Its URL before `--mirror`.
     pub url: String,
+    /// bytes of the `.deb`
     pub size: u64,
+    /// SHA256 of the `.deb`
     pub sha256: Sha256,
 }
 
@@ -202,7 +208,9 @@ pub struct Outputs {
     pub layer_diff_id: Sha256,
     /// SHA256 of the gzip layer blob.
     pub layer_digest: Sha256,
+    /// Bytes of the gzip layer blob.
     pub layer_size: u64,
+    /// The image config's digest.
     pub config: Sha256,
     /// The image manifest's digest.
     pub manifest: Sha256,
@@ -228,18 +236,54 @@ impl Outputs {
 /// A fact of a lock, to find its line ([`Lock::line_of`]).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Fact {
+    /// The `format` line.
     Format,
+    /// The `manifest` line.
     Manifest,
+    /// The `tool` line.
     Tool,
+    /// The `epoch` line.
     Epoch,
+    /// The `tag` line.
     Tag,
+    /// The `index` line.
     Index,
-    Release { arch: Arch, url: String },
-    Packages { arch: Arch, url: String },
-    Package { arch: Arch, name: String },
-    Layer { arch: Arch },
-    Config { arch: Arch },
-    ImageManifest { arch: Arch },
+    /// An architecture's `release` line for an InRelease (or Release) URL.
+    Release {
+        /// the architecture
+        arch: Arch,
+        /// the InRelease (or Release) URL, before `--mirror`
+        url: String,
+    },
+    /// An architecture's `packages` line for a `Packages` index URL.
+    Packages {
+        /// the architecture
+        arch: Arch,
+        /// the index URL, before `--mirror`
+        url: String,
+    },
+    /// An architecture's `package` line for a package.
+    Package {
+        /// the architecture
+        arch: Arch,
+        /// the package's name
+        name: String,
+    },
+    /// An architecture's `layer` line.
+    Layer {
+        /// the architecture
+        arch: Arch,
+    },
+    /// An architecture's `config` line.
+    Config {
+        /// the architecture
+        arch: Arch,
+    },
+    /// An architecture's `manifest` line (the image manifest).
+    ImageManifest {
+        /// the architecture
+        arch: Arch,
+    },
 }
 
 impl fmt::Display for Fact {

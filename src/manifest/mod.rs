@@ -31,10 +31,15 @@ use validate::Cx;
 /// A manifest error: where, what, and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestError {
+    /// the manifest file as given
     pub file: PathBuf,
+    /// 1-based line; 0 when the file could not be read at all
     pub line: usize,
+    /// 1-based column, in characters; 0 when the file could not be read at all
     pub column: usize,
+    /// what is wrong, one sentence
     pub message: String,
+    /// what to do about it, one line (empty for none)
     pub hint: String,
 }
 
@@ -60,8 +65,11 @@ impl std::error::Error for ManifestError {}
 /// A place in the manifest, for errors found after loading.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
+    /// the manifest file as given
     pub file: PathBuf,
+    /// 1-based line
     pub line: usize,
+    /// 1-based column, in characters
     pub column: usize,
 }
 
@@ -71,49 +79,83 @@ impl fmt::Display for Location {
     }
 }
 
+/// A validated manifest: every value checked, image paths absolute and normalised (and in
+/// merged-usr form when `[image] merged-usr` is on), host paths resolved against the
+/// manifest's directory.
 #[derive(Debug, Clone)]
 pub struct Manifest {
     /// The manifest file as given.
     pub path: PathBuf,
     /// Its bytes (the lock ties itself to their hash).
     pub text: String,
+    /// The `[image]` table.
     pub image: Image,
+    /// `[[source]]` tables, in manifest order (at least one).
     pub sources: Vec<Source>,
     /// Sorted by name.
     pub packages: Vec<Package>,
+    /// `[generate]`, with defaults for the keys left out.
     pub generate: Generate,
+    /// `[[user]]` tables, in manifest order.
     pub users: Vec<User>,
+    /// `[[group]]` tables, in manifest order.
     pub groups: Vec<Group>,
+    /// `[[file]]` tables, in manifest order.
     pub files: Vec<FileSpec>,
+    /// `[[dir]]` tables, in manifest order.
     pub dirs: Vec<DirSpec>,
+    /// `[[symlink]]` tables, in manifest order.
     pub symlinks: Vec<SymlinkSpec>,
 }
 
+/// `[image]`: the image's name and configuration (docs/manifest.md has each key).
 #[derive(Debug, Clone)]
 pub struct Image {
+    /// The default tag and output name: letters, digits, `.`, `_`, `-`, at most 128, not
+    /// starting with `.` or `-`.
     pub name: String,
+    /// Built when no `--arch` is given (each at most once); may be empty.
     pub architectures: Vec<Arch>,
+    /// Map `/bin`, `/sbin`, `/lib*` into `/usr` and add the top-level links (default true).
     pub merged_usr: bool,
     /// As written: a `[[user]]` name or `uid:gid`.
     pub user: Option<String>,
+    /// The config's `WorkingDir`: an absolute, normalised image path.
     pub workdir: Option<String>,
+    /// The config's `Entrypoint`, as written.
     pub entrypoint: Option<Vec<String>>,
+    /// The config's `Cmd`, as written.
     pub cmd: Option<Vec<String>>,
+    /// The config's `Env` by name (names non-empty, without `=`); the build adds a default
+    /// `PATH` when it is missing.
     pub env: BTreeMap<String, String>,
+    /// The config's `Labels`.
     pub labels: BTreeMap<String, String>,
+    /// Annotations of each image manifest.
     pub annotations: BTreeMap<String, String>,
+    /// Keep every contributing package's `/usr/share/doc/<pkg>/copyright` whatever its
+    /// patterns say (default true).
     pub copyright: bool,
 }
 
+/// `[[source]]`: an apt repository, its suites and components, and the keyring that signs it.
 #[derive(Debug, Clone)]
 pub struct Source {
+    /// Base URL (the directory holding `dists/`), http(s), without a trailing `/`; already
+    /// the snapshot service's when `snapshot` is set. Before `--mirror`.
     pub url: String,
+    /// Base URLs replacing `url` for some architectures (`arch-url`), as written (a trailing
+    /// `/` is trimmed by [`Source::base_url`]).
     pub arch_url: BTreeMap<Arch, String>,
+    /// Suites read under `dists/`, in manifest order (at least one).
     pub suites: Vec<String>,
+    /// Components read in every suite; `["main"]` when none is written.
     pub components: Vec<String>,
     /// Host path, resolved against the manifest's directory.
     pub keyring: PathBuf,
+    /// The `YYYYMMDDTHHMMSSZ` timestamp of the snapshot service, when given.
     pub snapshot: Option<String>,
+    /// Where the `[[source]]` table is written.
     pub location: Location,
 }
 
@@ -132,23 +174,33 @@ impl Source {
 /// A glob pattern of image paths, with where it was written.
 #[derive(Debug, Clone)]
 pub struct Pattern {
+    /// The glob as written (absolute, without `..`).
     pub text: String,
+    /// The compiled glob: `*` and `?` stay within one path component, `**` crosses `/`.
     pub matcher: GlobMatcher,
+    /// Where the pattern is written.
     pub location: Location,
 }
 
+/// `[package.NAME]`: a Debian package and which of its entries go into the image.
 #[derive(Debug, Clone)]
 pub struct Package {
+    /// The binary package name (lowercase letters, digits, `+`, `-`, `.`).
     pub name: String,
+    /// Patterns that must each match at least one entry of the package.
     pub paths: Vec<Pattern>,
+    /// Patterns that may match nothing.
     pub optional_paths: Vec<Pattern>,
+    /// Patterns of entries left out even when `paths` or `optional_paths` match them.
     pub exclude: Vec<Pattern>,
     /// `None`: every architecture of the image.
     pub arch: Option<Vec<Arch>>,
+    /// Where the package's name is written.
     pub location: Location,
 }
 
 impl Package {
+    /// Whether the package is taken on `arch` (no `arch` list: on every architecture).
     pub fn applies_to(&self, arch: Arch) -> bool {
         self.arch.as_ref().is_none_or(|a| a.contains(&arch))
     }
@@ -161,8 +213,12 @@ impl Package {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Generate {
+    /// `/etc/ssl/certs/ca-certificates.crt` from the package ca-certificates, and its links.
     pub ca_bundle: bool,
+    /// `/etc/passwd` and `/etc/group` (root, nobody/nogroup, then the manifest's accounts)
+    /// and the users' home directories.
     pub passwd: bool,
+    /// `/var/lib/dpkg/status.d/<pkg>` and `<pkg>.md5sums`, read by image scanners.
     pub dpkg_status: bool,
     /// The SPDX document of each architecture's tree, inside it (`crate::sbom::embed`).
     pub sbom: bool,
@@ -180,56 +236,89 @@ impl Default for Generate {
     }
 }
 
+/// `[[user]]`: an account for `[generate] passwd` that `[image] user` may name.
 #[derive(Debug, Clone)]
 pub struct User {
+    /// Unique, never `root` or `nobody`; letters, digits, `_`, `-`, `.`, at most 32.
     pub name: String,
+    /// numeric user ID
     pub uid: u32,
+    /// numeric primary group ID
     pub gid: u32,
+    /// Home directory (an image path); the passwd generator writes `/nonexistent` without one.
     pub home: Option<String>,
+    /// Login shell; the passwd generator writes `/usr/sbin/nologin` without one.
     pub shell: Option<String>,
+    /// GECOS (comment) field; empty without one.
     pub gecos: Option<String>,
 }
 
+/// `[[group]]`: a group for `[generate] passwd`.
 #[derive(Debug, Clone)]
 pub struct Group {
+    /// Unique, never `root` or `nogroup`; same characters as a user name.
     pub name: String,
+    /// numeric group ID
     pub gid: u32,
+    /// User names listed as members, as written.
     pub members: Vec<String>,
 }
 
+/// Where a `[[file]]`'s content comes from.
 #[derive(Debug, Clone)]
 pub enum FileContent {
+    /// `text`: the content inline.
     Text(String),
     /// Host path, resolved against the manifest's directory; may contain `{arch}`.
     Source(PathBuf),
 }
 
+/// `[[file]]`: a file the manifest adds, replacing whatever is at its path.
 #[derive(Debug, Clone)]
 pub struct FileSpec {
+    /// Absolute, normalised image path.
     pub path: String,
+    /// inline text or a host file
     pub content: FileContent,
+    /// Permission bits (at most `0o7777`); `0o644` when not written.
     pub mode: u32,
+    /// owner user ID (default 0)
     pub uid: u32,
+    /// owner group ID (default 0)
     pub gid: u32,
+    /// Architectures to add it on; `None`: every one.
     pub arch: Option<Vec<Arch>>,
+    /// Where the `[[file]]` table is written.
     pub location: Location,
 }
 
+/// `[[dir]]`: a directory the manifest adds or whose metadata it sets.
 #[derive(Debug, Clone)]
 pub struct DirSpec {
+    /// Absolute, normalised image path.
     pub path: String,
+    /// Permission bits (at most `0o7777`); `0o755` when not written.
     pub mode: u32,
+    /// owner user ID (default 0)
     pub uid: u32,
+    /// owner group ID (default 0)
     pub gid: u32,
+    /// Architectures to add it on; `None`: every one.
     pub arch: Option<Vec<Arch>>,
 }
 
+/// `[[symlink]]`: a symbolic link the manifest adds, replacing whatever is at its path.
 #[derive(Debug, Clone)]
 pub struct SymlinkSpec {
+    /// Absolute, normalised image path.
     pub path: String,
+    /// The link's target, written as given (relative or absolute; not empty, no NUL).
     pub target: String,
+    /// owner user ID (default 0)
     pub uid: u32,
+    /// owner group ID (default 0)
     pub gid: u32,
+    /// Architectures to add it on; `None`: every one.
     pub arch: Option<Vec<Arch>>,
 }
 
@@ -238,16 +327,19 @@ fn arch_matches(list: &Option<Vec<Arch>>, arch: Arch) -> bool {
 }
 
 impl FileSpec {
+    /// Whether the file is added on `arch`.
     pub fn applies_to(&self, arch: Arch) -> bool {
         arch_matches(&self.arch, arch)
     }
 }
 impl DirSpec {
+    /// Whether the directory is added on `arch`.
     pub fn applies_to(&self, arch: Arch) -> bool {
         arch_matches(&self.arch, arch)
     }
 }
 impl SymlinkSpec {
+    /// Whether the link is added on `arch`.
     pub fn applies_to(&self, arch: Arch) -> bool {
         arch_matches(&self.arch, arch)
     }

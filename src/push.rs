@@ -44,77 +44,153 @@ const DOCKER_HUB: &str = "docker.io";
 const DOCKER_HUB_HOST: &str = "registry-1.docker.io";
 const DOCKER_HUB_AUTH_KEY: &str = "https://index.docker.io/v1/";
 
+/// Why a `--push` failed. [`PushError::BadReference`] is a usage error
+/// ([`PushError::is_usage`]); the rest are failures. `attempts` counts the tries made
+/// before giving up (set by [`retry::Attempts`]; 1 when the error was not retried).
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
+    /// The `--push` value (or the tag it gets) does not parse as `REGISTRY/REPOSITORY[:TAG]`.
     #[error("--push {reference}: {reason}; expected REGISTRY/REPOSITORY[:TAG], e.g. 127.0.0.1:5000/team/run-image:1.0")]
-    BadReference { reference: String, reason: String },
+    BadReference {
+        /// The reference as given.
+        reference: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The layout's `index.json` lists other than one manifest, a blob file cannot be
+    /// read, or a manifest's media type is not a header value.
     #[error("--push: cannot read the layout {}: {message}", path.display())]
-    Layout { path: PathBuf, message: String },
+    Layout {
+        /// The file concerned (for a manifest whose media type is not a header value,
+        /// its digest).
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The layout cannot be opened or listed by [`read`], or a blob did not match its
+    /// digest or size as it went up.
     #[error("--push: cannot read the layout: {0}")]
     Read(#[from] ReadError),
+    /// A request got no HTTP answer (connection, TLS, timeout, redirect refused).
     #[error("{url}: {message}{}", gave_up(*.attempts))]
     Transport {
+        /// The URL requested.
         url: String,
+        /// The transfer error with its causes.
         message: String,
+        /// Tries made.
         attempts: u32,
     },
+    /// The registry answered with an unexpected HTTP status (or a `202` without a usable
+    /// `Location`).
     #[error("{url}: {what} answered HTTP {status}{}{}", detail(.body), gave_up(*.attempts))]
     Status {
+        /// The request, e.g. `PUT blob`.
         what: String,
+        /// The URL requested.
         url: String,
+        /// The HTTP status code.
         status: u16,
+        /// The answer's body (the message shows its first 300 characters).
         body: String,
+        /// Tries made.
         attempts: u32,
     },
+    /// HTTPS failed and `--insecure` was not given.
     #[error("registry {registry} does not answer over HTTPS ({message}); if it is a plain-HTTP registry (a local one on 127.0.0.1, say), pass --insecure")]
-    NoTls { registry: String, message: String },
+    NoTls {
+        /// The registry as written in the reference.
+        registry: String,
+        /// The last transport error.
+        message: String,
+    },
+    /// The registry answered `401` and there are no credentials to offer.
     #[error("registry {registry} requires authentication; set {USER_ENV} and {PASSWORD_ENV}, or log in with `docker login {registry}` (credentials stored in ~/.docker/config.json under auths.{registry}.auth){}", hint(.helper))]
     AuthRequired {
+        /// The registry as written in the reference.
         registry: String,
+        /// `docker-credential-<name>` that the Docker config names for this registry;
+        /// compose does not run it.
         helper: Option<String>,
     },
+    /// The registry or its token server refused the credentials offered.
     #[error(
         "registry {registry} refused the credentials of user `{user}` (from {from}): {message}"
     )]
     Unauthorized {
+        /// The registry as written in the reference.
         registry: String,
+        /// The user name offered.
         user: String,
+        /// Where the credentials came from ([`Credentials::from`]).
         from: String,
+        /// The refusal: HTTP status and body.
         message: String,
     },
+    /// The bearer-token flow failed (bad realm, HTTP error, no token in the answer).
     #[error("registry {registry}: token from {realm}: {message}")]
     Token {
+        /// The registry as written in the reference.
         registry: String,
+        /// The challenge's `realm` URL (empty if it had none).
         realm: String,
+        /// What went wrong.
         message: String,
     },
+    /// A `401` challenged with neither `Bearer` nor `Basic`.
     #[error(
         "registry {registry} asks for an authentication scheme compose does not speak: {challenge}"
     )]
-    Scheme { registry: String, challenge: String },
+    Scheme {
+        /// The registry as written in the reference.
+        registry: String,
+        /// The first challenge's scheme, or a note that the `401` had none.
+        challenge: String,
+    },
+    /// The credentials cannot be read: the Docker config is unreadable or malformed, or
+    /// only one of [`USER_ENV`] and [`PASSWORD_ENV`] is set.
     #[error("{}: {message}", path.display())]
-    Credentials { path: PathBuf, message: String },
+    Credentials {
+        /// The Docker config file (`environment` for the variables).
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The registry's `Docker-Content-Digest` differs from the layout's digest.
     #[error("{what}: the registry stored it as {got}, the layout has {expected}")]
     DigestMismatch {
+        /// The blob or manifest, for the message.
         what: String,
+        /// The layout's `sha256:<hex>`.
         expected: String,
+        /// The digest the registry answered.
         got: String,
     },
+    /// Checking or uploading one blob failed.
     #[error("push of blob {digest} ({what}, {size} bytes) failed: {source}")]
     Blob {
+        /// The blob's `sha256:<hex>`.
         digest: String,
+        /// Its role, e.g. `layer of linux/arm64/v8`.
         what: String,
+        /// Its size in bytes.
         size: u64,
+        /// Why.
         #[source]
         source: Box<PushError>,
     },
+    /// Putting one manifest (or the index) failed.
     #[error("push of manifest {digest} ({what}) failed: {source}")]
     Manifest {
+        /// The manifest's `sha256:<hex>`.
         digest: String,
+        /// Which one, e.g. `the image index`.
         what: String,
+        /// Why.
         #[source]
         source: Box<PushError>,
     },
+    /// The HTTP client could not be built.
     #[error("HTTP client: {0}")]
     Client(String),
 }
@@ -296,7 +372,9 @@ fn check_tag(tag: &str) -> Result<(), String> {
 /// A user name and password (or token) for HTTP basic and token requests.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
+    /// The user name.
     pub user: String,
+    /// The password or token; hidden from `Debug`.
     pub password: String,
     /// Where they came from, for messages.
     pub from: String,
@@ -315,6 +393,7 @@ impl fmt::Debug for Credentials {
 /// What [`Credentials::lookup`] found.
 #[derive(Debug, Clone, Default)]
 pub struct Found {
+    /// None: no credentials for the registry (the push goes anonymous).
     pub credentials: Option<Credentials>,
     /// A `credsStore`/`credHelpers` entry that may hold the credentials instead.
     pub helper: Option<String>,
@@ -426,6 +505,7 @@ fn host_of(key: &str) -> &str {
 /// What `--push`/`--insecure` ask for.
 #[derive(Debug, Clone)]
 pub struct PushOptions {
+    /// Where the image goes; without a tag, [`push_layout`]'s `default_tag`.
     pub reference: Reference,
     /// Allow plain HTTP when the registry does not speak HTTPS.
     pub insecure: bool,
@@ -436,6 +516,7 @@ pub struct PushOptions {
 }
 
 impl PushOptions {
+    /// Options for `reference`: credentials looked up, blobs chunked at [`CHUNK`].
     pub fn new(reference: Reference, insecure: bool) -> PushOptions {
         PushOptions {
             reference,
@@ -453,8 +534,9 @@ pub struct PushReport {
     pub reference: String,
     /// The digest the tag points to (the layout's).
     pub digest: String,
-    /// Blobs uploaded, and their bytes.
+    /// Blobs uploaded.
     pub pushed: usize,
+    /// Bytes of the blobs uploaded.
     pub pushed_bytes: u64,
     /// Blobs the registry already had.
     pub skipped: usize,
@@ -464,6 +546,7 @@ pub struct PushReport {
     pub manifests: usize,
     /// `https` or `http`.
     pub scheme: String,
+    /// Wall time of the whole push, layout reading included.
     pub elapsed: Duration,
 }
 
@@ -595,7 +678,9 @@ fn retryable(status: StatusCode) -> bool {
 /// A `WWW-Authenticate` challenge: the scheme and its parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Challenge {
+    /// As written, e.g. `Bearer` (compared case-insensitively).
     pub scheme: String,
+    /// `(name, value)` in header order; names lowercased, values unquoted and unescaped.
     pub params: Vec<(String, String)>,
 }
 

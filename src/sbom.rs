@@ -6,7 +6,12 @@
 //! copyright file declares for `Files: *`; each regular file of each architecture's tree
 //! is a file with SHA1 and SHA256, contained by the package it came from (or by the image
 //! when a generator made it). Deterministic: creation time = the image epoch, namespace
-//! from the name and digest, everything sorted, canonical JSON.
+//! from the name and digest, everything sorted, canonical JSON. The same module makes the
+//! document embedded in each architecture's tree ([`in_image_document`], for
+//! `crate::rootfs::generate`).
+//!
+//! It reads only what [`SbomArch::collect`] takes from a tree and the resolved packages:
+//! never the host or the network. [`write()`] replaces the file through [`crate::atomic`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read};
@@ -22,14 +27,19 @@ use crate::oci::rfc3339;
 use crate::repo::Resolved;
 use crate::rootfs::tree::{NodeKind, Tree};
 
+/// Why an SBOM could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum SbomError {
+    /// Reading or writing the spool, or serialising or writing the document, failed.
     #[error("SBOM: {context}: {source}")]
     Io {
+        /// What was being done.
         context: String,
+        /// The underlying error.
         #[source]
         source: io::Error,
     },
+    /// The embedded document could not be added to the tree (a conflict at its path).
     #[error("{0}")]
     Tree(String),
 }
@@ -44,7 +54,9 @@ pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> Sb
 pub struct SbomFile {
     /// Absolute image path.
     pub path: String,
+    /// SHA-256 of the content.
     pub sha256: [u8; 32],
+    /// SHA-1 of the content (SPDX requires it).
     pub sha1: [u8; 20],
     /// The package name, or a generator's name.
     pub origin: String,
@@ -53,8 +65,11 @@ pub struct SbomFile {
 /// What the SBOM needs of one architecture, collected before its tree is dropped.
 #[derive(Debug, Clone)]
 pub struct SbomArch {
+    /// The architecture.
     pub arch: Arch,
+    /// Its packages, in the order given.
     pub packages: Vec<Resolved>,
+    /// Every regular file of its tree, sorted by path.
     pub files: Vec<SbomFile>,
     /// `ID` and `VERSION_ID` of the image's os-release, when it has one.
     pub os_release: Option<(String, Option<String>)>,
@@ -294,11 +309,15 @@ pub fn purl(namespace: &str, p: &Resolved, distro: Option<&str>) -> String {
 /// The image the document describes.
 #[derive(Debug, Clone, Copy)]
 pub struct SbomImage<'a> {
+    /// The image name from the manifest.
     pub name: &'a str,
+    /// The image tag.
     pub tag: &'a str,
     /// What `index.json` points to, `sha256:…`.
     pub digest: &'a str,
+    /// Seconds since the Unix epoch: the document's creation time.
     pub epoch: u64,
+    /// One entry per architecture built.
     pub archs: &'a [SbomArch],
 }
 

@@ -4,6 +4,10 @@
 //! Both archives are plain ustar (every name here is shorter than 100 bytes, so no PAX
 //! header is ever needed): entries sorted by path, directories `0755`, files `0644`,
 //! owners `0:0` with empty names, every mtime the image epoch, two zero blocks at the end.
+//!
+//! It reads the finished layout and writes only the archive (replaced through
+//! [`crate::atomic`]); it must not change the layout, and parses none of its documents
+//! (the docker archive's digests come from the caller).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -52,6 +56,7 @@ pub struct DockerImage<'a> {
     pub layer_digest: &'a str,
     /// `name` of `name:tag` (Docker references are lowercase).
     pub name: &'a str,
+    /// `tag` of `name:tag`.
     pub tag: &'a str,
 }
 

@@ -30,39 +30,90 @@ const JSON_LIMIT: u64 = 16 << 20;
 /// Nested image indexes followed before giving up.
 const MAX_DEPTH: usize = 4;
 
+/// Why an image could not be read. [`ReadError::is_usage`] tells a wrong argument from a
+/// damaged image.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
+    /// The directory has no `oci-layout` file, its `index.json` cannot be read, or it
+    /// lists no image.
     #[error("{}: not an OCI image layout ({reason}); give the directory `compose` wrote with --output", .dir.display())]
-    NotALayout { dir: PathBuf, reason: String },
+    NotALayout {
+        /// The directory given.
+        dir: PathBuf,
+        /// Which of those it is.
+        reason: String,
+    },
+    /// A blob (or the spool of the tree read back) cannot be opened or read.
     #[error("{context}: {source}")]
     Io {
+        /// What was being read.
         context: String,
+        /// The underlying error.
         #[source]
         source: io::Error,
     },
+    /// A document does not parse, a digest is not `sha256:<64 hex>`, a document exceeds
+    /// 16 MiB, indexes nest too deep, or a layer's tar is malformed.
     #[error("{what}: {reason}")]
-    Invalid { what: String, reason: String },
+    Invalid {
+        /// The document, digest or layer concerned.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No entry of `index.json` carries the tag asked for.
     #[error("{}: no image tagged `{tag}` (tags: {})", .dir.display(), list_or_none(.tags))]
     NoSuchTag {
+        /// The layout directory.
         dir: PathBuf,
+        /// The tag asked for.
         tag: String,
+        /// The tags `index.json` has, in its order.
         tags: Vec<String>,
     },
+    /// `index.json` lists several images and no tag was given.
     #[error("{}: holds several images; choose one with {}:TAG (tags: {})", .dir.display(), .dir.display(), list_or_none(.tags))]
-    Ambiguous { dir: PathBuf, tags: Vec<String> },
+    Ambiguous {
+        /// The layout directory.
+        dir: PathBuf,
+        /// The tags `index.json` has, in its order.
+        tags: Vec<String>,
+    },
+    /// No image of an index (or not the one image, when asked explicitly) is for the
+    /// platform wanted.
     #[error("{what}: no image for {wanted} (it has: {}); choose one with --arch", list_or_none(.available))]
     NoSuchPlatform {
+        /// The index or manifest searched.
         what: String,
+        /// `linux/<arch>[/<variant>]` asked for.
         wanted: String,
+        /// The platforms it has, as `linux/<arch>[/<variant>]`.
         available: Vec<String>,
     },
+    /// A blob's SHA-256 or size differs from its descriptor's.
     #[error("blob {digest}: {reason}; the layout is damaged or was changed after it was written")]
-    Corrupt { digest: String, reason: String },
+    Corrupt {
+        /// The descriptor's digest.
+        digest: String,
+        /// The hash or size found.
+        reason: String,
+    },
+    /// A descriptor's media type is not a manifest or index where one is expected, or
+    /// not a layer compression compose can read.
     #[error("{what}: media type {media_type} is not supported")]
-    Unsupported { what: String, media_type: String },
+    Unsupported {
+        /// The descriptor or layer.
+        what: String,
+        /// Its media type.
+        media_type: String,
+    },
+    /// Applying a layer's entry to the tree read back conflicted with an entry already
+    /// there.
     #[error("layer {digest}: {source}")]
     Conflict {
+        /// The layer's digest.
         digest: String,
+        /// The conflict.
         #[source]
         source: Conflict,
     },
@@ -106,6 +157,8 @@ pub fn parse_image_ref(s: &str) -> (PathBuf, Option<String>) {
 /// Where blobs come from, by digest. What it opens is not yet checked: [`read_document`]
 /// and [`Verified`] check it against the descriptor.
 pub trait BlobSource {
+    /// A reader of the blob `digest`; errors when the digest is not one the source can
+    /// name, or the blob cannot be opened.
     fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + '_>, ReadError>;
 }
 
@@ -119,6 +172,7 @@ pub struct BlobCheck {
 }
 
 impl BlobCheck {
+    /// A check for the blob of `digest` (`sha256:<hex>`) and `size` bytes.
     pub fn new(digest: &str, size: u64) -> BlobCheck {
         BlobCheck {
             digest: digest.to_string(),
@@ -128,6 +182,7 @@ impl BlobCheck {
         }
     }
 
+    /// Count and hash the next bytes of the blob.
     pub fn update(&mut self, bytes: &[u8]) {
         self.hasher.update(bytes);
         self.len += bytes.len() as u64;
@@ -160,6 +215,7 @@ pub struct Verified<R> {
 }
 
 impl<R: Read> Verified<R> {
+    /// Wrap `inner`, the blob of `digest` and `size` bytes.
     pub fn new(inner: R, digest: &str, size: u64) -> Verified<R> {
         Verified {
             inner,
@@ -188,8 +244,11 @@ impl<R: Read> Read for Verified<R> {
 /// A JSON document: its descriptor, its exact bytes (verified) and what they say.
 #[derive(Debug, Clone)]
 pub struct Document<T> {
+    /// The descriptor it was read by.
     pub descriptor: Descriptor,
+    /// The blob's bytes, checked against the descriptor.
     pub bytes: Vec<u8>,
+    /// The bytes parsed.
     pub content: T,
 }
 
@@ -246,6 +305,7 @@ impl Layout {
         })
     }
 
+    /// The layout directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -336,14 +396,18 @@ pub struct Listing {
 /// What a blob is to its image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlobRole {
+    /// The image config.
     Config,
+    /// A layer.
     Layer,
 }
 
 /// A config or layer blob of a [`Listing`].
 #[derive(Debug, Clone, Copy)]
 pub struct ListedBlob<'a> {
+    /// Its descriptor in the image manifest.
     pub descriptor: &'a Descriptor,
+    /// Config or layer.
     pub role: BlobRole,
     /// The first image of [`Listing::images`] that names it.
     pub image: &'a Document<ImageManifest>,
@@ -419,6 +483,7 @@ pub fn list(source: &dyn BlobSource, top: &Descriptor) -> Result<Listing, ReadEr
 pub struct Wanted {
     /// OCI architecture (`amd64`, `arm64`, …).
     pub architecture: String,
+    /// OCI variant (`v8`, …); None matches any.
     pub variant: Option<String>,
     /// Given by the user: a mismatch is an error even with one image.
     pub explicit: bool,
@@ -448,7 +513,9 @@ fn linux_name(architecture: &str, variant: Option<&str>) -> String {
 /// The image manifest chosen, and its config.
 #[derive(Debug, Clone)]
 pub struct Chosen {
+    /// The image manifest.
     pub manifest: Document<ImageManifest>,
+    /// Its image config.
     pub config: Document<Config>,
 }
 
@@ -530,12 +597,15 @@ fn read_chosen(
 /// One image read back.
 #[derive(Debug)]
 pub struct Image {
+    /// The tree of its layers applied in order.
     pub tree: Tree,
     /// `sha256:…` of the image manifest.
     pub manifest_digest: String,
-    /// OCI architecture and variant from the image config.
+    /// OCI architecture from the image config.
     pub architecture: String,
+    /// OCI variant from the image config.
     pub variant: Option<String>,
+    /// Number of layers of the manifest.
     pub layers: usize,
 }
 

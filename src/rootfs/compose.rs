@@ -19,31 +19,44 @@ use crate::rootfs::merged_usr;
 use crate::rootfs::select::{self, SelectError, Selector};
 use crate::rootfs::tree::Tree;
 
+/// Why one architecture's tree could not be composed.
 #[derive(Debug, thiserror::Error)]
 pub enum ComposeError {
+    /// A tree's spool (temporary file) could not be created.
     #[error("cannot create the spool: {0}")]
     Spool(std::io::Error),
+    /// A cached `.deb` could not be opened.
     #[error("cannot open cached {}: {source}", .path.display())]
     Open {
+        /// The `.deb` in the cache.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// An entry a generator captures could not be read from its data.tar.
     #[error("{what}: reading {path}: {source}")]
     Read {
+        /// The package's URL.
         what: String,
+        /// The entry's path in the data.tar.
         path: String,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// A `.deb` could not be read.
     #[error(transparent)]
     Deb(#[from] DebError),
+    /// Selection, merging or the merged-usr links failed.
     #[error(transparent)]
     Select(#[from] SelectError),
+    /// A generator failed.
     #[error(transparent)]
     Generate(#[from] GenerateError),
 }
 
 /// The composed tree of one architecture.
 pub struct Composed {
+    /// The image's file system, generated files and merged-usr links included.
     pub tree: Tree,
     /// Setuid/setgid files, for the build summary.
     pub setid: Vec<String>,

@@ -12,6 +12,9 @@
 //! Not modelled: `LD_LIBRARY_PATH` of the image config, `/etc/ld.so.cache` and
 //! `ld.so.conf` (distroless images have neither), the `DT_RPATH` of an executable applying
 //! to the libraries it loads (each file is checked on its own), `$LIB`/`$PLATFORM`.
+//!
+//! It only reads: the tree and the extra binaries' bytes it is given. It never runs or
+//! loads a file, never reads the host, and never changes the tree.
 
 use crate::arch::Arch;
 use std::collections::{BTreeMap, HashMap};
@@ -48,13 +51,16 @@ pub struct Shipped {
 /// One path a package ships (canonical, merged-usr form when the image is merged-usr).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShippedFile {
+    /// The package that ships it.
     pub package: String,
+    /// Absolute path (canonical).
     pub path: String,
     /// For a symbolic link: its target as an absolute canonical path.
     pub link_target: Option<String>,
 }
 
 impl Shipped {
+    /// An empty record; `merged_usr`: canonicalise paths to merged-usr form.
     pub fn new(merged_usr: bool) -> Shipped {
         Shipped {
             merged_usr,
@@ -111,10 +117,12 @@ impl Shipped {
         self.by_name.get(name).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// Number of distinct paths recorded (per package).
     pub fn len(&self) -> usize {
         self.by_name.values().map(Vec::len).sum()
     }
 
+    /// Whether nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
@@ -147,6 +155,7 @@ pub enum Need {
 pub struct Miss {
     /// Path in the image, or the name of an extra binary.
     pub file: String,
+    /// The interpreter or library not found.
     pub need: Need,
     /// What to do or what was found instead, e.g. "add `…` to package libgcc-s1".
     pub hint: String,
@@ -172,15 +181,19 @@ impl fmt::Display for Miss {
 /// What one extra binary resolved to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtraResult {
+    /// As given; an absolute name is also where `$ORIGIN` points.
     pub name: String,
     /// `x86_64`, `aarch64`, … (empty when the file is not ELF).
     pub machine: String,
+    /// Whether it parsed as ELF (false for a non-ELF or unreadable file).
     pub is_elf: bool,
     /// No interpreter and no needed libraries.
     pub is_static: bool,
+    /// Its `PT_INTERP`, if any.
     pub interpreter: Option<String>,
     /// `(needed name, path in the image)` for each need that resolved.
     pub resolved: Vec<(String, String)>,
+    /// Needs that did not resolve (each is also in [`Report::misses`]).
     pub misses: usize,
 }
 
@@ -193,15 +206,18 @@ pub struct Report {
     pub dynamic: usize,
     /// Needs resolved in all (interpreters and libraries, image and extras).
     pub resolved: usize,
+    /// One result per extra binary, in the order given.
     pub extras: Vec<ExtraResult>,
     /// Files with the ELF magic that could not be parsed: `(path, reason)`; not checked.
     pub unreadable: Vec<(String, String)>,
+    /// Every unresolved need, image files (in path order) first, then extras.
     pub misses: Vec<Miss>,
 }
 
 /// A failed check: its report, with at least one miss.
 #[derive(Debug, Clone, thiserror::Error)]
 pub struct LinkageError {
+    /// The whole report; its `misses` are the message.
     pub report: Report,
 }
 

@@ -4,6 +4,10 @@
 //! `/usr/lib/x` in the image), then matched against the package's `paths` and
 //! `optional-paths` and filtered by `exclude`. A required pattern that matches nothing
 //! is an error naming the package and the pattern.
+//!
+//! A [`Selector`] sees one package's entries as `crate::deb::read_deb` streams them and
+//! puts what it selects into a tree; [`merge`] joins a package's tree into the image's.
+//! It never opens a `.deb` itself nor writes outside the trees' spools.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
@@ -17,7 +21,9 @@ use crate::rootfs::tree::{Node, NodeKind, Tree};
 /// What a package contributed.
 #[derive(Debug, Default, Clone)]
 pub struct Contribution {
+    /// Regular files selected.
     pub files: u64,
+    /// Bytes of those files.
     pub bytes: u64,
     /// Setuid/setgid files, listed in the build summary.
     pub setid: Vec<String>,
@@ -28,33 +34,52 @@ pub struct Contribution {
     pub parent_dirs: BTreeSet<String>,
 }
 
+/// Why a package's entries could not be selected or merged.
 #[derive(Debug, thiserror::Error)]
 pub enum SelectError {
+    /// A pattern of the package's `paths` matched no entry.
     #[error("package {package}: pattern `{pattern}` ({location}) matched no file for {arch}; check the path with `dpkg-deb -c` on the package, or move it to optional-paths")]
     Unmatched {
+        /// The package name.
         package: String,
+        /// The pattern as written.
         pattern: String,
+        /// `file:line:column` of the pattern in the manifest.
         location: String,
+        /// The architecture being built.
         arch: Arch,
     },
+    /// A selected hard link's target is not a regular file of the package's data.tar.
     #[error("package {package}: hard link {path} points to {target}, which is not a regular file of the package")]
     HardlinkTarget {
+        /// The package name.
         package: String,
+        /// Canonical image path of the link.
         path: String,
+        /// Its target as written in the data.tar.
         target: String,
     },
+    /// A selected entry is a device node, fifo or sparse file.
     #[error("package {package}: {path} is a {kind}; compose does not put device nodes or fifos in images, exclude it")]
     Special {
+        /// The package name.
         package: String,
+        /// Canonical image path of the entry.
         path: String,
+        /// What it is, e.g. `character device`.
         kind: &'static str,
     },
+    /// Two entries claim one path ([`Tree::insert`]'s rules).
     #[error("{}", conflict_message(.0))]
     Conflict(#[from] crate::rootfs::tree::Conflict),
+    /// A file's content could not be spooled.
     #[error("package {package}: reading {path}: {source}")]
     Io {
+        /// The package name.
         package: String,
+        /// Canonical image path of the file.
         path: String,
+        /// The underlying error.
         source: std::io::Error,
     },
 }
@@ -96,6 +121,8 @@ pub struct Selector<'a> {
 }
 
 impl<'a> Selector<'a> {
+    /// A selector for `package` built for `arch`; `merged_usr` canonicalises paths to
+    /// merged-usr form, `keep_copyright` also selects `/usr/share/doc/<package>/copyright`.
     pub fn new(package: &'a Package, arch: Arch, merged_usr: bool, keep_copyright: bool) -> Self {
         Selector {
             package,

@@ -15,7 +15,9 @@ use super::ReadError;
 use crate::compression::Compression;
 use crate::oci::{ANNOTATION_REF_NAME, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
 
+/// Media type of a Docker v2 image manifest (read like an OCI one).
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Media type of a Docker manifest list (read like an OCI image index).
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// An OCI image manifest (or a Docker v2 one, its twin).
@@ -43,12 +45,16 @@ pub fn layer_compression(media_type: &str) -> Option<Compression> {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
+    /// `mediaType` of the blob it names.
     pub media_type: String,
     /// `algorithm:hex`; whether it is one a source can open is the source's to say.
     pub digest: String,
+    /// Bytes of the blob.
     pub size: u64,
+    /// The platform, on the entries of an index.
     #[serde(default)]
     pub platform: Option<Platform>,
+    /// Empty when absent.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
 }
@@ -65,10 +71,12 @@ impl Descriptor {
 /// The platform a descriptor names.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Platform {
+    /// OCI architecture (`amd64`, `arm64`, …).
     pub architecture: String,
     /// `linux` when the descriptor does not say.
     #[serde(default = "linux")]
     pub os: String,
+    /// OCI variant (`v8`, …), if given.
     #[serde(default)]
     pub variant: Option<String>,
 }
@@ -92,9 +100,12 @@ impl fmt::Display for Platform {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Index {
+    /// `mediaType`, when the document states it (not checked).
     #[serde(default)]
     pub media_type: Option<String>,
+    /// The manifests (or nested indexes) it lists, in document order.
     pub manifests: Vec<Descriptor>,
+    /// Empty when absent.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
 }
@@ -103,10 +114,14 @@ pub struct Index {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageManifest {
+    /// `mediaType`, when the document states it (not checked).
     #[serde(default)]
     pub media_type: Option<String>,
+    /// The image config blob.
     pub config: Descriptor,
+    /// The layers, bottom first.
     pub layers: Vec<Descriptor>,
+    /// Empty when absent.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
 }
@@ -114,10 +129,13 @@ pub struct ImageManifest {
 /// What an image config says of its platform (the rest is not read).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Config {
+    /// OCI architecture; empty when absent.
     #[serde(default)]
     pub architecture: String,
+    /// Operating system; empty when absent.
     #[serde(default)]
     pub os: String,
+    /// OCI variant, if given.
     #[serde(default)]
     pub variant: Option<String>,
 }

@@ -28,21 +28,35 @@ pub mod sbom;
 
 pub use ca_bundle::{CA_BUNDLE, MOZILLA_CERTS};
 
+/// Why a generator failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
+    /// A manifest `[[file]]`'s `source` on the host cannot be opened.
     #[error("{location}: [[file]] {path}: cannot read source {source_path}: {source}")]
     Source {
+        /// `file:line:column` of the entry in the manifest.
         location: String,
+        /// The image path of the file.
         path: String,
+        /// The host path, `{arch}` replaced.
         source_path: String,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// `[generate] ca-bundle` is on but `ca-certificates` is not declared for the
+    /// architecture, or shipped no Mozilla certificate.
     #[error("[generate] ca-bundle needs the package ca-certificates ({detail}); add [package.ca-certificates] with paths = []")]
-    NoCertificates { detail: String },
+    NoCertificates {
+        /// Which of the two.
+        detail: String,
+    },
+    /// A generated entry conflicts with one in the tree.
     #[error("{0}")]
     Conflict(#[from] Conflict),
+    /// Generated or host content could not be written to the spool.
     #[error("writing generated content: {0}")]
     Io(#[from] std::io::Error),
+    /// The embedded SBOM could not be made.
     #[error(transparent)]
     Sbom(#[from] SbomError),
 }
@@ -100,6 +114,8 @@ pub struct Generators<'a> {
 }
 
 impl<'a> Generators<'a> {
+    /// The generators for `arch`; `tag` and `epoch` (seconds since the Unix epoch) are
+    /// what the embedded SBOM names.
     pub fn new(manifest: &'a Manifest, arch: Arch, tag: &'a str, epoch: u64) -> Self {
         Generators {
             manifest,

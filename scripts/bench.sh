@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark (not a test: nothing here fails on a timing) of compose against the peer a
-# Debian user has today, `mmdebstrap --variant=extract`, as issue 5 asks: same machine,
+# Debian user has today, `mmdebstrap --variant=extract`: same machine,
 # same loopback mirror of real Debian 12 packages, same nine packages (base-files libc6
 # libgcc-s1 libstdc++6 zlib1g libssl3 tzdata netbase ca-certificates).
 #
@@ -29,7 +29,7 @@
 # mmdebstrap the largest single process of its tree: perl, apt or dpkg).
 #
 # Output: the machine (date, nproc, CPU, load average), then a Markdown table: median,
-# min/max wall, peak RSS; the ratios mmdebstrap/compose; issue 5's targets, met or not.
+# min/max wall, peak RSS; the ratios mmdebstrap/compose; the targets of docs/benchmarks.md, met or not.
 #
 # Environment:
 #   RUNS=3             timed runs per mode (the median is the figure).
@@ -114,7 +114,7 @@ step "manifest: manifests/debian12-cc.toml + [package.libssl3]"
 scripts/e2e-manifest.py manifests/debian12-cc.toml "$TMP/bench.toml" >&2
 cat >>"$TMP/bench.toml" <<'EOF'
 
-# Added by scripts/bench.sh: the ninth package of issue 5's benchmark.
+# Added by scripts/bench.sh: the ninth package of the benchmark.
 [package.libssl3]
 paths = ["/usr/lib/*-linux-gnu/libssl.so.3", "/usr/lib/*-linux-gnu/libcrypto.so.3"]
 EOF
@@ -378,7 +378,7 @@ recompress = ratio(("mmdebstrap", "warm"), ("compose", "warm-recompress"))
 cold = ratio(("mmdebstrap", "cold"), ("compose", "cold"))
 peak = max(rss[("compose", m)] for m in ("warm", "warm-recompress", "cold"))
 met = lambda ok: "met" if ok else "**not met**"
-print("| issue 5 target | measured | |")
+print("| target | measured | |")
 print("|---|---:|---|")
 print(f"| warm: mmdebstrap / compose ≥ 10× (rebuild) | {warm:.1f}× | {met(warm >= 10)} |")
 print(f"| warm: mmdebstrap / compose, layer compressed again | {recompress:.1f}× | {met(recompress >= 10)} |")

@@ -8,7 +8,7 @@ For each [package.NAME] and each architecture (--arch, else [image].architecture
 example the debs-cache of scripts/debian-mirror.sh), its data member is listed with
 `dpkg-deb -c`, paths are mapped to merged-usr form (/bin /sbin /lib /lib64 /libx32 ->
 /usr/...) and every pattern of `paths`, `optional-paths` and `exclude` is matched with
-the manifest's glob rules (DESIGN §2: `*` and `?` stop at `/`, `**` crosses it, `{a,b}`).
+the manifest's glob rules (docs/manifest.md: `*` and `?` stop at `/`, `**` crosses it, `{a,b}`).
 A `paths` pattern that matches no non-directory entry is an error (exit 1), as in compose.
 
 This is a development aid for writing manifests; compose itself does the real check.

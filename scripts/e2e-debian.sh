@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end test against REAL Debian 12 data, offline from the tool's point of view
-# (issue 3's real-world test). Everything comes from a loopback mirror on 127.0.0.1.
+# (the real-world test of docs/testing.md). Everything comes from a loopback mirror on 127.0.0.1.
 #
 #  A. minimal manifest (MANIFEST, default manifests/debian12-minimal.toml):
 #     compose, skopeo inspect, umoci unpack, look at the rootfs, the image's own loader
@@ -441,7 +441,7 @@ echo "  compose exit code: $RC"
 grep -v '^  \|^warning:' "$TMP/neg.stderr" | sed 's/^/  compose stderr: /' | tail -n 5
 left=$(find "$TMP/neg" -mindepth 1 | head -n 5)
 if [ "$RC" = 0 ]; then
-    check_failed "linkage check missing? compose built an image WITHOUT libgcc-s1 (exit 0, digest $(tail -n1 "$TMP/neg.stdout")) although libstdc++.so.6 and /usr/local/bin/check need libgcc_s.so.1 (DESIGN §5). Re-run once the linkage check is in."
+    check_failed "linkage check missing? compose built an image WITHOUT libgcc-s1 (exit 0, digest $(tail -n1 "$TMP/neg.stdout")) although libstdc++.so.6 and /usr/local/bin/check need libgcc_s.so.1 (the linkage check of docs/architecture.md). Re-run once the linkage check is in."
 else
     [ "$RC" = 1 ] || check_failed "compose without libgcc-s1 exited $RC, expected 1 (build failure)"
     grep -q 'libgcc_s\.so\.1' "$TMP/neg.stderr" \

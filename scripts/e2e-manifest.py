@@ -7,7 +7,7 @@ The variant is SRC's text, comments kept, with these edits (each must apply exac
 and the result is parsed back to check it):
 
   * every host path (`keyring`, `[[file]] source`) is made absolute, so OUT may live
-    anywhere (DESIGN §2: host paths are relative to the manifest file);
+    anywhere (docs/manifest.md: host paths are relative to the manifest file);
   * --program: `[[file]] path = "/usr/local/bin/check"`, `source = HOSTFILE`, mode 0755 is
     appended (HOSTFILE may contain `{arch}`: then HOSTFILE for each of [image].architectures
     must exist); `[image] entrypoint` becomes ["/usr/local/bin/check"] and `cmd` becomes
@@ -68,7 +68,7 @@ def main():
         if not user or ":" in user:
             die("--program needs [image] user = <a [[user]] name>")
         prog = os.path.abspath(a.program)
-        # A `{arch}` in HOSTFILE is kept for compose to expand (DESIGN §2): one program
+        # A `{arch}` in HOSTFILE is kept for compose to expand (docs/manifest.md): one program
         # per architecture of [image].architectures, each of which must exist.
         arches = orig.get("image", {}).get("architectures", []) if "{arch}" in prog else [None]
         if not arches:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end multi-arch test against REAL Debian 12 data (issue 4): one compose run builds
+# End-to-end multi-arch test against REAL Debian 12 data: one compose run builds
 # amd64 and arm64 from a loopback mirror on 127.0.0.1, and each architecture's image runs
 # a native program of its own architecture.
 #

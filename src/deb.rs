@@ -1,58 +1,119 @@
-//! Streaming `.deb` reader (DESIGN §4).
+//! Streaming `.deb` reader: the `ar` members of a package, its control archive and its
+//! data archive entry by entry, decoded by [`crate::compression`].
 //!
 //! A `.deb` is an `ar` archive of `debian-binary`, `control.tar[.gz|.xz|.zst]` and
 //! `data.tar[.gz|.xz|.zst]`. The control archive is small and read into memory; the data
 //! archive is streamed entry by entry to a callback. Nothing is ever written to disk.
+//!
+//! It must not check the package's hash (the caller verified the whole file against its
+//! `Packages` entry before) nor decide what goes into the image (the callback does).
 
 use std::cell::Cell;
 use std::io::{self, Read};
 use std::rc::Rc;
+
+use crate::compression::{decoder, Compression, DecodeOptions};
 
 /// Largest `control` or `md5sums` file we accept in memory (hostile input guard).
 const MAX_CONTROL_FILE: u64 = 64 << 20;
 /// Largest `debian-binary` member we accept.
 const MAX_DEBIAN_BINARY: u64 = 1024;
 
+/// Why a `.deb` could not be read. `what` names the package in every variant (its URL).
 #[derive(Debug, thiserror::Error)]
 pub enum DebError {
+    /// The file does not start with the `ar` magic.
     #[error("{what}: not a .deb package (bad ar archive magic); check that the file or URL really is a .deb")]
-    NotAnArchive { what: String },
+    NotAnArchive {
+        /// the package, usually its URL
+        what: String,
+    },
+    /// An `ar` member (or a member header) ends before its announced size.
     #[error("{what}: the ar member `{member}` claims more bytes than the file holds; the package is cut short or malformed")]
-    Truncated { what: String, member: String },
+    Truncated {
+        /// the package, usually its URL
+        what: String,
+        /// the member's name, or `(ar member header)`
+        member: String,
+    },
+    /// `debian-binary` does not read `2.x` followed by a newline.
     #[error(
         "{what}: unsupported .deb format version {found:?} in `debian-binary` (expected \"2.x\")"
     )]
-    BadVersion { what: String, found: String },
+    BadVersion {
+        /// the package, usually its URL
+        what: String,
+        /// the member's bytes, lossily decoded
+        found: String,
+    },
+    /// The archive ends before `debian-binary`, `control.tar` or `data.tar`.
     #[error("{what}: no `{member}` member where one was expected; this is not a valid .deb")]
-    MissingMember { what: String, member: &'static str },
+    MissingMember {
+        /// the package, usually its URL
+        what: String,
+        /// the member looked for, without compression suffix
+        member: &'static str,
+    },
+    /// A member other than the one due next (and not a `_`-prefixed one, which is skipped).
     #[error("{what}: unexpected ar member `{member}` (expected {expected})")]
     UnexpectedMember {
+        /// the package, usually its URL
         what: String,
+        /// the member found
         member: String,
+        /// the member due, without compression suffix
         expected: &'static str,
     },
+    /// `control.tar` or `data.tar` has a compression suffix other than `.gz`, `.xz`, `.zst`.
     #[error("{what}: ar member `{member}` uses a compression compose does not know (gz, xz, zst or none are supported)")]
-    UnknownCompression { what: String, member: String },
+    UnknownCompression {
+        /// the package, usually its URL
+        what: String,
+        /// the member's name
+        member: String,
+    },
+    /// The control archive has no `./control` file.
     #[error("{what}: the control archive has no `./control` file")]
-    MissingControl { what: String },
+    MissingControl {
+        /// the package, usually its URL
+        what: String,
+    },
+    /// `./control` or `./md5sums` is larger than 64 MiB.
     #[error("{what}: `{file}` in the control archive is larger than {MAX_CONTROL_FILE} bytes")]
-    ControlTooLarge { what: String, file: String },
+    ControlTooLarge {
+        /// the package, usually its URL
+        what: String,
+        /// the file's normalised path, e.g. `/control`
+        file: String,
+    },
+    /// A member path or link target that is absolute, has `..`, a NUL byte or invalid UTF-8
+    /// (or an empty symlink target).
     #[error("{what}: refusing path {path:?}: {reason}")]
     BadPath {
+        /// the package, usually its URL
         what: String,
+        /// the path as packaged, lossily decoded
         path: String,
+        /// why it is refused
         reason: &'static str,
     },
+    /// A member could not be read, decompressed or parsed as tar (other than cut short).
     #[error("{what}: cannot read `{member}`: {source}")]
     Corrupt {
+        /// the package, usually its URL
         what: String,
+        /// the member's name
         member: String,
+        /// the decoder's or tar reader's error
         #[source]
         source: io::Error,
     },
+    /// The `ar` archive itself could not be read (I/O error or a malformed member header).
     #[error("{what}: cannot read the ar archive: {source}")]
     Ar {
+        /// the package, usually its URL
         what: String,
+        /// the underlying error
         #[source]
         source: io::Error,
     },
@@ -67,9 +128,12 @@ pub struct Control {
     pub md5sums: Option<Vec<u8>>,
 }
 
+/// The type of a data archive entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryKind {
+    /// A regular file (also a contiguous file).
     File,
+    /// A directory.
     Dir,
     /// Target exactly as packaged (relative or absolute).
     Symlink(String),
@@ -84,11 +148,15 @@ pub enum EntryKind {
 pub struct Entry {
     /// Normalised absolute path: `./usr/lib/x` → `/usr/lib/x`, `./` → `/`.
     pub path: String,
+    /// file, directory, link or other
     pub kind: EntryKind,
     /// Permission bits, `& 0o7777`.
     pub mode: u32,
+    /// owner user ID (`u32::MAX` when the header's does not fit)
     pub uid: u32,
+    /// owner group ID (`u32::MAX` when the header's does not fit)
     pub gid: u32,
+    /// modification time from the tar header, seconds since the Unix epoch
     pub mtime: u64,
     /// Bytes of content (0 for anything but files).
     pub size: u64,
@@ -332,48 +400,25 @@ impl Member<'_> {
     }
 }
 
-/// Wrap a member's bytes in the decompressor its name asks for.
+/// Wrap a member's bytes in the decoder its name asks for ([`Compression::of_deb_member`]).
+/// The whole `.deb` was checked against the signed index's SHA-256 before it is read, so
+/// the decoder skips checks of its own ([`DecodeOptions::VERIFIED`]).
 fn decompressor<'a>(
     member: &'a mut Member<'_>,
     what: &str,
 ) -> Result<Box<dyn Read + 'a>, DebError> {
-    let suffix = member
-        .name
-        .rsplit_once(".tar")
-        .map(|(_, s)| s.to_string())
-        .unwrap_or_default();
+    let Some(compression) = Compression::of_deb_member(&member.name) else {
+        return Err(DebError::UnknownCompression {
+            what: what.into(),
+            member: member.name.clone(),
+        });
+    };
     let name = member.name.clone();
-    let inner = &mut member.reader;
-    Ok(match suffix.as_str() {
-        "" => Box::new(inner),
-        ".gz" => Box::new(flate2::read::MultiGzDecoder::new(inner)),
-        // Every stream of the member (like xz -d), without xz's own CRC-64/SHA-256
-        // check: the whole .deb was checked against the signed index's SHA-256 before
-        // it is read, and a damaged stream still fails to decode (5 % of a build's CPU).
-        ".xz" => {
-            let flags = liblzma::stream::CONCATENATED | liblzma::stream::IGNORE_CHECK;
-            let stream =
-                liblzma::stream::Stream::new_stream_decoder(u64::MAX, flags).map_err(|e| {
-                    DebError::Corrupt {
-                        what: what.into(),
-                        member: name.clone(),
-                        source: std::io::Error::other(e),
-                    }
-                })?;
-            Box::new(liblzma::read::XzDecoder::new_stream(inner, stream))
-        }
-        ".zst" => Box::new(zstd::stream::read::Decoder::new(inner).map_err(|source| {
-            DebError::Corrupt {
-                what: what.into(),
-                member: name.clone(),
-                source,
-            }
-        })?),
-        _ => {
-            return Err(DebError::UnknownCompression {
-                what: what.into(),
-                member: name,
-            })
+    decoder(&mut member.reader, compression, &DecodeOptions::VERIFIED).map_err(|source| {
+        DebError::Corrupt {
+            what: what.into(),
+            member: name,
+            source,
         }
     })
 }

@@ -5,6 +5,10 @@
 //! and hash check out: nothing unverified is ever in the cache. Documents without a known
 //! hash (InRelease, Release, Release.gpg) are fetched into memory with a size limit and
 //! verified by the caller before use.
+//!
+//! It owns HTTP (timeouts, redirects, retries, `--mirror` rewrites), the cache and the
+//! progress display. It must not parse or trust what it fetches: callers say what a file
+//! must be (a [`Want`]) or verify it themselves ([`crate::repo`]).
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -17,71 +21,124 @@ use sha2::{Digest, Sha256};
 
 use crate::retry;
 
+/// What can go wrong fetching a file or using the download cache. URLs are the ones
+/// requested (after `--mirror`), except in `Offline`.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
+    /// The server answered with an HTTP status other than success or 404/410 (408, 429 and
+    /// 5xx are retried first).
     #[error("{url}: HTTP {status}{}", gave_up(*.attempts))]
     Status {
+        /// the URL requested
         url: String,
+        /// the HTTP status code
         status: u16,
         /// How many requests were sent (retries included).
         attempts: u32,
     },
+    /// The transfer failed (connect, timeout, reset, truncated body, refused redirect).
     #[error("{url}: {message}{}", gave_up(*.attempts))]
     Network {
+        /// the URL requested
         url: String,
+        /// what failed, with reqwest's chain of causes
         message: String,
+        /// How many requests were sent (retries included).
         attempts: u32,
     },
+    /// A file that must exist (a pinned `.deb`) is not on the server (HTTP 404 or 410).
     #[error("{url}: not found (HTTP 404); check the source URL, suite and --mirror")]
-    NotFound { url: String },
+    NotFound {
+        /// the URL requested
+        url: String,
+    },
+    /// A downloaded file's SHA-256 is not the one its signed index lists; it is not cached.
     #[error("{what}: SHA256 mismatch for {url}: expected {expected}, got {actual}; the mirror or a proxy served different bytes than the signed index lists")]
     HashMismatch {
+        /// the file, for messages (a package or an index path)
         what: String,
+        /// the URL requested
         url: String,
+        /// the SHA-256 expected, lowercase hex
         expected: String,
+        /// the SHA-256 received, lowercase hex
         actual: String,
     },
+    /// A downloaded file's length is not the one its signed index lists; it is not cached.
     #[error("{what}: size mismatch for {url}: expected {expected} bytes, got {actual}{}", if *.actual > *.expected { " or more" } else { "" })]
     SizeMismatch {
+        /// the file, for messages (a package or an index path)
         what: String,
+        /// the URL requested
         url: String,
+        /// bytes expected
         expected: u64,
+        /// bytes received (the download stops at the first byte too many)
         actual: u64,
     },
+    /// The server's `Content-Length` differs from the size the signed index lists.
     #[error("{what}: size mismatch for {url}: the server announces {announced} bytes (Content-Length), the signed index lists {expected}; the mirror serves a different file")]
     Announced {
+        /// the file, for messages (a package or an index path)
         what: String,
+        /// the URL requested
         url: String,
+        /// bytes expected
         expected: u64,
+        /// bytes the server announced
         announced: u64,
     },
+    /// A document fetched into memory (InRelease, Release, Release.gpg) exceeds its limit.
     #[error("{url}: larger than the limit of {limit} bytes")]
-    TooLarge { url: String, limit: u64 },
+    TooLarge {
+        /// the URL requested
+        url: String,
+        /// the limit, bytes
+        limit: u64,
+    },
+    /// Reading a cache entry, or writing or admitting a downloaded file, failed.
     #[error("cache {}: {source}", path.display())]
     Cache {
+        /// the cache file or directory
         path: PathBuf,
+        /// the underlying error
         source: std::io::Error,
     },
+    /// The cache directory cannot be created or written (checked once, when it is opened).
     #[error("the cache directory {} is not usable: cannot create {}: {source}; make it writable or choose another with --cache (or COMPOSE_CACHE)", root.display(), path.display())]
     CacheUnusable {
+        /// the cache directory
         root: PathBuf,
+        /// what could not be created in it
         path: PathBuf,
+        /// the underlying error
         source: std::io::Error,
     },
+    /// The HTTP client could not be built, or a blocking cache task failed.
     #[error("HTTP client: {0}")]
     Client(String),
+    /// `--offline` and the file is not in the cache (or a Release file is asked for).
     #[error("--offline: {what} is not in the cache ({url}, sha256 {sha256}); run once without --offline to fetch it")]
     Offline {
+        /// the file, for messages
         what: String,
+        /// its URL, before `--mirror`
         url: String,
+        /// its SHA-256, lowercase hex, or `unknown`
         sha256: String,
     },
+    /// With a strict cache (an audit): a cache entry whose bytes are not what its name says.
     #[error("cache entry {} is damaged: expected sha256 {expected} ({size} bytes), found {actual} ({len} bytes)", path.display())]
     Damaged {
+        /// the cache entry
         path: PathBuf,
+        /// the SHA-256 its name says, lowercase hex
         expected: String,
+        /// the size expected, bytes
         size: u64,
+        /// the SHA-256 of its bytes, lowercase hex
         actual: String,
+        /// its length, bytes
         len: u64,
     },
 }
@@ -171,10 +228,12 @@ impl Cache {
             .join("compose")
     }
 
+    /// The cache directory.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// Where the blob of `sha256` (lowercase hex) is or would be: `<root>/sha256/<hex>`.
     pub fn blob_path(&self, sha256: &str) -> PathBuf {
         self.root.join("sha256").join(sha256)
     }
@@ -301,6 +360,7 @@ pub fn hash_reader(mut r: impl Read) -> std::io::Result<(u64, String)> {
     Ok((len, hex::encode(hasher.finalize())))
 }
 
+/// SHA-256 of `bytes`, lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -310,8 +370,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub struct Want {
     /// For messages: the package name or index path.
     pub what: String,
+    /// Where to fetch it, before `--mirror`.
     pub url: String,
+    /// Expected size, bytes.
     pub size: u64,
+    /// Expected SHA-256, lowercase hex (compared as is with the computed one).
     pub sha256: String,
 }
 
@@ -319,7 +382,9 @@ pub struct Want {
 /// whole transfer, so a slow but moving download is never cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
+    /// Bound on establishing a connection.
     pub connect: Duration,
+    /// Bound on each wait for bytes (response headers or the next body chunk).
     pub read: Duration,
 }
 
@@ -360,10 +425,13 @@ impl Timeouts {
     }
 }
 
+/// How a [`Fetcher`] is set up.
 pub struct FetchOptions {
+    /// The cache's root directory (created if missing).
     pub cache_dir: PathBuf,
     /// `FROM=TO` URL prefix rewrites, first match wins.
     pub mirrors: Vec<(String, String)>,
+    /// No progress bars (they are also hidden when stderr is not a terminal).
     pub quiet: bool,
     /// Parallel downloads.
     pub jobs: usize,
@@ -371,11 +439,15 @@ pub struct FetchOptions {
     pub offline: bool,
     /// A damaged cache entry is an error instead of being fetched again.
     pub strict_cache: bool,
+    /// Connect and read timeouts.
     pub timeouts: Timeouts,
 }
 
+/// The HTTP client with its cache, `--mirror` rewrites and progress display; shared by
+/// all downloads of a build.
 pub struct Fetcher {
     client: reqwest::Client,
+    /// The content-addressed cache downloads go into.
     pub cache: Cache,
     mirrors: Vec<(String, String)>,
     progress: MultiProgress,
@@ -439,6 +511,9 @@ fn transfer_failure(url: &str, e: &reqwest::Error) -> Failure {
 }
 
 impl Fetcher {
+    /// Build the HTTP client (rustls, the redirect policy of [`redirect_verdict`], the
+    /// timeouts) and open the cache; errors when the client cannot be built or the cache is
+    /// not usable.
     pub fn new(opts: FetchOptions) -> Result<Fetcher, FetchError> {
         // One process-wide crypto provider for rustls; a second install is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -470,6 +545,8 @@ impl Fetcher {
         })
     }
 
+    /// The progress display all bars of this fetcher are drawn in (hidden when quiet or when
+    /// stderr is not a terminal).
     pub fn progress(&self) -> &MultiProgress {
         &self.progress
     }
@@ -554,8 +631,6 @@ impl Fetcher {
         Ok(Some(out))
     }
 
-    /// A file of known size and SHA-256: from the cache, else downloaded (hashed while
-    /// streaming) and admitted to the cache only if both match. `Ok(None)` on 404.
     /// The bytes of `want` if the cache holds them intact (no network).
     pub async fn cached_bytes(&self, want: &Want) -> Result<Option<Vec<u8>>, FetchError> {
         let cache = self.cache.clone();
@@ -565,6 +640,8 @@ impl Fetcher {
             .map_err(|e| FetchError::Client(e.to_string()))?
     }
 
+    /// A file of known size and SHA-256: from the cache, else downloaded (hashed while
+    /// streaming) and admitted to the cache only if both match. `Ok(None)` on 404.
     pub async fn get_verified(
         &self,
         want: &Want,

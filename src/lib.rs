@@ -1,22 +1,37 @@
 //! `compose`: a declarative minimal rootfs composer.
 //!
-//! Data flows one way (DESIGN §6): [`manifest`] → [`apt`] → [`fetch`] → [`deb`] →
-//! [`rootfs`] → [`oci`], with [`build`] driving the pipeline.
+//! Data flows one way (docs/architecture.md): [`manifest`] → [`repo`] (over [`apt`] and
+//! [`fetch`]) → [`deb`] → [`rootfs`] → [`oci`] and [`output`], with [`build`] sequencing
+//! the stages and [`lock`] and [`sbom`] beside them; [`check`] reads an image back
+//! through [`oci::read`]. Every single-file output (the lock, the SBOM, an image archive)
+//! is replaced through [`atomic`]. The command line (`src/main.rs`) only parses
+//! arguments and prints what these return.
+
+#![warn(missing_docs)]
 
 pub mod apt;
+pub mod arch;
+pub mod atomic;
+pub mod check;
+pub mod compression;
 pub mod deb;
 pub mod fetch;
 pub mod interrupt;
 pub mod lock;
 pub mod manifest;
 pub mod oci;
+pub mod output;
+pub mod parallel;
 pub mod push;
+pub mod repo;
 pub mod retry;
 pub mod rootfs;
 pub mod sbom;
+pub mod summary;
 pub mod timings;
 
 pub mod build;
 pub mod error;
+pub mod verify;
 
 pub use error::Error;

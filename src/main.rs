@@ -31,7 +31,7 @@ struct SourceArgs {
     #[arg(long, value_name = "DIR", env = "COMPOSE_CACHE")]
     cache: Option<PathBuf>,
     /// Rewrite a source URL prefix, e.g. http://archive.ubuntu.com=http://mirror.local
-    #[arg(long, value_name = "FROM=TO", value_parser = build::parse_mirror)]
+    #[arg(long, value_name = "FROM=TO", value_parser = parse_mirror)]
     mirror: Vec<(String, String)>,
     /// The lock file (default: MANIFEST.lock beside the manifest)
     #[arg(long, value_name = "FILE")]
@@ -66,12 +66,11 @@ struct BuildArgs {
     offline: bool,
     /// Output format: oci (a layout directory), oci-archive or docker-archive (one tar
     /// file at --output, default out/<image name>.tar)
-    #[arg(long, value_name = "FORMAT", default_value = "oci", value_parser = compose::oci::Format::parse)]
-    format: compose::oci::Format,
+    #[arg(long, value_name = "FORMAT", default_value = "oci", value_parser = compose::output::Format::parse)]
+    format: compose::output::Format,
     /// Also write an SPDX 2.3 JSON SBOM of the image to FILE
     #[arg(long, value_name = "FILE")]
     sbom: Option<PathBuf>,
-    // --- issue 7 (push)
     /// Push the image to an OCI registry: REGISTRY/REPO[:TAG] (default tag: --tag).
     /// Credentials: COMPOSE_REGISTRY_USER/COMPOSE_REGISTRY_PASSWORD, else ~/.docker/config.json
     #[arg(long, value_name = "REGISTRY/REPO:TAG", value_parser = parse_push)]
@@ -83,7 +82,19 @@ struct BuildArgs {
     source: SourceArgs,
 }
 
-// --- issue 7 (push)
+/// Parse `FROM=TO` of `--mirror`.
+fn parse_mirror(s: &str) -> std::result::Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((from, to)) if !from.is_empty() && !to.is_empty() => Ok((
+            from.trim_end_matches('/').to_string(),
+            to.trim_end_matches('/').to_string(),
+        )),
+        _ => Err(format!(
+            "`{s}` is not FROM=TO, e.g. http://archive.ubuntu.com=http://127.0.0.1:8080"
+        )),
+    }
+}
+
 fn parse_push(s: &str) -> Result<compose::push::Reference, String> {
     compose::push::Reference::parse(s).map_err(|e| e.to_string())
 }
@@ -174,7 +185,7 @@ fn main() -> ExitCode {
             Err(e) => fail(e),
         },
         Some(Command::Verify { manifest, source }) => {
-            match build::verify(&options(manifest, Vec::new(), source, epoch)) {
+            match compose::verify::verify(&options(manifest, Vec::new(), source, epoch)) {
                 Ok(lines) => {
                     let ok = lines.iter().all(|l| l.ok);
                     for l in &lines {
@@ -210,15 +221,13 @@ fn main() -> ExitCode {
             opts.rootfs = b.rootfs;
             opts.format = b.format;
             opts.sbom = b.sbom;
-            // --- issue 7 (push)
             opts.push = b
                 .push
                 .map(|r| compose::push::PushOptions::new(r, b.insecure));
             match build::build(&opts) {
                 Ok(result) => {
                     if !opts.quiet {
-                        eprint!("{}", build::summary(&result));
-                        // --- issue 7 (push)
+                        eprint!("{}", compose::summary::summary(&result));
                         if let Some(p) = &result.push {
                             eprintln!("{p}");
                         }
@@ -232,113 +241,19 @@ fn main() -> ExitCode {
     }
 }
 
-// ---- compose check (DESIGN §5) -------------------------------------------------------
+// ---- compose check (src/check.rs) ----------------------------------------------------
 
 /// `compose check IMAGE [--binary FILE]... [--arch ARCH]`: 0 all resolve, 1 misses or a
 /// damaged image, 2 usage.
 fn check(image: &str, binaries: &[PathBuf], arch: Option<&str>) -> ExitCode {
-    use compose::oci::read::{parse_image_ref, read_image, Platform};
-    use compose::rootfs::linkage;
-
-    let mut extras = Vec::new();
-    for b in binaries {
-        match std::fs::read(b) {
-            Ok(bytes) => extras.push((b.display().to_string(), bytes)),
-            Err(e) => {
-                eprintln!("error: --binary {}: {e}", b.display());
-                return ExitCode::from(2);
-            }
+    match compose::check::check(image, binaries, arch) {
+        Ok(report) => {
+            report.print();
+            ExitCode::from(report.exit_code())
         }
-    }
-    let explicit = arch.is_some();
-    let debian = match arch {
-        Some(a) => match compose::manifest::normalise_arch(a) {
-            Some(d) => d,
-            None => {
-                eprintln!("error: --arch {a}: unknown architecture; use a Debian name such as amd64 or arm64 (or linux/arm64)");
-                return ExitCode::from(2);
-            }
-        },
-        None => extras
-            .iter()
-            .find_map(|(_, bytes)| linkage::debian_arch(bytes))
-            .unwrap_or_else(compose::build::host_arch),
-    };
-    let (architecture, variant) = compose::manifest::oci_platform(debian).unwrap_or((debian, None));
-    let platform = Platform {
-        architecture: architecture.to_string(),
-        variant: variant.map(str::to_string),
-        explicit,
-    };
-    let (dir, tag) = parse_image_ref(image);
-    let img = match read_image(&dir, tag.as_deref(), &platform) {
-        Ok(i) => i,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(if e.is_usage() { 2 } else { 1 });
-        }
-    };
-    let started = std::time::Instant::now();
-    let (report, failed) = match linkage::check(&img.tree, &extras, None) {
-        Ok(r) => (r, false),
-        Err(e) => (e.report, true),
-    };
-    let elapsed = started.elapsed();
-    for (path, reason) in &report.unreadable {
-        eprintln!("warning: {path}: not checked, unreadable ELF: {reason}");
-    }
-    for x in &report.extras {
-        if !x.is_elf {
-            println!("{}: not an ELF file, nothing to check", x.name);
-        } else if x.is_static {
-            println!(
-                "{}: statically linked ({}), needs nothing from the image",
-                x.name, x.machine
-            );
-        } else if x.misses == 0 {
-            let libs: Vec<String> = x
-                .resolved
-                .iter()
-                .map(|(need, found)| format!("{need} → {found}"))
-                .collect();
-            println!("{}: ok ({}): {}", x.name, x.machine, libs.join(", "));
+            ExitCode::from(e.exit_code())
         }
     }
-    for m in &report.misses {
-        println!("{m}");
-    }
-    let arch_name = match &img.variant {
-        Some(v) => format!("{}/{v}", img.architecture),
-        None => img.architecture.clone(),
-    };
-    eprintln!(
-        "checked {} (linux/{arch_name}): {} ELF files, {} dynamically linked, {} needs resolved in {:.1} ms",
-        img.manifest_digest,
-        report.elf_files,
-        report.dynamic,
-        report.resolved,
-        elapsed.as_secs_f64() * 1000.0
-    );
-    if failed {
-        let files: std::collections::BTreeSet<&str> =
-            report.misses.iter().map(|m| m.file.as_str()).collect();
-        println!(
-            "FAILED: {} unresolved in {} file{}",
-            report.misses.len(),
-            files.len(),
-            if files.len() == 1 { "" } else { "s" }
-        );
-        return ExitCode::from(1);
-    }
-    let n = report.extras.len();
-    println!(
-        "ok: {}{} ELF files in the image resolve",
-        if n == 0 {
-            String::new()
-        } else {
-            format!("{n} binar{} and ", if n == 1 { "y" } else { "ies" })
-        },
-        report.elf_files
-    );
-    ExitCode::SUCCESS
 }

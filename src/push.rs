@@ -1,20 +1,23 @@
-//! `--push REGISTRY/REPO[:TAG]` (issue 7): upload an OCI image layout to a registry
-//! through the OCI distribution API.
+//! `--push REGISTRY/REPO[:TAG]`: upload an OCI image layout to a registry through the
+//! OCI distribution API.
 //!
-//! The layout is only read. Every blob a manifest refers to is checked with `HEAD` and
-//! uploaded when missing (one `PUT` for small blobs, `PATCH` chunks with `Content-Range`
-//! and a final `PUT` for large ones); then each architecture's manifest is put by digest
-//! and the top manifest (the index, or the one manifest) under the tag. Manifests go up
-//! as the exact bytes of the layout's blobs, so the registry's digest is the layout's;
-//! the `Docker-Content-Digest` the registry answers is checked against it.
+//! The layout is read through `oci::read` ([`read::list`]: every manifest with its exact
+//! bytes, every blob once); this module speaks HTTP only. Every blob a manifest refers to
+//! is checked with `HEAD` and uploaded when missing (one `PUT` for small blobs, `PATCH`
+//! chunks with `Content-Range` and a final `PUT` for large ones), its digest and size
+//! checked ([`BlobCheck`]) as it goes up; then each architecture's manifest is put by
+//! digest and the top manifest (the index, or the one manifest) under the tag. Manifests
+//! go up as the exact bytes of the layout's blobs, so the registry's digest is the
+//! layout's; the `Docker-Content-Digest` the registry answers is checked against it.
 //!
 //! Authentication: anonymous; HTTP basic; bearer tokens (a `401` with
 //! `WWW-Authenticate: Bearer realm=…,service=…,scope=…` → `GET realm` with the basic
 //! credentials, if any → the token). Credentials come from `COMPOSE_REGISTRY_USER` and
 //! `COMPOSE_REGISTRY_PASSWORD`, else from `auths.<registry>.auth` in
 //! `$DOCKER_CONFIG/config.json` (default `~/.docker/config.json`).
+//!
+//! It must not parse OCI documents itself, write to the layout, or run credential helpers.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -23,10 +26,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 use crate::fetch::Timeouts;
+use crate::oci::read::{self, BlobCheck, BlobRole, Layout, ReadError};
 use crate::retry::{self, with_retries};
 
 /// The user name for the registry (with [`PASSWORD_ENV`]).
@@ -41,75 +44,153 @@ const DOCKER_HUB: &str = "docker.io";
 const DOCKER_HUB_HOST: &str = "registry-1.docker.io";
 const DOCKER_HUB_AUTH_KEY: &str = "https://index.docker.io/v1/";
 
+/// Why a `--push` failed. [`PushError::BadReference`] is a usage error
+/// ([`PushError::is_usage`]); the rest are failures. `attempts` counts the tries made
+/// before giving up (set by [`retry::Attempts`]; 1 when the error was not retried).
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
+    /// The `--push` value (or the tag it gets) does not parse as `REGISTRY/REPOSITORY[:TAG]`.
     #[error("--push {reference}: {reason}; expected REGISTRY/REPOSITORY[:TAG], e.g. 127.0.0.1:5000/team/run-image:1.0")]
-    BadReference { reference: String, reason: String },
+    BadReference {
+        /// The reference as given.
+        reference: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The layout's `index.json` lists other than one manifest, a blob file cannot be
+    /// read, or a manifest's media type is not a header value.
     #[error("--push: cannot read the layout {}: {message}", path.display())]
-    Layout { path: PathBuf, message: String },
+    Layout {
+        /// The file concerned (for a manifest whose media type is not a header value,
+        /// its digest).
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The layout cannot be opened or listed by [`read`], or a blob did not match its
+    /// digest or size as it went up.
+    #[error("--push: cannot read the layout: {0}")]
+    Read(#[from] ReadError),
+    /// A request got no HTTP answer (connection, TLS, timeout, redirect refused).
     #[error("{url}: {message}{}", gave_up(*.attempts))]
     Transport {
+        /// The URL requested.
         url: String,
+        /// The transfer error with its causes.
         message: String,
+        /// Tries made.
         attempts: u32,
     },
+    /// The registry answered with an unexpected HTTP status (or a `202` without a usable
+    /// `Location`).
     #[error("{url}: {what} answered HTTP {status}{}{}", detail(.body), gave_up(*.attempts))]
     Status {
+        /// The request, e.g. `PUT blob`.
         what: String,
+        /// The URL requested.
         url: String,
+        /// The HTTP status code.
         status: u16,
+        /// The answer's body (the message shows its first 300 characters).
         body: String,
+        /// Tries made.
         attempts: u32,
     },
+    /// HTTPS failed and `--insecure` was not given.
     #[error("registry {registry} does not answer over HTTPS ({message}); if it is a plain-HTTP registry (a local one on 127.0.0.1, say), pass --insecure")]
-    NoTls { registry: String, message: String },
+    NoTls {
+        /// The registry as written in the reference.
+        registry: String,
+        /// The last transport error.
+        message: String,
+    },
+    /// The registry answered `401` and there are no credentials to offer.
     #[error("registry {registry} requires authentication; set {USER_ENV} and {PASSWORD_ENV}, or log in with `docker login {registry}` (credentials stored in ~/.docker/config.json under auths.{registry}.auth){}", hint(.helper))]
     AuthRequired {
+        /// The registry as written in the reference.
         registry: String,
+        /// `docker-credential-<name>` that the Docker config names for this registry;
+        /// compose does not run it.
         helper: Option<String>,
     },
+    /// The registry or its token server refused the credentials offered.
     #[error(
         "registry {registry} refused the credentials of user `{user}` (from {from}): {message}"
     )]
     Unauthorized {
+        /// The registry as written in the reference.
         registry: String,
+        /// The user name offered.
         user: String,
+        /// Where the credentials came from ([`Credentials::from`]).
         from: String,
+        /// The refusal: HTTP status and body.
         message: String,
     },
+    /// The bearer-token flow failed (bad realm, HTTP error, no token in the answer).
     #[error("registry {registry}: token from {realm}: {message}")]
     Token {
+        /// The registry as written in the reference.
         registry: String,
+        /// The challenge's `realm` URL (empty if it had none).
         realm: String,
+        /// What went wrong.
         message: String,
     },
+    /// A `401` challenged with neither `Bearer` nor `Basic`.
     #[error(
         "registry {registry} asks for an authentication scheme compose does not speak: {challenge}"
     )]
-    Scheme { registry: String, challenge: String },
+    Scheme {
+        /// The registry as written in the reference.
+        registry: String,
+        /// The first challenge's scheme, or a note that the `401` had none.
+        challenge: String,
+    },
+    /// The credentials cannot be read: the Docker config is unreadable or malformed, or
+    /// only one of [`USER_ENV`] and [`PASSWORD_ENV`] is set.
     #[error("{}: {message}", path.display())]
-    Credentials { path: PathBuf, message: String },
+    Credentials {
+        /// The Docker config file (`environment` for the variables).
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The registry's `Docker-Content-Digest` differs from the layout's digest.
     #[error("{what}: the registry stored it as {got}, the layout has {expected}")]
     DigestMismatch {
+        /// The blob or manifest, for the message.
         what: String,
+        /// The layout's `sha256:<hex>`.
         expected: String,
+        /// The digest the registry answered.
         got: String,
     },
+    /// Checking or uploading one blob failed.
     #[error("push of blob {digest} ({what}, {size} bytes) failed: {source}")]
     Blob {
+        /// The blob's `sha256:<hex>`.
         digest: String,
+        /// Its role, e.g. `layer of linux/arm64/v8`.
         what: String,
+        /// Its size in bytes.
         size: u64,
+        /// Why.
         #[source]
         source: Box<PushError>,
     },
+    /// Putting one manifest (or the index) failed.
     #[error("push of manifest {digest} ({what}) failed: {source}")]
     Manifest {
+        /// The manifest's `sha256:<hex>`.
         digest: String,
+        /// Which one, e.g. `the image index`.
         what: String,
+        /// Why.
         #[source]
         source: Box<PushError>,
     },
+    /// The HTTP client could not be built.
     #[error("HTTP client: {0}")]
     Client(String),
 }
@@ -291,7 +372,9 @@ fn check_tag(tag: &str) -> Result<(), String> {
 /// A user name and password (or token) for HTTP basic and token requests.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
+    /// The user name.
     pub user: String,
+    /// The password or token; hidden from `Debug`.
     pub password: String,
     /// Where they came from, for messages.
     pub from: String,
@@ -310,6 +393,7 @@ impl fmt::Debug for Credentials {
 /// What [`Credentials::lookup`] found.
 #[derive(Debug, Clone, Default)]
 pub struct Found {
+    /// None: no credentials for the registry (the push goes anonymous).
     pub credentials: Option<Credentials>,
     /// A `credsStore`/`credHelpers` entry that may hold the credentials instead.
     pub helper: Option<String>,
@@ -421,6 +505,7 @@ fn host_of(key: &str) -> &str {
 /// What `--push`/`--insecure` ask for.
 #[derive(Debug, Clone)]
 pub struct PushOptions {
+    /// Where the image goes; without a tag, [`push_layout`]'s `default_tag`.
     pub reference: Reference,
     /// Allow plain HTTP when the registry does not speak HTTPS.
     pub insecure: bool,
@@ -431,6 +516,7 @@ pub struct PushOptions {
 }
 
 impl PushOptions {
+    /// Options for `reference`: credentials looked up, blobs chunked at [`CHUNK`].
     pub fn new(reference: Reference, insecure: bool) -> PushOptions {
         PushOptions {
             reference,
@@ -448,8 +534,9 @@ pub struct PushReport {
     pub reference: String,
     /// The digest the tag points to (the layout's).
     pub digest: String,
-    /// Blobs uploaded, and their bytes.
+    /// Blobs uploaded.
     pub pushed: usize,
+    /// Bytes of the blobs uploaded.
     pub pushed_bytes: u64,
     /// Blobs the registry already had.
     pub skipped: usize,
@@ -459,6 +546,7 @@ pub struct PushReport {
     pub manifests: usize,
     /// `https` or `http`.
     pub scheme: String,
+    /// Wall time of the whole push, layout reading included.
     pub elapsed: Duration,
 }
 
@@ -486,7 +574,7 @@ impl fmt::Display for PushReport {
     }
 }
 
-// ---- the layout ----------------------------------------------------------------------
+// ---- what goes up ---------------------------------------------------------------------
 
 /// A blob a manifest refers to.
 #[derive(Debug, Clone)]
@@ -516,132 +604,59 @@ struct Image {
     top: Manifest,
 }
 
-fn blob_path(layout: &Path, digest: &str) -> Result<PathBuf, PushError> {
-    match digest.strip_prefix("sha256:") {
-        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            Ok(layout.join("blobs/sha256").join(hex))
-        }
-        _ => Err(PushError::Layout {
-            path: layout.to_path_buf(),
-            message: format!("unsupported digest {digest:?}"),
-        }),
-    }
-}
-
-/// A JSON blob, checked against its digest.
-fn read_json_blob(layout: &Path, digest: &str) -> Result<(Vec<u8>, serde_json::Value), PushError> {
-    let path = blob_path(layout, digest)?;
-    let bad = |message: String| PushError::Layout {
-        path: path.clone(),
-        message,
+/// The one image of the layout ([`read::list`]) as blobs and manifests to put.
+fn read_layout(layout: &Layout) -> Result<Image, PushError> {
+    let index = layout.index()?;
+    let [top] = &index.manifests[..] else {
+        return Err(PushError::Layout {
+            path: layout.dir().join("index.json"),
+            message: format!(
+                "{} manifests listed; compose pushes a layout with exactly one",
+                index.manifests.len()
+            ),
+        });
     };
-    let bytes = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
-    let actual = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
-    if actual != digest {
-        return Err(bad(format!("damaged: its digest is {actual}")));
-    }
-    let v = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
-    Ok((bytes, v))
-}
-
-fn descriptor(v: &serde_json::Value, path: &Path) -> Result<(String, String, u64), PushError> {
-    match (
-        v["digest"].as_str(),
-        v["mediaType"].as_str(),
-        v["size"].as_u64(),
-    ) {
-        (Some(d), Some(m), Some(s)) => Ok((d.to_string(), m.to_string(), s)),
-        _ => Err(PushError::Layout {
-            path: path.to_path_buf(),
-            message: format!("incomplete descriptor {v}"),
-        }),
-    }
-}
-
-fn platform_name(v: &serde_json::Value) -> Option<String> {
-    let p = &v["platform"];
-    let arch = p["architecture"].as_str()?;
-    let os = p["os"].as_str().unwrap_or("linux");
-    Some(match p["variant"].as_str() {
-        Some(var) => format!("{os}/{arch}/{var}"),
-        None => format!("{os}/{arch}"),
-    })
-}
-
-fn read_layout(layout: &Path) -> Result<Image, PushError> {
-    let index_path = layout.join("index.json");
-    let bad = |message: String| PushError::Layout {
-        path: index_path.clone(),
-        message,
+    let listing = read::list(layout, top)?;
+    // An index names each image by its platform; one image is "the image".
+    let is_index = listing.index.is_some();
+    let name = |image: &read::Document<read::ImageManifest>| match &image.descriptor.platform {
+        Some(p) if is_index => p.to_string(),
+        _ => "the image".to_string(),
     };
-    let bytes = std::fs::read(&index_path).map_err(|e| bad(e.to_string()))?;
-    let index: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
-    let tops = index["manifests"].as_array().cloned().unwrap_or_default();
-    let [top] = &tops[..] else {
-        return Err(bad(format!(
-            "{} manifests listed; compose pushes a layout with exactly one",
-            tops.len()
-        )));
+    let blobs = listing
+        .blobs()
+        .into_iter()
+        .map(|b| Blob {
+            digest: b.descriptor.digest.clone(),
+            size: b.descriptor.size,
+            what: match b.role {
+                BlobRole::Config => format!("config of {}", name(b.image)),
+                BlobRole::Layer => format!("layer of {}", name(b.image)),
+            },
+        })
+        .collect();
+    let manifest = |d: &read::Descriptor, bytes: &[u8], what: String| Manifest {
+        digest: d.digest.clone(),
+        media_type: d.media_type.clone(),
+        bytes: bytes.to_vec(),
+        what,
     };
-    let (digest, media_type, _) = descriptor(top, &index_path)?;
-    let (top_bytes, top_json) = read_json_blob(layout, &digest)?;
-    let mut images = Vec::new();
-    let mut manifests = Vec::new();
-    if media_type == crate::oci::MEDIA_TYPE_INDEX {
-        for m in top_json["manifests"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-        {
-            let (d, mt, _) = descriptor(&m, &index_path)?;
-            let what = platform_name(&m).unwrap_or_else(|| "the image".into());
-            let (b, j) = read_json_blob(layout, &d)?;
-            images.push((what.clone(), j));
-            manifests.push(Manifest {
-                digest: d,
-                media_type: mt,
-                bytes: b,
-                what: format!("manifest of {what}"),
-            });
-        }
-    } else {
-        images.push(("the image".to_string(), top_json));
-    }
-    let mut seen = BTreeSet::new();
-    let mut blobs = Vec::new();
-    for (what, manifest) in &images {
-        let config = std::iter::once((format!("config of {what}"), &manifest["config"]));
-        let layers = manifest["layers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|l| (format!("layer of {what}"), l));
-        for (role, d) in config.chain(layers) {
-            let (digest, _, size) = descriptor(d, &index_path)?;
-            if seen.insert(digest.clone()) {
-                blobs.push(Blob {
-                    digest,
-                    size,
-                    what: role,
-                });
-            }
-        }
-    }
-    let top_what = if manifests.is_empty() {
-        "the image manifest"
-    } else {
-        "the image index"
+    let (top, top_bytes) = listing.top();
+    let (manifests, top_what) = match &listing.index {
+        Some(_) => (
+            listing
+                .images
+                .iter()
+                .map(|m| manifest(&m.descriptor, &m.bytes, format!("manifest of {}", name(m))))
+                .collect(),
+            "the image index",
+        ),
+        None => (Vec::new(), "the image manifest"),
     };
     Ok(Image {
         blobs,
         manifests,
-        top: Manifest {
-            digest,
-            media_type,
-            bytes: top_bytes,
-            what: top_what.into(),
-        },
+        top: manifest(top, top_bytes, top_what.into()),
     })
 }
 
@@ -663,7 +678,9 @@ fn retryable(status: StatusCode) -> bool {
 /// A `WWW-Authenticate` challenge: the scheme and its parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Challenge {
+    /// As written, e.g. `Bearer` (compared case-insensitively).
     pub scheme: String,
+    /// `(name, value)` in header order; names lowercased, values unquoted and unescaped.
     pub params: Vec<(String, String)>,
 }
 
@@ -1028,8 +1045,8 @@ impl Session {
 
     /// Upload one blob (a fresh upload session per attempt). Returns whether it went
     /// up in chunks.
-    async fn upload(&self, layout: &Path, blob: &Blob, chunk: u64) -> Result<bool, PushError> {
-        let path = blob_path(layout, &blob.digest)?;
+    async fn upload(&self, layout: &Layout, blob: &Blob, chunk: u64) -> Result<bool, PushError> {
+        let path = layout.blob_path(&blob.digest)?;
         with_retries(|| self.upload_once(&path, blob, chunk)).await
     }
 
@@ -1051,7 +1068,8 @@ impl Session {
         let mut file = tokio::fs::File::open(path)
             .await
             .map_err(|e| layout_err(e.to_string()))?;
-        let mut hasher = Sha256::new();
+        // The layout's rule for a blob (digest and size), applied while it goes up.
+        let mut check = BlobCheck::new(&blob.digest, blob.size);
         let chunked = blob.size > chunk;
         let mut octets = HeaderMap::new();
         octets.insert(
@@ -1068,7 +1086,7 @@ impl Session {
             if n == 0 {
                 break;
             }
-            hasher.update(&buf[..n]);
+            check.update(&buf[..n]);
             if !chunked {
                 last.extend_from_slice(&buf[..n]);
                 continue;
@@ -1091,15 +1109,7 @@ impl Session {
             location = self.location(&resp, "PATCH blob chunk")?;
             offset += n as u64;
         }
-        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-        let read = if chunked { offset } else { last.len() as u64 };
-        if actual != blob.digest || read != blob.size {
-            return Err(layout_err(format!(
-                "damaged: {read} bytes with digest {actual}, the manifest lists {} bytes",
-                blob.size
-            ))
-            .into());
-        }
+        check.finish().map_err(PushError::Read)?;
         location
             .query_pairs_mut()
             .append_pair("digest", &blob.digest);
@@ -1253,7 +1263,8 @@ pub async fn push_layout(
     default_tag: &str,
 ) -> Result<PushReport, PushError> {
     let started = Instant::now();
-    let image = read_layout(layout)?;
+    let layout = Layout::open(layout)?;
+    let image = read_layout(&layout)?;
     let mut opts = opts.clone();
     let tag = opts
         .reference
@@ -1304,6 +1315,7 @@ pub async fn push_layout(
     let results: Vec<Result<Option<bool>, PushError>> = futures::stream::iter(&image.blobs)
         .map(|blob| {
             let session = &session;
+            let layout = &layout;
             async move {
                 let wrap = |e: PushError| PushError::Blob {
                     digest: blob.digest.clone(),

@@ -1,5 +1,8 @@
 //! Retrying network operations (downloads and registry pushes alike): which failures
 //! may pass, the backoff between attempts, and how many attempts the final error reports.
+//!
+//! It must not know a client or an error type: callers classify each failure as a
+//! [`Failure`] and record the count through [`Attempts`].
 
 use std::future::Future;
 use std::time::Duration;
@@ -10,12 +13,15 @@ pub const ATTEMPTS: u32 = 3;
 
 /// How one attempt failed: worth another attempt, or final.
 pub enum Failure<E> {
+    /// May pass on another attempt (after [`backoff`]), while attempts remain.
     Retry(E),
+    /// Final: returned at once.
     Fatal(E),
 }
 
 /// An error that can say how many attempts were made before it was final.
 pub trait Attempts {
+    /// This error, recording that `attempts` attempts were made (the first included).
     fn after(self, attempts: u32) -> Self;
 }
 

@@ -1,4 +1,4 @@
-//! `--sbom FILE`: an SPDX 2.3 JSON document of the image (issue 7).
+//! `--sbom FILE`: an SPDX 2.3 JSON document of the image.
 //!
 //! The image is one package (`SPDXRef-Image`, version = the digest `index.json` points
 //! to, purpose `CONTAINER`); each Debian package of each architecture is a package with
@@ -6,10 +6,15 @@
 //! copyright file declares for `Files: *`; each regular file of each architecture's tree
 //! is a file with SHA1 and SHA256, contained by the package it came from (or by the image
 //! when a generator made it). Deterministic: creation time = the image epoch, namespace
-//! from the name and digest, everything sorted, canonical JSON.
+//! from the name and digest, everything sorted, canonical JSON. The same module makes the
+//! document embedded in each architecture's tree ([`in_image_document`], for
+//! `crate::rootfs::generate`).
+//!
+//! It reads only what [`SbomArch::collect`] takes from a tree and the resolved packages:
+//! never the host or the network. [`write()`] replaces the file through [`crate::atomic`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::Path;
 
 use canon_json::CanonJsonSerialize;
@@ -17,23 +22,29 @@ use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
 use sha2::Sha256;
 
-use crate::build::Resolved;
+use crate::arch::Arch;
 use crate::oci::rfc3339;
+use crate::repo::Resolved;
 use crate::rootfs::tree::{NodeKind, Tree};
 
+/// Why an SBOM could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum SbomError {
+    /// Reading or writing the spool, or serialising or writing the document, failed.
     #[error("SBOM: {context}: {source}")]
     Io {
+        /// What was being done.
         context: String,
+        /// The underlying error.
         #[source]
         source: io::Error,
     },
+    /// The embedded document could not be added to the tree (a conflict at its path).
     #[error("{0}")]
     Tree(String),
 }
 
-fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> SbomError {
+pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> SbomError {
     let context = context.into();
     move |source| SbomError::Io { context, source }
 }
@@ -43,7 +54,9 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> SbomError {
 pub struct SbomFile {
     /// Absolute image path.
     pub path: String,
+    /// SHA-256 of the content.
     pub sha256: [u8; 32],
+    /// SHA-1 of the content (SPDX requires it).
     pub sha1: [u8; 20],
     /// The package name, or a generator's name.
     pub origin: String,
@@ -52,8 +65,11 @@ pub struct SbomFile {
 /// What the SBOM needs of one architecture, collected before its tree is dropped.
 #[derive(Debug, Clone)]
 pub struct SbomArch {
-    pub arch: String,
+    /// The architecture.
+    pub arch: Arch,
+    /// Its packages, in the order given.
     pub packages: Vec<Resolved>,
+    /// Every regular file of its tree, sorted by path.
     pub files: Vec<SbomFile>,
     /// `ID` and `VERSION_ID` of the image's os-release, when it has one.
     pub os_release: Option<(String, Option<String>)>,
@@ -64,7 +80,7 @@ pub struct SbomArch {
 impl SbomArch {
     /// Hash every regular file of `tree` with SHA1 (SPDX requires it; the tree already
     /// has SHA256) and read os-release and the packages' copyright files.
-    pub fn collect(arch: &str, packages: &[Resolved], tree: &Tree) -> Result<SbomArch, SbomError> {
+    pub fn collect(arch: Arch, packages: &[Resolved], tree: &Tree) -> Result<SbomArch, SbomError> {
         let mut files = Vec::new();
         for (path, node) in tree.iter() {
             if let NodeKind::File(content) = &node.kind {
@@ -110,7 +126,7 @@ impl SbomArch {
             })
             .collect();
         Ok(SbomArch {
-            arch: arch.to_string(),
+            arch,
             packages: packages.to_vec(),
             files,
             os_release,
@@ -293,11 +309,15 @@ pub fn purl(namespace: &str, p: &Resolved, distro: Option<&str>) -> String {
 /// The image the document describes.
 #[derive(Debug, Clone, Copy)]
 pub struct SbomImage<'a> {
+    /// The image name from the manifest.
     pub name: &'a str,
+    /// The image tag.
     pub tag: &'a str,
     /// What `index.json` points to, `sha256:…`.
     pub digest: &'a str,
+    /// Seconds since the Unix epoch: the document's creation time.
     pub epoch: u64,
+    /// One entry per architecture built.
     pub archs: &'a [SbomArch],
 }
 
@@ -319,20 +339,20 @@ pub fn in_image_path(name: &str) -> String {
     format!("/var/lib/db/sbom/{name}.spdx.json")
 }
 
-/// `[generate] sbom = true`: the SPDX 2.3 document of this architecture's tree (its
-/// packages and every regular file), added to the tree at [`in_image_path`] as its last
-/// file, mode 0644 root. A document inside the image cannot name the digest of the image
-/// that holds it (nor list itself): its image package has no version, checksum or
-/// `pkg:oci` purl, and says so; its namespace ends with the SHA-256 of the rest of the
-/// document, so it stays deterministic. Returns the path.
-pub fn embed(
-    tree: &mut Tree,
+/// `[generate] sbom = true`: the SPDX 2.3 document of one architecture's tree (its
+/// packages and every regular file), as the bytes to put at [`in_image_path`]
+/// (`crate::rootfs::generate` adds them as the tree's last file). A document inside the
+/// image cannot name the digest of the image that holds it (nor list itself): its image
+/// package has no version, checksum or `pkg:oci` purl, and says so; its namespace ends
+/// with the SHA-256 of the rest of the document, so it stays deterministic.
+pub fn in_image_document(
+    tree: &Tree,
     name: &str,
     tag: &str,
-    arch: &str,
+    arch: Arch,
     packages: &[Resolved],
     epoch: u64,
-) -> Result<String, SbomError> {
+) -> Result<Vec<u8>, SbomError> {
     let path = in_image_path(name);
     let archs = [SbomArch::collect(arch, packages, tree)?];
     let image = SbomImage {
@@ -355,25 +375,11 @@ pub fn embed(
     let namespace = format!(
         "https://compose.invalid/spdx/{}/{}/sha256:{}",
         purl_encode(name),
-        purl_encode(arch),
+        purl_encode(arch.name()),
         hex::encode(Sha256::digest(&bytes))
     );
     doc["documentNamespace"] = json!(namespace);
-    let bytes = serialise(&doc)?;
-    let content = tree.spool.append_bytes(&bytes).map_err(io_err(format!(
-        "[generate] sbom: writing {path} to the spool"
-    )))?;
-    let node = crate::rootfs::tree::Node {
-        kind: NodeKind::File(content),
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        mtime: 0,
-        origin: "sbom".into(),
-    };
-    tree.insert(&path, node)
-        .map_err(|e| SbomError::Tree(format!("[generate] sbom: {e}")))?;
-    Ok(path)
+    serialise(&doc)
 }
 
 /// Canonical JSON and a final newline: the bytes of a written document.
@@ -405,7 +411,11 @@ fn document_with(image: &SbomImage, digest: Option<&str>) -> Result<Value, SbomE
         let (namespace, distro_q) = distro(arch);
         let mut package_ids = BTreeMap::new();
         for p in &arch.packages {
-            let base = format!("SPDXRef-Package-{}-{}", ident(&arch.arch), ident(&p.name));
+            let base = format!(
+                "SPDXRef-Package-{}-{}",
+                ident(arch.arch.name()),
+                ident(&p.name)
+            );
             let mut id = base.clone();
             let mut n = 2;
             while !used_ids.insert(id.clone()) {
@@ -416,7 +426,7 @@ fn document_with(image: &SbomImage, digest: Option<&str>) -> Result<Value, SbomE
         }
         let mut by_package: BTreeMap<&str, Vec<&SbomFile>> = BTreeMap::new();
         for (i, f) in arch.files.iter().enumerate() {
-            let id = format!("SPDXRef-File-{}-{}", ident(&arch.arch), i + 1);
+            let id = format!("SPDXRef-File-{}-{}", ident(arch.arch.name()), i + 1);
             files.push(json!({
                 "SPDXID": id,
                 "fileName": format!(".{}", f.path),
@@ -539,24 +549,8 @@ fn document_with(image: &SbomImage, digest: Option<&str>) -> Result<Value, SbomE
 /// Write `doc` as canonical JSON (and a final newline) to `path`, atomically.
 pub fn write(path: &Path, doc: &Value) -> Result<(), SbomError> {
     let bytes = serialise(doc)?;
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let ctx = || format!("cannot write {}", path.display());
-    std::fs::create_dir_all(&parent).map_err(io_err(ctx()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".compose-sbom-")
-        .tempfile_in(&parent)
-        .map_err(io_err(ctx()))?;
-    tmp.write_all(&bytes).map_err(io_err(ctx()))?;
-    tmp.as_file().sync_all().map_err(io_err(ctx()))?;
-    use std::os::unix::fs::PermissionsExt;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
-        .map_err(io_err(ctx()))?;
-    tmp.persist(path).map_err(|e| io_err(ctx())(e.error))?;
-    Ok(())
+    crate::atomic::write(path, ".compose-sbom-", &bytes)
+        .map_err(|e| io_err(format!("cannot write {}", path.display()))(e.source))
 }
 
 #[cfg(test)]

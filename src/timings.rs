@@ -1,6 +1,8 @@
 //! Phase timings: with `COMPOSE_TIMINGS=1`, each phase of a build prints one line on
 //! stderr, `timing <seconds since start> <phase>` (how `scripts/bench.sh` and a
 //! profile see where the time goes). Off by default; nothing is measured then.
+//!
+//! It only prints; it must not change what a build does.
 
 use std::sync::OnceLock;
 use std::time::Instant;

@@ -1,8 +1,8 @@
-//! Issue 6, hostile input: the Trust, Index and Package cases, each through the real
-//! `compose` binary against a signed fixture repository served on 127.0.0.1. A hostile
-//! archive is modelled as a compromised one: the bad index or package is listed with its
-//! true size and hashes and Release is re-signed with the archive key, so only compose's
-//! own checks stand between it and the image.
+//! Hostile input: the Trust, Index and Package cases of `docs/errors.md`, each through
+//! the real `compose` binary against a signed fixture repository served on 127.0.0.1.
+//! A hostile archive is modelled as a compromised one: the bad index or package is
+//! listed with its true size and hashes and Release is re-signed with the archive key,
+//! so only compose's own checks stand between it and the image.
 //!
 //! Every failing case asserts: exit code 1, exactly one `error:` line on stderr (whose
 //! content is checked), nothing on stdout, nothing at `--output`, `--rootfs` or
@@ -1120,24 +1120,25 @@ fn names_with_nul_or_invalid_utf8_are_refused() {
     }
 }
 
-// ------------------------------------------------------------------------ README
+// ------------------------------------------------------------------ docs/errors.md
 
-/// Every test the README's table of issue 6 names exists (as a `#[test]`).
+/// Every test the table of hostile input and faults in `docs/errors.md` names exists
+/// (as a `#[test]`).
 #[test]
-fn the_readme_table_names_existing_tests() {
+fn the_errors_table_names_existing_tests() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let start = readme
-        .find("### Hostile input and faults: what compose says")
+    let doc = std::fs::read_to_string(root.join("docs/errors.md")).unwrap();
+    let start = doc
+        .find("## Hostile input and faults: what compose says")
         .expect("the table's heading");
-    let rows: Vec<&str> = readme[start..]
+    let rows: Vec<&str> = doc[start..]
         .lines()
         .skip_while(|l| !l.starts_with('|'))
         .take_while(|l| l.starts_with('|'))
         .skip(2)
         .collect();
     // 8 trust, 6 index, 11 package, 6 network and 4 local cases.
-    assert_eq!(rows.len(), 35, "one row per case of the issue");
+    assert_eq!(rows.len(), 35, "one row per case of docs/errors.md");
     for row in rows {
         let cells: Vec<&str> = row.trim_matches('|').rsplitn(2, " | ").collect();
         let tests = cells[0];
@@ -1149,7 +1150,7 @@ fn the_readme_table_names_existing_tests() {
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(
                 text.contains(&format!("#[test]\nfn {test}()")),
-                "the README names {name}, which is not a test"
+                "docs/errors.md names {name}, which is not a test"
             );
             named += 1;
         }

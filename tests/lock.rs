@@ -3,6 +3,7 @@
 
 mod support;
 
+use compose::arch::Arch;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -198,13 +199,13 @@ fn the_lock_is_written_reused_and_read_back() {
     assert_eq!(lock.to_text(), text, "the lock round-trips");
     assert_eq!(lock.index.as_ref().unwrap().digest(), first);
     let deb = fx.repo.package("libfoo1", "arm64");
-    let pinned = &lock.archs["arm64"].packages["libfoo1"];
+    let pinned = &lock.archs[&Arch::ARM64].packages["libfoo1"];
     assert_eq!(
         (pinned.version.as_str(), pinned.sha256.hex()),
         ("1.0-1", deb.sha256.as_str())
     );
     assert_eq!(pinned.url, fx.server.url_of(&deb.filename));
-    assert!(lock.archs["amd64"]
+    assert!(lock.archs[&Arch::AMD64]
         .releases
         .keys()
         .any(|u| u.ends_with("/dists/noble/InRelease")));
@@ -242,7 +243,7 @@ fn the_lock_is_written_reused_and_read_back() {
     ]);
     assert_eq!(ok(&out), fy.lock().display().to_string());
     let l = compose::lock::Lock::load(&fy.lock()).unwrap().unwrap();
-    assert!(!l.has_outputs() && l.archs["amd64"].packages.contains_key("tzdata"));
+    assert!(!l.has_outputs() && l.archs[&Arch::AMD64].packages.contains_key("tzdata"));
     assert!(!fy.dir.join("out").exists());
 }
 

@@ -1,5 +1,6 @@
 //! Every manifest shipped in manifests/ parses and validates (schema, globs, keyrings).
 
+use compose::arch::Arch;
 use std::path::Path;
 
 use compose::manifest::Manifest;
@@ -28,9 +29,9 @@ fn every_shipped_manifest_is_valid() {
         "a manifest was added or removed: update this list and the README"
     );
     let tiny = Manifest::load(&dir.join("noble-tiny-grpc.toml")).unwrap();
-    assert_eq!(tiny.image.architectures, ["amd64", "arm64"]);
+    assert_eq!(tiny.image.architectures, [Arch::AMD64, Arch::ARM64]);
     assert_eq!(
-        tiny.sources[0].base_url("arm64"),
+        tiny.sources[0].base_url(Arch::ARM64),
         "http://ports.ubuntu.com/ubuntu-ports"
     );
     assert_eq!(tiny.resolved_user().as_deref(), Some("1002:1001"));

@@ -91,7 +91,7 @@ fn a_complete_image_builds_and_counts_its_elf_files() {
     let f = Fixture::new();
     let result = f.build(WITH_LIBGCC).unwrap();
     assert_eq!(result.images[0].elf_files, 4);
-    let summary = compose::build::summary(&result);
+    let summary = compose::summary::summary(&result);
     assert!(summary.contains("(4 ELF files linked)"), "{summary}");
 }
 

@@ -1,4 +1,4 @@
-//! Property tests (issue 6): the version order is a total order equal to dpkg's; a tree
+//! Property tests: the version order is a total order equal to dpkg's; a tree
 //! serialises to the same layer bytes whatever the insertion order; path
 //! canonicalisation never yields a path outside `/`.
 //!
@@ -8,9 +8,10 @@ use std::cmp::Ordering::{self, Equal, Greater, Less};
 use std::process::Command;
 
 use compose::apt::version::{compare, is_valid};
+use compose::arch::Arch;
 use compose::deb::normalise_path;
-use compose::manifest::merged_usr_path;
 use compose::oci::write_layer;
+use compose::rootfs::merged_usr::merged_usr_path;
 use compose::rootfs::tree::{Node, NodeKind, Tree};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -537,7 +538,7 @@ mod merge {
         let (_dir, m) = manifest(packages);
         let mut tree = Tree::new().unwrap();
         for (p, (_, specs)) in packages.iter().enumerate() {
-            let mut s = Selector::new(&m.packages[p], "amd64", true, false);
+            let mut s = Selector::new(&m.packages[p], Arch::AMD64, true, false);
             select_into(&mut s, &mut tree, &entries(p, specs))?;
             s.finish().map_err(|e| e.to_string())?;
         }
@@ -549,7 +550,7 @@ mod merge {
         let mut parts = Vec::new();
         for (p, (_, specs)) in packages.iter().enumerate() {
             let mut part = Tree::new().unwrap();
-            let mut s = Selector::new(&m.packages[p], "amd64", true, false);
+            let mut s = Selector::new(&m.packages[p], Arch::AMD64, true, false);
             select_into(&mut s, &mut part, &entries(p, specs))?;
             parts.push((part, s.finish().map_err(|e| e.to_string())?));
         }

@@ -222,7 +222,7 @@ fn the_rootfs_equals_umoci_unpack_of_the_layout() {
     assert_eq!(summary.dir, rootfs);
     assert_eq!(summary.owners_set, is_root());
     assert_eq!(summary.hardlinks, 2);
-    assert!(compose::build::summary(&result).contains("wrote root filesystem"));
+    assert!(compose::summary::summary(&result).contains("wrote root filesystem"));
 
     let owners = is_root();
     let (ours, our_links) = walk(&rootfs, owners);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use compose::build::{build, BuildOptions, BuildResult};
-use compose::oci::Format;
+use compose::output::Format;
 use support::{DebSpec, Member};
 
 const ARCHS: [&str; 2] = ["amd64", "arm64"];

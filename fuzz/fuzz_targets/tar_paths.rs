@@ -1,5 +1,5 @@
 //! `deb::normalise_path` over arbitrary bytes (the path of a data.tar entry) and
-//! `manifest::merged_usr_path` over what it returns and over the raw text.
+//! `rootfs::merged_usr::merged_usr_path` over what it returns and over the raw text.
 //!
 //! A path that is accepted is absolute, has no `..`, `.` or empty component (so it
 //! cannot leave `/`), no NUL, no trailing `/` (except `/` itself), keeps exactly the
@@ -8,7 +8,7 @@
 #![no_main]
 
 use compose::deb::normalise_path;
-use compose::manifest::merged_usr_path;
+use compose::rootfs::merged_usr::merged_usr_path;
 use libfuzzer_sys::fuzz_target;
 
 fn assert_canonical(p: &str, input: &[u8]) {

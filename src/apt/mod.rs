@@ -1,4 +1,4 @@
-//! The apt trust chain over bytes (DESIGN §3): OpenPGP verification of
+//! The apt trust chain over bytes (docs/architecture.md, "The trust chain"): OpenPGP verification of
 //! `InRelease` / `Release`+`Release.gpg`, the `Release` file, `Packages`
 //! indexes and Debian version ordering.
 //!
@@ -57,104 +57,207 @@ pub use signature::{verify_clearsigned, verify_detached, Keyring, Verified};
 /// the package or key involved, what was expected and what was found.
 #[derive(Debug, thiserror::Error)]
 pub enum AptError {
+    /// A keyring file is empty, not OpenPGP, or holds no certificate.
     #[error("keyring {origin} is not an OpenPGP public keyring ({reason}); give a binary .gpg or ASCII-armored .asc keyring")]
-    Keyring { origin: String, reason: String },
-
-    #[error("{what} is not a well-formed clearsigned file ({reason}); the mirror served something other than a signed InRelease")]
-    Framing { what: String, reason: String },
-
-    #[error("{what} has a BAD signature by key {key} ({reason}): the signed text was modified or corrupted, refusing it")]
-    BadSignature {
-        what: String,
-        key: String,
+    Keyring {
+        /// the keyring named in errors (its host path)
+        origin: String,
+        /// the parser's error, on one line
         reason: String,
     },
 
-    #[error("{what} carries no OpenPGP signature; refusing unsigned repository metadata")]
-    NoSignature { what: String },
+    /// An `InRelease` is not one clearsigned block surrounded by nothing but whitespace.
+    #[error("{what} is not a well-formed clearsigned file ({reason}); the mirror served something other than a signed InRelease")]
+    Framing {
+        /// the file, usually its URL
+        what: String,
+        /// what is wrong with the framing
+        reason: String,
+    },
 
+    /// A keyring key made a signature that does not verify: fails the file even when another
+    /// signature is good (as gpgv and apt do).
+    #[error("{what} has a BAD signature by key {key} ({reason}): the signed text was modified or corrupted, refusing it")]
+    BadSignature {
+        /// the file, usually its URL
+        what: String,
+        /// the signing certificate's primary fingerprint, uppercase hex
+        key: String,
+        /// the verifier's error, on one line
+        reason: String,
+    },
+
+    /// A detached signature is empty, or the file holds no signature at all.
+    #[error("{what} carries no OpenPGP signature; refusing unsigned repository metadata")]
+    NoSignature {
+        /// the file, usually its URL
+        what: String,
+    },
+
+    /// No good signature by a keyring key that is usable now: signatures by unknown keys,
+    /// SHA-1 or expired signatures and expired or revoked keys do not count.
     #[error("{what} has no good signature by a key in the keyring (keyring holds {keyring}; signatures seen: {seen}); check that the source uses the right keyring")]
     NoTrustedSignature {
+        /// the file, usually its URL
         what: String,
+        /// the keyring's primary fingerprints, uppercase hex, comma-separated
         keyring: String,
+        /// why each signature seen did not count, `; `-separated
         seen: String,
     },
 
+    /// The signature could not be checked at all (unparseable, or an unexpected message
+    /// structure).
     #[error("{what}: signature could not be checked: {reason}")]
-    Signature { what: String, reason: String },
-
-    #[error("{what}: malformed Release file: {reason}")]
-    Release { what: String, reason: String },
-
-    #[error("{what}: {field} date {value:?} cannot be parsed (expected e.g. \"Sat, 11 Jul 2026 10:16:37 UTC\")")]
-    BadDate {
+    Signature {
+        /// the file, usually its URL
         what: String,
-        field: &'static str,
-        value: String,
-    },
-
-    #[error("{what} expired on {valid_until} (Valid-Until); the mirror is stale or replaying old metadata; use a current mirror, or allow expired metadata explicitly (snapshot, --allow-expired)")]
-    Expired { what: String, valid_until: String },
-
-    #[error("{what} is dated {date}, more than {tolerance_secs} s in the future; check this machine's clock")]
-    NotYetValid {
-        what: String,
-        date: String,
-        tolerance_secs: i64,
-    },
-
-    #[error("{what} does not list architecture {arch:?} (Architectures: {available}); pick one of those or another source")]
-    ArchitectureMissing {
-        what: String,
-        arch: String,
-        available: String,
-    },
-
-    #[error("{what} does not list component {component:?} (Components: {available}); fix `components` of the source")]
-    ComponentMissing {
-        what: String,
-        component: String,
-        available: String,
-    },
-
-    #[error("{what} lists no SHA256 for {path}{{.xz,.gz,}}; this repository cannot be used for that component/architecture")]
-    IndexMissing { what: String, path: String },
-
-    #[error("{what}: cannot decompress ({compression}): {reason}")]
-    Decompress {
-        what: String,
-        compression: &'static str,
+        /// the verifier's error, on one line
         reason: String,
     },
 
+    /// A Release file is malformed: not UTF-8, not one deb822 stanza, a field on several
+    /// lines, or its `SHA256` field missing or malformed.
+    #[error("{what}: malformed Release file: {reason}")]
+    Release {
+        /// the Release file, usually its URL
+        what: String,
+        /// what is malformed
+        reason: String,
+    },
+
+    /// A Release `Date` or `Valid-Until` that [`parse_date`] cannot read.
+    #[error("{what}: {field} date {value:?} cannot be parsed (expected e.g. \"Sat, 11 Jul 2026 10:16:37 UTC\")")]
+    BadDate {
+        /// the Release file, usually its URL
+        what: String,
+        /// `Date` or `Valid-Until`
+        field: &'static str,
+        /// the date as written
+        value: String,
+    },
+
+    /// The Release's `Valid-Until` has passed and expired metadata is not allowed.
+    #[error("{what} expired on {valid_until} (Valid-Until); the mirror is stale or replaying old metadata; use a current mirror, or allow expired metadata explicitly (snapshot, --allow-expired)")]
+    Expired {
+        /// the Release file, usually its URL
+        what: String,
+        /// the `Valid-Until` date as written
+        valid_until: String,
+    },
+
+    /// The Release's `Date` is more than [`CLOCK_SKEW_TOLERANCE_SECS`] in the future.
+    #[error("{what} is dated {date}, more than {tolerance_secs} s in the future; check this machine's clock")]
+    NotYetValid {
+        /// the Release file, usually its URL
+        what: String,
+        /// the `Date` as written
+        date: String,
+        /// the tolerance, seconds
+        tolerance_secs: i64,
+    },
+
+    /// The Release does not list the architecture asked for.
+    #[error("{what} does not list architecture {arch:?} (Architectures: {available}); pick one of those or another source")]
+    ArchitectureMissing {
+        /// the Release file, usually its URL
+        what: String,
+        /// the Debian architecture asked for
+        arch: String,
+        /// the Release's `Architectures`, space-separated, or "none listed"
+        available: String,
+    },
+
+    /// The Release does not list the component asked for.
+    #[error("{what} does not list component {component:?} (Components: {available}); fix `components` of the source")]
+    ComponentMissing {
+        /// the Release file, usually its URL
+        what: String,
+        /// the component asked for
+        component: String,
+        /// the Release's `Components`, space-separated, or "none listed"
+        available: String,
+    },
+
+    /// The Release lists no SHA256 for any variant (`.xz`, `.gz`, plain) of a `Packages`
+    /// index.
+    #[error("{what} lists no SHA256 for {path}{{.xz,.gz,}}; this repository cannot be used for that component/architecture")]
+    IndexMissing {
+        /// the Release file, usually its URL
+        what: String,
+        /// the index without suffix, relative to `dists/<suite>/`, e.g.
+        /// `main/binary-amd64/Packages`
+        path: String,
+    },
+
+    /// An index could not be decompressed: corrupt, truncated, or failing the format's own
+    /// checksum.
+    #[error("{what}: cannot decompress ({compression}): {reason}")]
+    Decompress {
+        /// the index, usually its URL
+        what: String,
+        /// the compression's name, e.g. `xz`
+        compression: &'static str,
+        /// the decoder's error
+        reason: String,
+    },
+
+    /// An index decompresses to more than the limit.
     #[error("{what}: decompressed data exceeds the limit of {limit} bytes; refusing it")]
-    TooLarge { what: String, limit: u64 },
+    TooLarge {
+        /// the index, usually its URL
+        what: String,
+        /// the limit, bytes of decompressed output
+        limit: u64,
+    },
 
+    /// A `Packages` index is not UTF-8 or not deb822, or a stanza has no single-line
+    /// `Package`.
     #[error("{what}: malformed Packages index: {reason}")]
-    Packages { what: String, reason: String },
+    Packages {
+        /// the index, usually its URL
+        what: String,
+        /// what is malformed
+        reason: String,
+    },
 
+    /// A kept `Packages` stanza lacks a required field, or has it empty.
     #[error("{what}: package {package} has no {field} field")]
     MissingField {
+        /// the index, usually its URL
         what: String,
+        /// the package's name
         package: String,
+        /// the field, e.g. `SHA256`
         field: &'static str,
     },
 
+    /// A kept `Packages` stanza has a required field with an unusable value.
     #[error("{what}: package {package} has an invalid {field} {value:?}: {reason}")]
     BadField {
+        /// the index, usually its URL
         what: String,
+        /// the package's name
         package: String,
+        /// the field, e.g. `Filename`
         field: &'static str,
+        /// the value as written
         value: String,
+        /// why it is refused
         reason: &'static str,
     },
 
-    /// `package` reads `name version (arch)`.
+    /// One package (name, version, architecture) appears twice in an index with different
+    /// SHA256 (an identical repeat is fine).
     #[error("{what}: package {package} appears twice with different SHA256 ({first} and {second}); the index is inconsistent")]
     Conflict {
+        /// the index, usually its URL
         what: String,
+        /// `name version (arch)`
         package: String,
+        /// the first SHA-256 seen, lowercase hex
         first: String,
+        /// the second SHA-256 seen, lowercase hex
         second: String,
     },
 }

@@ -1,5 +1,8 @@
 //! `Packages` indexes: the stanzas of the packages a build asks for, with the
 //! size and SHA256 every `.deb` is checked against.
+//!
+//! Parsing only: it must not fetch, decompress (see [`super::decompress`]) or choose
+//! between versions (that is [`super::resolve`]).
 
 use std::collections::HashMap;
 
@@ -11,17 +14,25 @@ use super::AptError;
 /// The fields of one `Packages` stanza that the pipeline needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PackageEntry {
+    /// `Package`: the binary package name.
     pub name: String,
+    /// `Version`, without whitespace.
     pub version: String,
+    /// `Architecture` as written: a Debian architecture or `all`.
     pub architecture: String,
     /// Relative to the repository root, e.g. `pool/main/z/zlib/zlib1g_….deb`.
     pub filename: String,
+    /// `Size` of the `.deb`, bytes.
     pub size: u64,
     /// Lowercase hex.
     pub sha256: String,
+    /// `Source`, when given (`name` or `name (version)`).
     pub source: Option<String>,
+    /// `Depends`, continuation lines joined with spaces.
     pub depends: Option<String>,
+    /// `Pre-Depends`, continuation lines joined with spaces.
     pub pre_depends: Option<String>,
+    /// `Provides`, continuation lines joined with spaces.
     pub provides: Option<String>,
 }
 

@@ -1,6 +1,10 @@
 //! The `Release` file (the verified body of `InRelease`, or `Release`): its
 //! dates, architectures, components and the SHA256 of every index, plus
-//! decompression of the indexes it lists.
+//! decompression of the indexes it lists (through [`crate::compression`], with a limit
+//! on the output).
+//!
+//! It must not fetch anything nor check an index against its hash: callers hand in
+//! bytes they verified.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -8,6 +12,12 @@ use std::io::Read;
 use deb822_fast::borrowed::parse_borrowed;
 
 use super::AptError;
+use crate::arch::Arch;
+pub use crate::compression::Compression;
+use crate::compression::{decoder, DecodeOptions};
+
+/// The variants of a `Packages` index tried, most compressed first.
+const PACKAGES_VARIANTS: [Compression; 3] = [Compression::Xz, Compression::Gz, Compression::None];
 
 /// How far in the future a `Date:` may be before the Release is refused
 /// (clock skew between this machine and the archive): 10 minutes.
@@ -16,14 +26,23 @@ pub const CLOCK_SKEW_TOLERANCE_SECS: i64 = 600;
 /// The fields of a `Release` file that the trust chain uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Release {
+    /// `Origin`, e.g. `Ubuntu`.
     pub origin: Option<String>,
+    /// `Label`, e.g. `Debian`.
     pub label: Option<String>,
+    /// `Suite`, e.g. `noble-updates`.
     pub suite: Option<String>,
+    /// `Codename`, e.g. `noble`.
     pub codename: Option<String>,
+    /// `Date` as written; [`Release::check_dates`] reads it.
     pub date: Option<String>,
+    /// `Valid-Until` as written; [`Release::check_dates`] reads it.
     pub valid_until: Option<String>,
+    /// `Architectures`, as listed (Debian names).
     pub architectures: Vec<String>,
+    /// `Components`, as listed (Debian's security archive writes `updates/main`).
     pub components: Vec<String>,
+    /// Whether the Release says `Acquire-By-Hash: yes` (not used: indexes are fetched by path).
     pub acquire_by_hash: bool,
     /// Path relative to `dists/<suite>/` → size and SHA256.
     pub sha256: BTreeMap<String, IndexHash>,
@@ -32,26 +51,10 @@ pub struct Release {
 /// Size and SHA256 (lowercase hex) of a file listed in `Release`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IndexHash {
+    /// bytes
     pub size: u64,
+    /// lowercase hex
     pub sha256: String,
-}
-
-/// Compression of an index file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    Xz,
-    Gz,
-    None,
-}
-
-impl Compression {
-    fn name(self) -> &'static str {
-        match self {
-            Compression::Xz => "xz",
-            Compression::Gz => "gzip",
-            Compression::None => "uncompressed",
-        }
-    }
 }
 
 /// One variant of an index that `Release` lists, with its expected hash.
@@ -59,8 +62,11 @@ impl Compression {
 pub struct IndexFile {
     /// Relative to `dists/<suite>/`, e.g. `main/binary-arm64/Packages.xz`.
     pub path: String,
+    /// bytes, as Release lists it
     pub size: u64,
+    /// lowercase hex, as Release lists it
     pub sha256: String,
+    /// `Xz`, `Gz` or `None`, from the path's suffix
     pub compression: Compression,
 }
 
@@ -202,16 +208,13 @@ impl Release {
     pub fn packages_indexes(
         &self,
         component: &str,
-        arch: &str,
+        arch: Arch,
         what: &str,
     ) -> Result<Vec<IndexFile>, AptError> {
-        if !self.architectures.iter().any(|a| a == arch) {
+        if !self.architectures.iter().any(|a| arch == a.as_str()) {
             let mut available = self.architectures.join(" ");
             if available.is_empty() {
                 available = "none listed".into();
-            }
-            if arch == "all" {
-                available.push_str("; `all` packages are in each binary-<arch> index");
             }
             return Err(AptError::ArchitectureMissing {
                 what: what.to_string(),
@@ -235,22 +238,18 @@ impl Release {
             });
         }
         let base = format!("{component}/binary-{arch}/Packages");
-        let found: Vec<IndexFile> = [
-            (".xz", Compression::Xz),
-            (".gz", Compression::Gz),
-            ("", Compression::None),
-        ]
-        .into_iter()
-        .filter_map(|(suffix, compression)| {
-            let path = format!("{base}{suffix}");
-            self.sha256.get(&path).map(|h| IndexFile {
-                size: h.size,
-                sha256: h.sha256.clone(),
-                path,
-                compression,
+        let found: Vec<IndexFile> = PACKAGES_VARIANTS
+            .into_iter()
+            .filter_map(|compression| {
+                let path = format!("{base}{}", compression.suffix());
+                self.sha256.get(&path).map(|h| IndexFile {
+                    size: h.size,
+                    sha256: h.sha256.clone(),
+                    path,
+                    compression,
+                })
             })
-        })
-        .collect();
+            .collect();
         if found.is_empty() {
             return Err(AptError::IndexMissing {
                 what: what.to_string(),
@@ -352,43 +351,35 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// Decompresses an index (all concatenated xz streams or gzip members), up to
-/// `limit` bytes of output. `what` names the file in errors.
+/// Decompresses an index (every xz stream, gzip member or zstd frame of it), checking
+/// the format's own checksums, up to `limit` bytes of output. `what` names the file in
+/// errors.
 pub fn decompress(
     bytes: &[u8],
     compression: Compression,
     limit: u64,
     what: &str,
 ) -> Result<Vec<u8>, AptError> {
-    let too_large = || AptError::TooLarge {
+    let failed = |e: std::io::Error| AptError::Decompress {
         what: what.to_string(),
-        limit,
+        compression: compression.name(),
+        reason: if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            format!("the data is truncated ({e})")
+        } else {
+            e.to_string()
+        },
     };
-    let reader: Box<dyn Read + '_> = match compression {
-        Compression::None => {
-            if bytes.len() as u64 > limit {
-                return Err(too_large());
-            }
-            return Ok(bytes.to_vec());
-        }
-        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(bytes)),
-        Compression::Gz => Box::new(flate2::read::MultiGzDecoder::new(bytes)),
-    };
+    let reader = decoder(bytes, compression, &DecodeOptions::CHECKED).map_err(failed)?;
     let mut out = Vec::new();
     reader
         .take(limit.saturating_add(1))
         .read_to_end(&mut out)
-        .map_err(|e| AptError::Decompress {
-            what: what.to_string(),
-            compression: compression.name(),
-            reason: if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                format!("the data is truncated ({e})")
-            } else {
-                e.to_string()
-            },
-        })?;
+        .map_err(failed)?;
     if out.len() as u64 > limit {
-        return Err(too_large());
+        return Err(AptError::TooLarge {
+            what: what.to_string(),
+            limit,
+        });
     }
     Ok(out)
 }
@@ -493,7 +484,7 @@ mod tests {
     fn packages_indexes_order_and_fallback() {
         let r = Release::parse(body().as_bytes(), "R").unwrap();
         // amd64: no .xz listed → .gz then plain.
-        let idx = r.packages_indexes("main", "amd64", "R").unwrap();
+        let idx = r.packages_indexes("main", Arch::AMD64, "R").unwrap();
         let got: Vec<(&str, Compression, u64)> = idx
             .iter()
             .map(|i| (i.path.as_str(), i.compression, i.size))
@@ -512,7 +503,7 @@ mod tests {
         );
         let r2 = Release::parse(text.as_bytes(), "R").unwrap();
         let order: Vec<Compression> = r2
-            .packages_indexes("main", "amd64", "R")
+            .packages_indexes("main", Arch::AMD64, "R")
             .unwrap()
             .iter()
             .map(|i| i.compression)
@@ -527,16 +518,20 @@ mod tests {
             "Architectures: amd64\nComponents: updates/main updates/contrib\nSHA256:\n {H1} 1 main/binary-amd64/Packages\n"
         );
         let r = Release::parse(text.as_bytes(), "R").unwrap();
-        let idx = r.packages_indexes("main", "amd64", "R").unwrap();
+        let idx = r.packages_indexes("main", Arch::AMD64, "R").unwrap();
         assert_eq!(idx[0].path, "main/binary-amd64/Packages");
-        assert!(r.packages_indexes("non-free", "amd64", "R").is_err());
+        assert!(r.packages_indexes("non-free", Arch::AMD64, "R").is_err());
     }
 
     #[test]
     fn packages_indexes_errors() {
         let r = Release::parse(body().as_bytes(), "http://m/InRelease").unwrap();
         let err = r
-            .packages_indexes("main", "riscv64", "http://m/InRelease")
+            .packages_indexes(
+                "main",
+                Arch::parse("riscv64").unwrap(),
+                "http://m/InRelease",
+            )
             .unwrap_err();
         assert!(matches!(err, AptError::ArchitectureMissing { .. }));
         let msg = err.to_string();
@@ -544,16 +539,15 @@ mod tests {
             msg.contains("riscv64") && msg.contains("amd64 arm64"),
             "{msg}"
         );
-        let err = r.packages_indexes("main", "all", "R").unwrap_err();
-        assert!(
-            err.to_string().contains("each binary-<arch> index"),
-            "{err}"
-        );
-        let err = r.packages_indexes("restricted", "amd64", "R").unwrap_err();
+        let err = r
+            .packages_indexes("restricted", Arch::AMD64, "R")
+            .unwrap_err();
         assert!(matches!(err, AptError::ComponentMissing { .. }));
         assert!(err.to_string().contains("main universe"), "{err}");
         // Listed arch and component, but no index for them.
-        let err = r.packages_indexes("universe", "arm64", "R").unwrap_err();
+        let err = r
+            .packages_indexes("universe", Arch::ARM64, "R")
+            .unwrap_err();
         assert!(matches!(err, AptError::IndexMissing { .. }));
         assert!(
             err.to_string().contains("universe/binary-arm64/Packages"),

@@ -1,5 +1,8 @@
 //! Resolution over parsed indexes: the highest version of each wanted package across all
 //! suites (dpkg's order; the first listed wins a tie), and the `Depends:` it leaves unmet.
+//!
+//! Pure: entries in, choices out. It never adds a package the manifest does not declare:
+//! unmet dependencies are reported, not installed.
 
 use std::collections::BTreeSet;
 

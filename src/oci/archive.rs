@@ -4,47 +4,21 @@
 //! Both archives are plain ustar (every name here is shorter than 100 bytes, so no PAX
 //! header is ever needed): entries sorted by path, directories `0755`, files `0644`,
 //! owners `0:0` with empty names, every mtime the image epoch, two zero blocks at the end.
+//!
+//! It reads the finished layout and writes only the archive (replaced through
+//! [`crate::atomic`]); it must not change the layout, and parses none of its documents
+//! (the docker archive's digests come from the caller).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use canon_json::CanonJsonSerialize;
 use serde_json::json;
 
 use super::OciError;
-
-/// What `--format` asks for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Format {
-    /// An OCI image layout directory.
-    #[default]
-    Oci,
-    /// The OCI image layout as one tar file.
-    OciArchive,
-    /// `docker save`'s format (one architecture): `manifest.json`, `repositories`,
-    /// the config and the (gzip) layer.
-    DockerArchive,
-}
-
-impl Format {
-    pub fn parse(s: &str) -> Result<Format, String> {
-        match s {
-            "oci" => Ok(Format::Oci),
-            "oci-archive" => Ok(Format::OciArchive),
-            "docker-archive" => Ok(Format::DockerArchive),
-            _ => Err(format!(
-                "`{s}` is not a format; use oci, oci-archive or docker-archive"
-            )),
-        }
-    }
-
-    pub fn is_archive(self) -> bool {
-        self != Format::Oci
-    }
-}
+use crate::atomic::{AtomicError, AtomicFile, Step};
 
 /// One member of an archive: a directory, or a file from disk or memory.
 enum Member {
@@ -82,6 +56,7 @@ pub struct DockerImage<'a> {
     pub layer_digest: &'a str,
     /// `name` of `name:tag` (Docker references are lowercase).
     pub name: &'a str,
+    /// `tag` of `name:tag`.
     pub tag: &'a str,
 }
 
@@ -140,7 +115,7 @@ pub fn write_docker_archive(
 }
 
 /// Write `members` (in key order) as a tar into a temporary file beside `output`, then
-/// rename it over `output`. A directory at `output` is refused.
+/// rename it over `output` ([`AtomicFile`]). A directory at `output` is refused.
 fn write_tar_atomically(
     output: &Path,
     members: &BTreeMap<String, Member>,
@@ -154,35 +129,22 @@ fn write_tar_atomically(
             "it is a directory; give --output a file name such as image.tar",
         )));
     }
-    let parent = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&parent)
-        .map_err(OciError::io(format!("cannot create {}", parent.display())))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".compose-archive-")
-        .tempfile_in(&parent)
-        .map_err(OciError::io(format!(
-            "cannot create a file in {}",
-            parent.display()
-        )))?;
-    let mut out = BufWriter::with_capacity(1 << 20, tmp);
+    let file = AtomicFile::create(output, ".compose-archive-").map_err(replace_err)?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
     write_tar(&mut out, members, epoch)?;
-    let tmp = out
+    let file = out
         .into_inner()
         .map_err(|e| OciError::io("cannot write the archive")(e.into_error()))?;
-    let err = OciError::io(format!("cannot write {}", output.display()));
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o644))
-        .map_err(OciError::io(format!("cannot write {}", output.display())))?;
-    tmp.persist(output).map_err(|e| {
-        OciError::io(format!("cannot rename the archive to {}", output.display()))(e.error)
-    })?;
-    File::open(&parent)
-        .and_then(|d| d.sync_all())
-        .map_err(OciError::io(format!("cannot sync {}", parent.display())))
+    file.commit().map_err(replace_err)
+}
+
+/// A failed step of replacing the archive file, in the archive's words.
+fn replace_err(e: AtomicError) -> OciError {
+    let context = match e.step {
+        Step::Rename => format!("cannot rename the archive to {}", e.path.display()),
+        _ => e.context(),
+    };
+    OciError::io(context)(e.source)
 }
 
 fn write_tar(

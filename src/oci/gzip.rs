@@ -13,6 +13,8 @@
 //! preset dictionary). Measured on a 12.6 MB layer of real Debian libraries: 1 MiB
 //! blocks cost +0.1 % of size against one stream (ratio 0.3922 vs 0.3918 at level 6)
 //! and compress 1.9× faster on 2 cores.
+//!
+//! Compression only: it writes to the writer it wraps and touches no file.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};

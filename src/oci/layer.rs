@@ -1,4 +1,8 @@
 //! The layer: the whole tree as one deterministic tar, gzipped, hashed while written.
+//!
+//! Owns the layer's tar format ([`write_layer`]) and its `diff_id`. It reads the tree and
+//! writes only to the writer it is given: no files of its own, and it never changes the
+//! tree.
 
 use std::collections::HashMap;
 use std::io::{self, BufReader, Read, Write};

@@ -22,6 +22,7 @@ use super::{LayerInfo, OciError, GZIP_LEVEL};
 /// Turns the cache off when set to `0`.
 pub const ENV: &str = "COMPOSE_LAYER_CACHE";
 
+/// The cache directory for the current gzip format: `<cache>/layers/<FORMAT>`.
 #[derive(Debug, Clone)]
 pub struct LayerCache {
     dir: PathBuf,

@@ -1,5 +1,9 @@
 //! The OCI image layout: blobs, config, manifests, index, written in a temporary
 //! directory beside the destination and renamed over it only on success.
+//!
+//! It writes only in the destination's parent directory (its temporary directory, an
+//! old layout moved aside, the destination) and never reads a layout back: that is
+//! `oci::read`'s.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -28,6 +32,8 @@ pub struct LayoutWriter {
 }
 
 impl LayoutWriter {
+    /// Create the temporary layout (mode 0755, with `blobs/sha256`) in `output`'s
+    /// parent directory, creating that directory if needed; errors when it cannot.
     pub fn create_beside(output: &Path) -> Result<LayoutWriter, OciError> {
         let parent = match output.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

@@ -1,6 +1,10 @@
-//! OCI output (DESIGN §4): one deterministic layer per architecture ([`write_layer`]),
+//! OCI images (docs/architecture.md, "The image"): the output (one deterministic layer per architecture ([`write_layer`]),
 //! image config, manifest and index as canonical JSON, written as an OCI image layout
-//! that appears at its destination atomically ([`LayoutWriter`]).
+//! that appears at its destination atomically ([`LayoutWriter`]), or as an archive),
+//! and the one reader of images ([`read`]).
+//!
+//! The writers never parse an image and the reader never writes one: each side keeps
+//! to its submodules.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -13,37 +17,61 @@ pub mod layer_cache;
 mod layout;
 pub mod read;
 
-pub use archive::Format;
 pub use layer::{diff_id, write_layer, GZIP_LEVEL};
 pub use layer_cache::LayerCache;
 pub use layout::{rfc3339, LayoutWriter};
 
+/// Media type of a layer blob: a gzipped tar.
 pub const MEDIA_TYPE_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// Media type of an image config blob.
 pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// Media type of an image manifest blob.
 pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Media type of an image index (a blob, and `index.json`).
 pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Annotation carrying the tag on `index.json`'s descriptor.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
+/// Why writing an image failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
+    /// A file-system or serialisation error.
     #[error("{context}: {source}")]
     Io {
+        /// What was being done, naming the file (e.g. `cannot write <path>`).
         context: String,
+        /// The underlying error.
         #[source]
         source: io::Error,
     },
+    /// A hard link of the tree does not resolve to a regular file.
     #[error("hard link {path} points to {target}, which {reason} in the image")]
     Hardlink {
+        /// Absolute tree path of the hard link.
         path: String,
+        /// Absolute tree path where resolving it stopped.
         target: String,
+        /// `does not exist`, `is not a regular file` or `is part of a hard-link loop`.
         reason: &'static str,
     },
+    /// The output exists and is neither an OCI layout nor an empty directory, so
+    /// [`LayoutWriter::commit`] does not replace it.
     #[error("refusing to replace {}: it exists and is not an OCI image layout (no oci-layout file); remove it or choose another output directory", .output.display())]
-    NotALayout { output: PathBuf },
+    NotALayout {
+        /// The output directory.
+        output: PathBuf,
+    },
+    /// [`LayoutWriter::finish`] was given no manifest.
     #[error("no image manifest to put in the layout (no architecture was built)")]
     NoManifests,
+    /// The tag is not `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
     #[error("invalid image tag {tag:?}: {reason}")]
-    BadTag { tag: String, reason: &'static str },
+    BadTag {
+        /// The tag as given.
+        tag: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
 }
 
 impl OciError {
@@ -73,21 +101,30 @@ pub struct ImageConfig {
     pub variant: Option<String>,
     /// `KEY=VALUE`; written sorted.
     pub env: Vec<String>,
+    /// `User`: `uid:gid` for a manifest `[[user]]`, else as written; None: omitted.
     pub user: Option<String>,
+    /// `WorkingDir`; None: omitted.
     pub workdir: Option<String>,
+    /// `Entrypoint`, argv; None: omitted.
     pub entrypoint: Option<Vec<String>>,
+    /// `Cmd`, argv; None: omitted.
     pub cmd: Option<Vec<String>>,
+    /// `Labels`; omitted when empty.
     pub labels: BTreeMap<String, String>,
 }
 
 /// An OCI content descriptor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Descriptor {
+    /// One of the `MEDIA_TYPE_*` constants.
     pub media_type: String,
+    /// `sha256:<hex>` of the blob.
     pub digest: String,
+    /// Bytes of the blob.
     pub size: u64,
     /// `(architecture, variant)`; the OS is always `linux`.
     pub platform: Option<(String, Option<String>)>,
+    /// Descriptor annotations (the tag on `index.json`'s); omitted when empty.
     pub annotations: BTreeMap<String, String>,
 }
 

@@ -1,5 +1,5 @@
 //! `--rootfs DIR`: the image's tree as a plain directory, exactly as the layer has it
-//! (DESIGN §1): modes with setuid/setgid/sticky, owners (when running as root),
+//! (the `--rootfs` option of README.md): modes with setuid/setgid/sticky, owners (when running as root),
 //! symlinks, hard links (one inode), mtimes clamped to the image epoch.
 //!
 //! # Never outside DIR
@@ -41,10 +41,15 @@ use crate::rootfs::tree::{Node, NodeKind, Tree};
 /// What [`export`] wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExportSummary {
+    /// The destination, as given.
     pub dir: PathBuf,
+    /// Directories created (the root not counted).
     pub dirs: usize,
+    /// Regular files written.
     pub files: usize,
+    /// Symbolic links made.
     pub symlinks: usize,
+    /// Hard links made (besides the file each shares an inode with).
     pub hardlinks: usize,
     /// Bytes of regular-file content (each inode once).
     pub bytes: u64,
@@ -53,40 +58,76 @@ pub struct ExportSummary {
     pub owners_set: bool,
 }
 
+/// Why `--rootfs` was refused or failed. Every refusal is found before anything is
+/// written at the destination.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
+    /// The destination is a non-empty directory without a matching marker.
     #[error("refusing to write the root filesystem to {}: it is not empty and is not a root filesystem compose wrote there before; remove it or choose another --rootfs directory", .dir.display())]
-    NotOurs { dir: PathBuf },
+    NotOurs {
+        /// The destination.
+        dir: PathBuf,
+    },
+    /// The destination exists and is not a directory (a symlink to one included).
     #[error("refusing to write the root filesystem to {}: it exists and is not a directory; remove it or choose another --rootfs directory", .dir.display())]
-    NotADirectory { dir: PathBuf },
+    NotADirectory {
+        /// The destination.
+        dir: PathBuf,
+    },
+    /// The destination's last component is not a plain name (`/`, `.`, `..`).
     #[error("refusing to write the root filesystem to {}: it does not name a directory (use a path like out/rootfs)", .dir.display())]
-    BadDestination { dir: PathBuf },
+    BadDestination {
+        /// The destination.
+        dir: PathBuf,
+    },
+    /// An entry's parent in the tree is a symbolic link.
     #[error("refusing to write {path} into {}: it lies under {symlink}, a symbolic link to `{target}`, and writing through a link could reach outside the directory", .dir.display())]
     UnderSymlink {
+        /// The destination.
         dir: PathBuf,
+        /// Absolute tree path of the entry.
         path: String,
+        /// Absolute tree path of the link (the entry's parent).
         symlink: String,
+        /// The link's target as stored.
         target: String,
     },
+    /// An entry's parent is missing from the tree or is not a directory.
     #[error(
         "refusing to write {path}: its parent {parent} is {found} in the image, not a directory"
     )]
     NoParent {
+        /// Absolute tree path of the entry.
         path: String,
+        /// Absolute tree path of its parent.
         parent: String,
+        /// `missing` or `a file`.
         found: &'static str,
     },
+    /// A tree path is not absolute or has an empty, `.`, `..` or NUL-bearing component.
     #[error("refusing to write {path:?}: `{component}` is not a plain file name")]
-    BadPath { path: String, component: String },
+    BadPath {
+        /// The tree path.
+        path: String,
+        /// The offending component (the whole path when it is not absolute).
+        component: String,
+    },
+    /// A hard link does not resolve to a regular file of the tree.
     #[error("hard link {path} points to {target}, which {reason} in the image")]
     Hardlink {
+        /// Absolute tree path of the hard link.
         path: String,
+        /// Absolute tree path where resolving it stopped.
         target: String,
+        /// `does not exist`, `is not a regular file` or `is part of a hard-link loop`.
         reason: &'static str,
     },
+    /// A file-system operation failed.
     #[error("{context}: {source}")]
     Io {
+        /// What was being done, naming the path.
         context: String,
+        /// The underlying error.
         #[source]
         source: io::Error,
     },
@@ -280,6 +321,7 @@ impl Staged {
         self.tmp.path()
     }
 
+    /// What was written (`dir` is the destination).
     pub fn summary(&self) -> &ExportSummary {
         &self.summary
     }

@@ -1,4 +1,4 @@
-//! Linkage check (DESIGN §5): every dynamically linked ELF file of the image must find
+//! Linkage check (docs/architecture.md, "The linkage check"): every dynamically linked ELF file of the image must find
 //! its interpreter (`PT_INTERP`) and each library it names (`DT_NEEDED`) inside the
 //! image, the way the dynamic loader would: `DT_RUNPATH` (or `DT_RPATH` without one,
 //! `$ORIGIN` expanded), then the multiarch directories of the file's machine, then
@@ -12,7 +12,11 @@
 //! Not modelled: `LD_LIBRARY_PATH` of the image config, `/etc/ld.so.cache` and
 //! `ld.so.conf` (distroless images have neither), the `DT_RPATH` of an executable applying
 //! to the libraries it loads (each file is checked on its own), `$LIB`/`$PLATFORM`.
+//!
+//! It only reads: the tree and the extra binaries' bytes it is given. It never runs or
+//! loads a file, never reads the host, and never changes the tree.
 
+use crate::arch::Arch;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::Read;
@@ -22,7 +26,7 @@ use object::read::elf::{Dyn, FileHeader, ProgramHeader};
 use object::{Endianness, ReadCache, ReadRef};
 
 use crate::deb::{Entry, EntryKind};
-use crate::manifest::merged_usr_path;
+use crate::rootfs::merged_usr::merged_usr_path;
 use crate::rootfs::tree::{Node, NodeKind, Tree};
 
 /// Symbolic links followed while resolving one path before giving up (as Linux's ELOOP).
@@ -47,13 +51,16 @@ pub struct Shipped {
 /// One path a package ships (canonical, merged-usr form when the image is merged-usr).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShippedFile {
+    /// The package that ships it.
     pub package: String,
+    /// Absolute path (canonical).
     pub path: String,
     /// For a symbolic link: its target as an absolute canonical path.
     pub link_target: Option<String>,
 }
 
 impl Shipped {
+    /// An empty record; `merged_usr`: canonicalise paths to merged-usr form.
     pub fn new(merged_usr: bool) -> Shipped {
         Shipped {
             merged_usr,
@@ -110,10 +117,12 @@ impl Shipped {
         self.by_name.get(name).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// Number of distinct paths recorded (per package).
     pub fn len(&self) -> usize {
         self.by_name.values().map(Vec::len).sum()
     }
 
+    /// Whether nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
@@ -146,6 +155,7 @@ pub enum Need {
 pub struct Miss {
     /// Path in the image, or the name of an extra binary.
     pub file: String,
+    /// The interpreter or library not found.
     pub need: Need,
     /// What to do or what was found instead, e.g. "add `…` to package libgcc-s1".
     pub hint: String,
@@ -171,15 +181,19 @@ impl fmt::Display for Miss {
 /// What one extra binary resolved to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtraResult {
+    /// As given; an absolute name is also where `$ORIGIN` points.
     pub name: String,
     /// `x86_64`, `aarch64`, … (empty when the file is not ELF).
     pub machine: String,
+    /// Whether it parsed as ELF (false for a non-ELF or unreadable file).
     pub is_elf: bool,
     /// No interpreter and no needed libraries.
     pub is_static: bool,
+    /// Its `PT_INTERP`, if any.
     pub interpreter: Option<String>,
     /// `(needed name, path in the image)` for each need that resolved.
     pub resolved: Vec<(String, String)>,
+    /// Needs that did not resolve (each is also in [`Report::misses`]).
     pub misses: usize,
 }
 
@@ -192,15 +206,18 @@ pub struct Report {
     pub dynamic: usize,
     /// Needs resolved in all (interpreters and libraries, image and extras).
     pub resolved: usize,
+    /// One result per extra binary, in the order given.
     pub extras: Vec<ExtraResult>,
     /// Files with the ELF magic that could not be parsed: `(path, reason)`; not checked.
     pub unreadable: Vec<(String, String)>,
+    /// Every unresolved need, image files (in path order) first, then extras.
     pub misses: Vec<Miss>,
 }
 
 /// A failed check: its report, with at least one miss.
 #[derive(Debug, Clone, thiserror::Error)]
 pub struct LinkageError {
+    /// The whole report; its `misses` are the message.
     pub report: Report,
 }
 
@@ -305,21 +322,11 @@ impl ElfInfo {
     }
 }
 
-/// The Debian architecture an ELF file is built for (`amd64`, `arm64`, …), when it is
-/// ELF and of a known machine: `compose check --binary` picks that image of an index.
-pub fn debian_arch(bytes: &[u8]) -> Option<&'static str> {
+/// The architecture an ELF file is built for, when it is ELF and of a known machine:
+/// `compose check --binary` picks that image of an index.
+pub fn elf_arch(bytes: &[u8]) -> Option<Arch> {
     let info = read_elf(bytes).ok()??;
-    Some(match *info.triplets().first()? {
-        "x86_64-linux-gnu" => "amd64",
-        "aarch64-linux-gnu" => "arm64",
-        "arm-linux-gnueabihf" => "armhf",
-        "arm-linux-gnueabi" => "armel",
-        "i386-linux-gnu" => "i386",
-        "powerpc64le-linux-gnu" => "ppc64el",
-        "s390x-linux-gnu" => "s390x",
-        "riscv64-linux-gnu" => "riscv64",
-        _ => return None,
-    })
+    Arch::from_triplet(info.triplets().first()?)
 }
 
 /// Read the ELF facts of `data`; `Ok(None)` when it is not an ELF file.

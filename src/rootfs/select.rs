@@ -4,18 +4,26 @@
 //! `/usr/lib/x` in the image), then matched against the package's `paths` and
 //! `optional-paths` and filtered by `exclude`. A required pattern that matches nothing
 //! is an error naming the package and the pattern.
+//!
+//! A [`Selector`] sees one package's entries as `crate::deb::read_deb` streams them and
+//! puts what it selects into a tree; [`merge`] joins a package's tree into the image's.
+//! It never opens a `.deb` itself nor writes outside the trees' spools.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 
+use crate::arch::Arch;
 use crate::deb::{Entry, EntryKind};
-use crate::manifest::{is_merged_top, merged_usr_path, Package, MERGED_TOP};
+use crate::manifest::Package;
+use crate::rootfs::merged_usr::{is_merged_top, merged_usr_path};
 use crate::rootfs::tree::{Node, NodeKind, Tree};
 
 /// What a package contributed.
 #[derive(Debug, Default, Clone)]
 pub struct Contribution {
+    /// Regular files selected.
     pub files: u64,
+    /// Bytes of those files.
     pub bytes: u64,
     /// Setuid/setgid files, listed in the build summary.
     pub setid: Vec<String>,
@@ -26,33 +34,52 @@ pub struct Contribution {
     pub parent_dirs: BTreeSet<String>,
 }
 
+/// Why a package's entries could not be selected or merged.
 #[derive(Debug, thiserror::Error)]
 pub enum SelectError {
+    /// A pattern of the package's `paths` matched no entry.
     #[error("package {package}: pattern `{pattern}` ({location}) matched no file for {arch}; check the path with `dpkg-deb -c` on the package, or move it to optional-paths")]
     Unmatched {
+        /// The package name.
         package: String,
+        /// The pattern as written.
         pattern: String,
+        /// `file:line:column` of the pattern in the manifest.
         location: String,
-        arch: String,
+        /// The architecture being built.
+        arch: Arch,
     },
+    /// A selected hard link's target is not a regular file of the package's data.tar.
     #[error("package {package}: hard link {path} points to {target}, which is not a regular file of the package")]
     HardlinkTarget {
+        /// The package name.
         package: String,
+        /// Canonical image path of the link.
         path: String,
+        /// Its target as written in the data.tar.
         target: String,
     },
+    /// A selected entry is a device node, fifo or sparse file.
     #[error("package {package}: {path} is a {kind}; compose does not put device nodes or fifos in images, exclude it")]
     Special {
+        /// The package name.
         package: String,
+        /// Canonical image path of the entry.
         path: String,
+        /// What it is, e.g. `character device`.
         kind: &'static str,
     },
+    /// Two entries claim one path ([`Tree::insert`]'s rules).
     #[error("{}", conflict_message(.0))]
     Conflict(#[from] crate::rootfs::tree::Conflict),
+    /// A file's content could not be spooled.
     #[error("package {package}: reading {path}: {source}")]
     Io {
+        /// The package name.
         package: String,
+        /// Canonical image path of the file.
         path: String,
+        /// The underlying error.
         source: std::io::Error,
     },
 }
@@ -81,7 +108,7 @@ struct DirMeta {
 /// Selection state for one package while its data.tar streams by.
 pub struct Selector<'a> {
     package: &'a Package,
-    arch: &'a str,
+    arch: Arch,
     merged_usr: bool,
     copyright: String,
     keep_copyright: bool,
@@ -94,12 +121,9 @@ pub struct Selector<'a> {
 }
 
 impl<'a> Selector<'a> {
-    pub fn new(
-        package: &'a Package,
-        arch: &'a str,
-        merged_usr: bool,
-        keep_copyright: bool,
-    ) -> Self {
+    /// A selector for `package` built for `arch`; `merged_usr` canonicalises paths to
+    /// merged-usr form, `keep_copyright` also selects `/usr/share/doc/<package>/copyright`.
+    pub fn new(package: &'a Package, arch: Arch, merged_usr: bool, keep_copyright: bool) -> Self {
         Selector {
             package,
             arch,
@@ -346,7 +370,7 @@ impl<'a> Selector<'a> {
                 package: self.package.name.clone(),
                 pattern: p.text.clone(),
                 location: p.location.to_string(),
-                arch: self.arch.to_string(),
+                arch: self.arch,
             });
         }
         Ok(self.contribution)
@@ -381,35 +405,6 @@ pub fn merge(tree: &mut Tree, part: &Tree, contribution: &Contribution) -> Resul
             Node {
                 kind,
                 ..node.clone()
-            },
-        )?;
-    }
-    Ok(())
-}
-
-/// Add the merged-usr top-level symlinks (`/bin -> usr/bin`, …) for the directories the
-/// image has under `/usr`; `/lib64` always on amd64, where the ELF interpreter lives.
-pub fn add_merged_usr_links(
-    tree: &mut Tree,
-    arch: &str,
-) -> Result<(), crate::rootfs::tree::Conflict> {
-    for top in MERGED_TOP {
-        let usr = format!("/usr/{top}");
-        let wanted = tree.contains(&usr)
-            || matches!(*top, "bin" | "sbin" | "lib")
-            || (*top == "lib64" && arch == "amd64");
-        if !wanted {
-            continue;
-        }
-        tree.insert(
-            &format!("/{top}"),
-            Node {
-                kind: NodeKind::Symlink(format!("usr/{top}")),
-                mode: 0o777,
-                uid: 0,
-                gid: 0,
-                mtime: 0,
-                origin: "merged-usr".into(),
             },
         )?;
     }

@@ -1,6 +1,9 @@
 //! The virtual tree: every entry of the image, keyed by absolute path, before it is
 //! serialised. File contents live in a [`Spool`] (one unlinked temporary file), so the
 //! tree's memory is proportional to the number of entries, not to their bytes.
+//!
+//! Owns the rules of one path claimed twice ([`Tree::insert`], [`Tree::replace`]). It
+//! knows nothing of packages or image formats, and writes nothing but its spool.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -15,19 +18,26 @@ pub type Origin = String;
 /// One entry of the tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
+    /// Directory, file, symlink or hard link, with what each points to.
     pub kind: NodeKind,
     /// Permission bits including setuid/setgid/sticky (`0o7777` mask).
     pub mode: u32,
+    /// Numeric owner.
     pub uid: u32,
+    /// Numeric group.
     pub gid: u32,
     /// Seconds since the Unix epoch (clamped to the image epoch when written).
     pub mtime: u64,
+    /// Who put it there, for conflict messages and the SBOM.
     pub origin: Origin,
 }
 
+/// What an entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeKind {
+    /// A directory.
     Dir,
+    /// A regular file; its bytes are in the tree's [`Spool`].
     File(Content),
     /// Target exactly as packaged (relative or absolute).
     Symlink(String),
@@ -38,8 +48,11 @@ pub enum NodeKind {
 /// A slice of the spool, with the SHA-256 of its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Content {
+    /// Byte offset of the content in the spool file.
     pub offset: u64,
+    /// Length in bytes.
     pub len: u64,
+    /// SHA-256 of the bytes.
     pub sha256: [u8; 32],
 }
 
@@ -51,6 +64,7 @@ pub struct Spool {
 }
 
 impl Spool {
+    /// An empty spool in a fresh unlinked temporary file; errors when none can be made.
     pub fn new() -> io::Result<Spool> {
         Ok(Spool {
             file: tempfile::tempfile()?,
@@ -129,6 +143,7 @@ impl Spool {
         })
     }
 
+    /// [`Spool::append`] of bytes in memory.
     pub fn append_bytes(&mut self, bytes: &[u8]) -> io::Result<Content> {
         self.append(&mut &bytes[..])
     }
@@ -151,6 +166,7 @@ impl Spool {
     }
 }
 
+/// A reader of one [`Content`] of a spool ([`Spool::reader`]); seekable within it.
 pub struct SpoolReader<'a> {
     file: &'a File,
     start: u64,
@@ -203,9 +219,13 @@ impl Seek for SpoolReader<'_> {
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: given by {first} and by {second} with different {what}")]
 pub struct Conflict {
+    /// Absolute tree path claimed twice.
     pub path: String,
+    /// Origin of the entry already there.
     pub first: Origin,
+    /// Origin of the entry that clashed with it.
     pub second: Origin,
+    /// What differs, e.g. `content` or `modes or owners`.
     pub what: &'static str,
 }
 
@@ -220,10 +240,13 @@ pub struct Tree {
     /// its place, so the tree does not depend on whether a directory or its entries came
     /// first.
     implicit: BTreeSet<String>,
+    /// The contents of the tree's files.
     pub spool: Spool,
 }
 
 impl Tree {
+    /// A tree holding only the root (`/`, 0755 root, origin `image`) and an empty spool;
+    /// errors when the spool cannot be created.
     pub fn new() -> io::Result<Tree> {
         let mut entries = BTreeMap::new();
         entries.insert(
@@ -244,14 +267,17 @@ impl Tree {
         })
     }
 
+    /// The entry at absolute path `path`.
     pub fn get(&self, path: &str) -> Option<&Node> {
         self.entries.get(path)
     }
 
+    /// Whether there is an entry at `path`.
     pub fn contains(&self, path: &str) -> bool {
         self.entries.contains_key(path)
     }
 
+    /// Every entry, the root included, in path order.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Node)> {
         self.entries.iter()
     }
@@ -264,14 +290,17 @@ impl Tree {
             .filter(|(p, _)| p.as_str() != "/" && !self.implicit.contains(p.as_str()))
     }
 
+    /// Number of entries, the root included.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether there are no entries (never, while the root is there).
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
+    /// Remove the entry at `path` (not the entries under it); the removed node.
     pub fn remove(&mut self, path: &str) -> Option<Node> {
         self.implicit.remove(path);
         self.entries.remove(path)

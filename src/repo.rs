@@ -1,0 +1,465 @@
+//! The verified repository client: what the manifest's sources offer, checked before use.
+//!
+//! [`Repository`] fetches each suite's `InRelease` (or `Release` + `Release.gpg`),
+//! verifies it against the source's keyring once per URL for every architecture, picks
+//! the `Packages` index variants the Release lists, fetches and checks them, and resolves
+//! the manifest's packages to [`Resolved`] pins (with the facts the lock records). It
+//! also fetches the pinned `.deb`s, each against its pinned size and SHA-256.
+//!
+//! It owns no format parsing (that is [`crate::apt`]), no HTTP or cache logic (that is
+//! [`crate::fetch`]) and writes nothing but verified blobs into the download cache; it
+//! never prints: warnings are returned to the caller.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::apt::{self, AptError, Keyring, PackageEntry, Release};
+use crate::arch::Arch;
+use crate::fetch::{FetchError, Fetcher, Want};
+use crate::lock::{self, ArchLock, Lock, Sha256};
+use crate::manifest::{Manifest, Source};
+
+/// InRelease/Release/Release.gpg larger than this are refused (Ubuntu's are ~250 KB).
+const RELEASE_LIMIT: u64 = 32 << 20;
+/// Decompressed Packages larger than this are refused (Debian main is ~50 MB).
+const PACKAGES_LIMIT: u64 = 1 << 30;
+
+/// What can go wrong between a source's URL and a verified package pin.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// A Release, signature, keyring or `Packages` index was rejected.
+    #[error(transparent)]
+    Apt(#[from] AptError),
+    /// A download failed or did not match its expected size or SHA-256.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// A source's keyring file could not be read.
+    #[error("{location}: cannot read keyring {}: {source}", .path.display())]
+    Keyring {
+        /// where the `[[source]]` is written in the manifest
+        location: String,
+        /// the keyring's host path
+        path: PathBuf,
+        /// the underlying error
+        source: std::io::Error,
+    },
+    /// The server has neither `InRelease` nor `Release` for a suite (both 404).
+    #[error(
+        "{dists}: neither InRelease nor Release exists; check the source URL and the suite name"
+    )]
+    NoRelease {
+        /// `<base URL>/dists/<suite>`, before `--mirror`
+        dists: String,
+    },
+    /// There is `Release` but neither `InRelease` nor `Release.gpg`.
+    #[error("{url} has no signature: {sig_url} is missing and there is no InRelease; compose only uses signed repositories")]
+    Unsigned {
+        /// the Release URL, before `--mirror`
+        url: String,
+        /// the Release.gpg URL, before `--mirror`
+        sig_url: String,
+    },
+    /// None of the variants of a `Packages` index that Release lists is on the server.
+    #[error(
+        "{dists}: no Packages index for {component}/binary-{arch} could be fetched (tried {tried})"
+    )]
+    NoIndex {
+        /// `<base URL>/dists/<suite>`, before `--mirror`
+        dists: String,
+        /// the component, e.g. `main`
+        component: String,
+        /// the architecture
+        arch: Arch,
+        /// the URLs tried (after `--mirror`), comma-separated
+        tried: String,
+    },
+    /// An index just admitted to the cache could not be read back.
+    #[error("cannot read cached index {}: {source}", .path.display())]
+    CachedIndex {
+        /// the cache entry
+        path: PathBuf,
+        /// the underlying error
+        source: std::io::Error,
+    },
+    /// A declared package is in no verified index of the architecture.
+    #[error("package {name} is not in any index for {arch} (searched {searched}); check its name with `apt-cache policy {name}` or add the suite/component that has it")]
+    NotFound {
+        /// the package's name
+        name: String,
+        /// the architecture
+        arch: Arch,
+        /// the `dists/` URLs searched, comma-separated
+        searched: String,
+    },
+    /// A hash or field the lock cannot record (the index gave something malformed).
+    #[error("{url}: {reason}")]
+    Unrecordable {
+        /// the package's or index's URL, before `--mirror`
+        url: String,
+        /// why it cannot be recorded
+        reason: String,
+    },
+}
+
+/// A package pinned for an architecture, by resolution or by the lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The binary package name.
+    pub name: String,
+    /// Its `Version`.
+    pub version: String,
+    /// The package's `Architecture`: the target architecture or `all`.
+    pub architecture: String,
+    /// The suite it came from.
+    pub suite: String,
+    /// Its URL before `--mirror`.
+    pub url: String,
+    /// Bytes of the `.deb`.
+    pub size: u64,
+    /// Lowercase hex.
+    pub sha256: String,
+}
+
+impl Resolved {
+    /// The packages a lock pins for `arch`, in name order.
+    pub fn pinned(lock: &Lock, arch: Arch) -> Vec<Resolved> {
+        lock.archs[&arch]
+            .packages
+            .iter()
+            .map(|(name, p)| Resolved {
+                name: name.clone(),
+                version: p.version.clone(),
+                architecture: p.arch.clone(),
+                suite: p.suite.clone(),
+                url: p.url.clone(),
+                size: p.size,
+                sha256: p.sha256.hex().to_string(),
+            })
+            .collect()
+    }
+
+    /// What the fetcher needs to download and check this package.
+    fn want(&self) -> Want {
+        Want {
+            what: format!(
+                "package {} {} ({})",
+                self.name, self.version, self.architecture
+            ),
+            url: self.url.clone(),
+            size: self.size,
+            sha256: self.sha256.clone(),
+        }
+    }
+}
+
+/// One architecture's resolution.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    /// The chosen packages, in name order.
+    pub packages: Vec<Resolved>,
+    /// What the lock records of it (releases, indexes, packages; no outputs).
+    pub lock: ArchLock,
+    /// `(package, dependency group)` for each `Depends` group no declared package meets.
+    pub unmet: Vec<(String, String)>,
+}
+
+/// A verified Release and what the lock records of it.
+struct VerifiedRelease {
+    release: Release,
+    /// The InRelease (or Release) URL before `--mirror`.
+    url: String,
+    sha256: Sha256,
+}
+
+/// The verified repository client over one [`Fetcher`].
+pub struct Repository<'a> {
+    fetcher: &'a Arc<Fetcher>,
+    allow_expired: bool,
+    /// Verified Release files by `dists/<suite>` URL: several architectures share them.
+    releases: HashMap<String, Arc<VerifiedRelease>>,
+    keyrings: HashMap<PathBuf, Arc<Keyring>>,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl<'a> Repository<'a> {
+    /// `allow_expired`: accept a Release whose `Valid-Until` has passed (a source with
+    /// `snapshot` always does).
+    pub fn new(fetcher: &'a Arc<Fetcher>, allow_expired: bool) -> Repository<'a> {
+        Repository {
+            fetcher,
+            allow_expired,
+            releases: HashMap::new(),
+            keyrings: HashMap::new(),
+        }
+    }
+
+    /// Download (or take from the cache) every pinned `.deb`, each checked against its
+    /// pinned size and SHA-256; the cached paths, in the order of `packages`.
+    pub async fn fetch(&self, packages: &[Resolved]) -> Result<Vec<PathBuf>, RepoError> {
+        let wants: Vec<Want> = packages.iter().map(Resolved::want).collect();
+        Ok(self.fetcher.get_all(&wants).await?)
+    }
+
+    fn keyring(&mut self, source: &Source) -> Result<Arc<Keyring>, RepoError> {
+        if let Some(k) = self.keyrings.get(&source.keyring) {
+            return Ok(k.clone());
+        }
+        let bytes = std::fs::read(&source.keyring).map_err(|e| RepoError::Keyring {
+            location: source.location.to_string(),
+            path: source.keyring.clone(),
+            source: e,
+        })?;
+        let keyring = Arc::new(Keyring::from_bytes(
+            &bytes,
+            &source.keyring.display().to_string(),
+        )?);
+        self.keyrings
+            .insert(source.keyring.clone(), keyring.clone());
+        Ok(keyring)
+    }
+
+    /// Resolve the manifest's packages for `arch`: the highest version across the
+    /// sources' suites, from verified indexes, with the lock's facts.
+    pub async fn resolve(
+        &mut self,
+        manifest: &Manifest,
+        arch: Arch,
+    ) -> Result<Resolution, RepoError> {
+        let wanted: BTreeSet<&str> = manifest
+            .packages
+            .iter()
+            .filter(|p| p.applies_to(arch))
+            .map(|p| p.name.as_str())
+            .collect();
+        let keep = |name: &str| wanted.contains(name);
+        let mut arch_lock = ArchLock::default();
+
+        // 1. Every suite's Release, fetched and verified concurrently (once per URL for
+        //    all architectures).
+        let mut suites = Vec::new(); // (source, base URL, suite, dists URL), in manifest order
+        for source in &manifest.sources {
+            let base = source.base_url(arch).to_string();
+            for suite in &source.suites {
+                let dists = format!("{base}/dists/{suite}");
+                suites.push((source, base.clone(), suite.clone(), dists));
+            }
+        }
+        let mut missing = Vec::new();
+        for (source, _, _, dists) in &suites {
+            if !self.releases.contains_key(dists) && !missing.iter().any(|(d, _, _)| d == dists) {
+                let allow_expired = self.allow_expired || source.snapshot.is_some();
+                missing.push((dists.clone(), self.keyring(source)?, allow_expired));
+            }
+        }
+        let fetcher: &Fetcher = self.fetcher;
+        let fetched = futures::future::try_join_all(
+            missing
+                .iter()
+                .map(|(dists, keyring, allow)| release(fetcher, dists, keyring, *allow)),
+        )
+        .await?;
+        for ((dists, _, _), r) in missing.iter().zip(fetched) {
+            self.releases.insert(dists.clone(), Arc::new(r));
+        }
+        crate::timings::mark(format_args!(
+            "{arch}: keyrings read, Release files verified"
+        ));
+
+        // 2. Every component's Packages index, fetched concurrently.
+        let mut indexes = Vec::new(); // (base URL, suite, dists, component, candidates)
+        for (source, base, suite, dists) in &suites {
+            let rel = &self.releases[dists];
+            arch_lock.releases.insert(
+                rel.url.clone(),
+                lock::ReleaseLock {
+                    sha256: rel.sha256.clone(),
+                    date: rel.release.date.clone(),
+                },
+            );
+            for component in &source.components {
+                let candidates = rel.release.packages_indexes(component, arch, dists)?;
+                indexes.push((base, suite, dists, component, candidates));
+            }
+        }
+        let texts = futures::future::try_join_all(indexes.iter().map(
+            |(_, _, dists, component, candidates)| {
+                packages_index(fetcher, dists, component, arch, candidates)
+            },
+        ))
+        .await?;
+        crate::timings::mark(format_args!(
+            "{arch}: Packages indexes fetched and verified"
+        ));
+
+        // 3. Parse them in manifest order (ties between equal versions go to the first).
+        let mut candidates: Vec<(PackageEntry, String, String)> = Vec::new();
+        for ((base, suite, dists, component, _), (url, index, text)) in indexes.iter().zip(texts) {
+            arch_lock.indexes.insert(url, index);
+            let what = format!("{dists}/{component}/binary-{arch}/Packages");
+            for entry in apt::parse_packages(&text, &what, &keep)? {
+                if arch == entry.architecture.as_str() || entry.architecture == "all" {
+                    candidates.push((entry, base.to_string(), suite.to_string()));
+                }
+            }
+        }
+        crate::timings::mark(format_args!("{arch}: Packages indexes parsed"));
+        let searched: Vec<&str> = suites.iter().map(|(_, _, _, d)| d.as_str()).collect();
+        let mut chosen: Vec<&(PackageEntry, String, String)> = Vec::new();
+        for name in &wanted {
+            match apt::resolve::highest(&candidates, name, |c| &c.0) {
+                Some(best) => chosen.push(best),
+                None => {
+                    return Err(RepoError::NotFound {
+                        name: name.to_string(),
+                        arch,
+                        searched: searched.join(", "),
+                    })
+                }
+            }
+        }
+        let entries: Vec<&PackageEntry> = chosen.iter().map(|c| &c.0).collect();
+        let unmet = apt::resolve::unmet_depends(&entries)
+            .into_iter()
+            .map(|(package, group)| (package.to_string(), group.to_string()))
+            .collect();
+        let mut resolved = Vec::new();
+        for (entry, base, suite) in chosen {
+            let url = format!("{base}/{}", entry.filename);
+            let pin = lock::PackageLock::new(
+                &entry.version,
+                &entry.architecture,
+                suite,
+                &url,
+                entry.size,
+                &entry.sha256,
+            )
+            .map_err(|reason| RepoError::Unrecordable {
+                url: url.clone(),
+                reason,
+            })?;
+            arch_lock.packages.insert(entry.name.clone(), pin);
+            resolved.push(Resolved {
+                name: entry.name.clone(),
+                version: entry.version.clone(),
+                architecture: entry.architecture.clone(),
+                suite: suite.clone(),
+                url,
+                size: entry.size,
+                sha256: entry.sha256.clone(),
+            });
+        }
+        Ok(Resolution {
+            packages: resolved,
+            lock: arch_lock,
+            unmet,
+        })
+    }
+}
+
+/// Fetch and verify `dists/<suite>/InRelease` (or `Release` + `Release.gpg`).
+async fn release(
+    fetcher: &Fetcher,
+    dists: &str,
+    keyring: &Keyring,
+    allow_expired: bool,
+) -> Result<VerifiedRelease, RepoError> {
+    let in_release = format!("{dists}/InRelease");
+    let (body, what, signed) = match fetcher.get(&in_release, RELEASE_LIMIT).await? {
+        Some(data) => {
+            let body = apt::verify_clearsigned(&data, keyring, &in_release)?.body;
+            (body, in_release, data)
+        }
+        None => {
+            let url = format!("{dists}/Release");
+            let Some(data) = fetcher.get(&url, RELEASE_LIMIT).await? else {
+                return Err(RepoError::NoRelease {
+                    dists: dists.to_string(),
+                });
+            };
+            let sig_url = format!("{url}.gpg");
+            let Some(sig) = fetcher.get(&sig_url, RELEASE_LIMIT).await? else {
+                return Err(RepoError::Unsigned { url, sig_url });
+            };
+            let body = apt::verify_detached(&data, &sig, keyring, &url)?.body;
+            (body, url, data)
+        }
+    };
+    let release = Release::parse(&body, &what)?;
+    release.check_dates(now(), allow_expired, &what)?;
+    Ok(VerifiedRelease {
+        release,
+        sha256: Sha256::of(&signed),
+        url: what,
+    })
+}
+
+/// The first of `candidates` (`.xz`, `.gz`, plain, as Release lists them) the server
+/// has, verified against Release and decompressed: (URL, lock entry, text).
+async fn packages_index(
+    fetcher: &Fetcher,
+    dists: &str,
+    component: &str,
+    arch: Arch,
+    candidates: &[apt::IndexFile],
+) -> Result<(String, lock::IndexLock, Vec<u8>), RepoError> {
+    let want = |index: &apt::IndexFile| {
+        let url = format!("{dists}/{}", index.path);
+        Want {
+            what: format!("index {}", index.path),
+            url,
+            size: index.size,
+            sha256: index.sha256.clone(),
+        }
+    };
+    // A form already in the cache is used without asking the server for the others.
+    let mut found = None;
+    for index in candidates {
+        if let Some(bytes) = fetcher.cached_bytes(&want(index)).await? {
+            found = Some((index, bytes));
+            break;
+        }
+    }
+    let mut tried = Vec::new();
+    if found.is_none() {
+        for index in candidates {
+            let want = want(index);
+            let Some(path) = fetcher.get_verified(&want, None).await? else {
+                tried.push(fetcher.rewrite(&want.url));
+                continue;
+            };
+            let bytes =
+                std::fs::read(&path).map_err(|source| RepoError::CachedIndex { path, source })?;
+            found = Some((index, bytes));
+            break;
+        }
+    }
+    if let Some((index, bytes)) = found {
+        let url = want(index).url;
+        let text = match index.compression {
+            apt::Compression::None => bytes,
+            c => apt::decompress(&bytes, c, PACKAGES_LIMIT, &url)?,
+        };
+        let entry = lock::IndexLock {
+            size: index.size,
+            sha256: Sha256::from_hex(&index.sha256).map_err(|reason| RepoError::Unrecordable {
+                url: url.clone(),
+                reason,
+            })?,
+        };
+        return Ok((url, entry, text));
+    }
+    Err(RepoError::NoIndex {
+        dists: dists.to_string(),
+        component: component.to_string(),
+        arch,
+        tried: tried.join(", "),
+    })
+}

@@ -108,6 +108,9 @@ pub struct ArchImage {
     pub setid: Vec<String>,
     /// ELF files the linkage check read.
     pub elf_files: usize,
+    /// Names of the packages the archive no longer had, fetched from the snapshot
+    /// service ([`crate::snapshot`]), in name order.
+    pub from_snapshot: Vec<String>,
 }
 
 /// What a successful build did, for the summary ([`crate::summary::summary`]).
@@ -351,17 +354,32 @@ fn pin(plan: &Plan, opts: &BuildOptions) -> Result<Pins> {
     }
 }
 
-/// Stage 4 for one architecture: fetch, compose, check linkage, stage the image.
+/// Stage 4 for one architecture: fetch (a pinned `.deb` the archive dropped from the
+/// snapshot service at the `Date` `pinned` records for its suite), compose, check
+/// linkage, stage the image.
 fn build_arch(
     plan: &Plan,
     opts: &BuildOptions,
     arch: Arch,
     packages: Vec<Resolved>,
+    pinned: &lock::ArchLock,
     staging: &mut Staging,
 ) -> Result<ArchImage> {
     let manifest = &plan.manifest;
     let repo = Repository::new(&plan.fetcher, opts.allow_expired);
-    let debs = plan.runtime.block_on(repo.fetch(&packages))?;
+    let snapshots = crate::snapshot::package_urls(manifest, arch, pinned, &packages);
+    let fetched = plan.runtime.block_on(repo.fetch(&packages, &snapshots))?;
+    let mut from_snapshot = Vec::new();
+    for ((p, (_, snapshot)), url) in packages.iter().zip(&fetched).zip(&snapshots) {
+        if let (true, Some(url)) = (snapshot, url) {
+            eprintln!(
+                "note: {} {} ({}) is gone from {}; fetched from the snapshot service: {url} (checked against the pinned size and SHA-256)",
+                p.name, p.version, p.architecture, p.url
+            );
+            from_snapshot.push(p.name.clone());
+        }
+    }
+    let debs: Vec<PathBuf> = fetched.into_iter().map(|(path, _)| path).collect();
     crate::timings::mark(format_args!("{arch}: packages fetched and verified"));
     let phase = plan.phase(format!("{arch}: selecting files"));
     let generators = Generators::new(manifest, arch, &plan.tag, opts.epoch);
@@ -388,6 +406,7 @@ fn build_arch(
         entries: tree.len(),
         setid: composed.setid,
         elf_files: linked.elf_files,
+        from_snapshot,
     })
 }
 
@@ -412,7 +431,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let mut images = Vec::new();
     for &arch in &plan.archs {
         let packages = packages.remove(&arch).unwrap_or_default();
-        let image = build_arch(&plan, opts, arch, packages, &mut staging)?;
+        let unpinned = lock::ArchLock::default();
+        let pinned = lock.archs.get(&arch).unwrap_or(&unpinned);
+        let image = build_arch(&plan, opts, arch, packages, pinned, &mut staging)?;
         let outputs =
             lock::Outputs::new(&image.layer, &image.config_digest, &image.manifest_digest)
                 .map_err(Error::Internal)?;

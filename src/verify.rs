@@ -72,10 +72,18 @@ pub fn verify(opts: &BuildOptions) -> Result<Vec<AuditLine>> {
     let rebuilt = Lock::load(&rebuilt_lock)?.expect("build writes the lock");
     let mut lines = Vec::new();
     for image in &result.images {
+        let how = if image.from_snapshot.is_empty() {
+            "fetched by their recorded URL".to_string()
+        } else {
+            format!(
+                "fetched by their recorded URL except {} (gone from the archive; from the snapshot service)",
+                image.from_snapshot.join(", ")
+            )
+        };
         lines.push(AuditLine {
             ok: true,
             text: format!(
-                "{}: {} packages fetched by their recorded URL, size and SHA256 checked",
+                "{}: {} packages {how}, size and SHA256 checked",
                 image.arch,
                 image.packages.len()
             ),

@@ -1131,15 +1131,24 @@ fn the_errors_table_names_existing_tests() {
     let start = doc
         .find("## Hostile input and faults: what compose says")
         .expect("the table's heading");
-    let rows: Vec<&str> = doc[start..]
-        .lines()
-        .skip_while(|l| !l.starts_with('|'))
-        .take_while(|l| l.starts_with('|'))
-        .skip(2)
-        .collect();
+    // Every table from that heading on (later sections add tables of their own), each
+    // without its header and separator lines.
+    let mut tables: Vec<Vec<&str>> = vec![Vec::new()];
+    for line in doc[start..].lines() {
+        match (line.starts_with('|'), tables.last().unwrap().is_empty()) {
+            (true, _) => tables.last_mut().unwrap().push(line),
+            (false, false) => tables.push(Vec::new()),
+            (false, true) => {}
+        }
+    }
+    tables.retain(|t| !t.is_empty());
     // 8 trust, 6 index, 11 package, 6 network and 4 local cases.
-    assert_eq!(rows.len(), 35, "one row per case of docs/errors.md");
-    for row in rows {
+    assert_eq!(
+        tables[0].len() - 2,
+        35,
+        "one row per case of docs/errors.md"
+    );
+    for row in tables.iter().flat_map(|t| &t[2..]) {
         let cells: Vec<&str> = row.trim_matches('|').rsplitn(2, " | ").collect();
         let tests = cells[0];
         let mut named = 0;

@@ -155,6 +155,13 @@ pub struct Source {
     pub keyring: PathBuf,
     /// The `YYYYMMDDTHHMMSSZ` timestamp of the snapshot service, when given.
     pub snapshot: Option<String>,
+    /// `snapshot-url`: the snapshot service of `url`'s archive (http(s), no trailing
+    /// `/`), for an archive [`snapshot_url`] does not know; `<it>/<timestamp>` is that
+    /// archive at that time.
+    pub snapshot_url: Option<String>,
+    /// `snapshot-fallback` (default true): a pinned `.deb` the archive no longer has is
+    /// fetched from the snapshot service ([`crate::snapshot`]).
+    pub snapshot_fallback: bool,
     /// Where the `[[source]]` table is written.
     pub location: Location,
 }
@@ -400,7 +407,12 @@ fn toml_hint(message: &str) -> String {
     }
 }
 
-/// The snapshot service URL of an archive at `ts` (`YYYYMMDDTHHMMSSZ`).
+/// The snapshot service URL of an archive at `ts` (`YYYYMMDDTHHMMSSZ`): Ubuntu's
+/// archive (`archive.ubuntu.com`, `security.ubuntu.com`) and ports
+/// (`ports.ubuntu.com/ubuntu-ports`) at snapshot.ubuntu.com, Debian's archives
+/// (`debian`, `debian-security`, `debian-ports`, `debian-debug` on `deb.debian.org`, and
+/// `ftp.debian.org/debian`, `security.debian.org/debian-security`) at
+/// snapshot.debian.org. docs/manifest.md lists the same forms.
 pub fn snapshot_url(url: &str, ts: &str) -> Option<String> {
     let rest = url
         .strip_prefix("http://")
@@ -414,6 +426,8 @@ pub fn snapshot_url(url: &str, ts: &str) -> Option<String> {
         ("deb.debian.org" | "security.debian.org", "debian-security") => {
             "snapshot.debian.org/archive/debian-security"
         }
+        ("deb.debian.org", "debian-ports") => "snapshot.debian.org/archive/debian-ports",
+        ("deb.debian.org", "debian-debug") => "snapshot.debian.org/archive/debian-debug",
         _ => return None,
     };
     Some(format!("https://{service}/{ts}"))

@@ -694,7 +694,7 @@ fn a_hard_link_whose_target_is_not_selected_becomes_a_copy_of_it() {
     assert!(!entries.contains_key(&format!("{lib}/libfoo-alt.so.1")));
 }
 
-/// Issue 5: a rebuild takes the compressed layer from `<cache>/layers/` by its diff_id,
+/// The layer cache: a rebuild takes the compressed layer from `<cache>/layers/` by its diff_id,
 /// but only after checking that it decompresses to exactly the tar of the tree being
 /// built; a damaged entry is never used (it is compressed again and replaced), and the
 /// hash audit (`compose verify`) always compresses.
@@ -755,7 +755,7 @@ fn layers_are_cached_by_diff_id_and_checked_before_use() {
     }
 }
 
-/// Issue 5: a warm rebuild asks the server for the InRelease files only. Here the
+/// A warm rebuild asks the server for the InRelease files only. Here the
 /// Release lists `.xz`, `.gz` and plain indexes but the mirror serves only the plain ones
 /// (as a mirror of /var/lib/apt/lists does): the first build finds them after two 404s
 /// per index, the second takes them from the cache without asking for any form again.

@@ -29,7 +29,7 @@ use crate::repo::{Repository, Resolved};
 use crate::rootfs::compose::compose_tree;
 use crate::rootfs::export::ExportSummary;
 use crate::rootfs::generate::Generators;
-use crate::rootfs::linkage;
+use crate::rootfs::linkage::{self, ImageLinkageError};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -224,18 +224,24 @@ impl Plan {
         let mut lock = Lock::new(self.manifest_sha(), opts.epoch, self.tag.clone());
         let mut pinned = BTreeMap::new();
         let mut repo = Repository::new(&self.fetcher, opts.allow_expired);
+        // Each unmet dependency once, with the architectures it applies to.
+        let mut unmet: BTreeMap<(String, String), Vec<Arch>> = BTreeMap::new();
         for &arch in &self.archs {
             let _phase = self.phase(format!("{arch}: verifying indexes, resolving"));
             let resolution = self.runtime.block_on(repo.resolve(&self.manifest, arch))?;
-            if !opts.quiet {
-                for (package, group) in &resolution.unmet {
-                    eprintln!(
-                        "warning: {package} depends on {group}, which the manifest does not declare"
-                    );
-                }
+            for dependency in resolution.unmet {
+                unmet.entry(dependency).or_default().push(arch);
             }
             lock.archs.insert(arch, resolution.lock);
             pinned.insert(arch, resolution.packages);
+        }
+        if !opts.quiet {
+            for ((package, group), archs) in &unmet {
+                eprintln!(
+                    "warning: {package} depends on {group}, which the manifest does not declare ({})",
+                    names(archs)
+                );
+            }
         }
         Ok((lock, pinned))
     }
@@ -351,14 +357,26 @@ fn pin(plan: &Plan, opts: &BuildOptions) -> Result<Pins> {
     }
 }
 
-/// Stage 4 for one architecture: fetch, compose, check linkage, stage the image.
+/// What stage 4 made of one architecture.
+enum ArchOutcome {
+    /// Its image is staged.
+    Staged(ArchImage),
+    /// Its linkage check passed; not staged, because an earlier architecture's failed.
+    Checked,
+    /// Its linkage check failed: the report with the misses.
+    Unloadable(linkage::Report),
+}
+
+/// Stage 4 for one architecture: fetch, compose, check linkage, stage the image (when
+/// `staging` is given: after another architecture's linkage failed, the build only goes
+/// on checking, so that one error names every architecture's misses).
 fn build_arch(
     plan: &Plan,
     opts: &BuildOptions,
     arch: Arch,
     packages: Vec<Resolved>,
-    staging: &mut Staging,
-) -> Result<ArchImage> {
+    staging: Option<&mut Staging>,
+) -> Result<ArchOutcome> {
     let manifest = &plan.manifest;
     let repo = Repository::new(&plan.fetcher, opts.allow_expired);
     let debs = plan.runtime.block_on(repo.fetch(&packages))?;
@@ -373,13 +391,19 @@ fn build_arch(
     ));
     // Before anything of this architecture is written.
     phase.0.set_message(format!("{arch}: checking ELF linkage"));
-    let linked = linkage::check(tree, &[], Some(&composed.shipped))?;
+    let linked = match linkage::check(tree, &[], Some(&composed.shipped)) {
+        Ok(report) => report,
+        Err(failed) => return Ok(ArchOutcome::Unloadable(failed.report)),
+    };
     crate::timings::mark(format_args!("{arch}: linkage checked"));
+    let Some(staging) = staging else {
+        return Ok(ArchOutcome::Checked);
+    };
     phase.0.set_message(format!("{arch}: writing the layer"));
     let config = image_config(manifest, arch);
     let staged = staging.add_image(arch, tree, &packages, &config, &manifest.image.annotations)?;
     drop(phase);
-    Ok(ArchImage {
+    Ok(ArchOutcome::Staged(ArchImage {
         arch,
         packages,
         layer: staged.layer,
@@ -388,7 +412,7 @@ fn build_arch(
         entries: tree.len(),
         setid: composed.setid,
         elf_files: linked.elf_files,
-    })
+    }))
 }
 
 /// Compose the image a manifest describes; write (or, with `--locked`, check) its lock.
@@ -410,9 +434,18 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     } = pin(&plan, opts)?;
     let mut staging = outputs.stage(plan.fetcher.cache.root())?;
     let mut images = Vec::new();
+    let mut unloadable = Vec::new();
     for &arch in &plan.archs {
         let packages = packages.remove(&arch).unwrap_or_default();
-        let image = build_arch(&plan, opts, arch, packages, &mut staging)?;
+        let stage = unloadable.is_empty().then_some(&mut staging);
+        let image = match build_arch(&plan, opts, arch, packages, stage)? {
+            ArchOutcome::Staged(image) => image,
+            ArchOutcome::Checked => continue,
+            ArchOutcome::Unloadable(report) => {
+                unloadable.push((arch, report));
+                continue;
+            }
+        };
         let outputs =
             lock::Outputs::new(&image.layer, &image.config_digest, &image.manifest_digest)
                 .map_err(Error::Internal)?;
@@ -420,6 +453,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
             a.outputs = Some(outputs);
         }
         images.push(image);
+    }
+    if !unloadable.is_empty() {
+        return Err(ImageLinkageError { archs: unloadable }.into());
     }
     let digest = staging.finish()?;
     lock.index = Some(Sha256::from_digest(&digest).map_err(Error::Internal)?);

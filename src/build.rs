@@ -48,6 +48,12 @@ pub struct BuildOptions {
     pub cache: Option<PathBuf>,
     /// `--mirror FROM=TO` URL prefix rewrites, in the order given (first match wins).
     pub mirrors: Vec<(String, String)>,
+    /// `--keyring URL=FILE`: the keyring of the sources whose `url` (as written in the
+    /// manifest) is URL ([`Manifest::override_keyrings`]).
+    pub keyrings: Vec<(String, PathBuf)>,
+    /// `--exclude-package NAME`: declared packages left out of this build
+    /// ([`Manifest::exclude_packages`]); the lock records them.
+    pub exclude_packages: Vec<String>,
     /// `--quiet`: no progress display and no unmet-dependency warnings.
     pub quiet: bool,
     /// `--allow-expired`: accept Release files whose `Valid-Until` has passed.
@@ -134,6 +140,8 @@ pub struct BuildResult {
 /// Everything a build needs before it starts per-architecture work.
 pub(crate) struct Plan {
     pub(crate) manifest: Manifest,
+    /// The declared packages left out (`--exclude-package`).
+    pub(crate) excluded: BTreeSet<String>,
     archs: Vec<Arch>,
     tag: String,
     lock_path: PathBuf,
@@ -148,7 +156,12 @@ pub(crate) struct Plan {
 /// Stage 1: read the manifest and the lock, choose the architectures, start the client.
 pub(crate) fn plan(opts: &BuildOptions) -> Result<Plan> {
     crate::timings::start();
-    let manifest = Manifest::load(&opts.manifest)?;
+    let mut manifest = Manifest::load(&opts.manifest)?;
+    manifest
+        .override_keyrings(&opts.keyrings)
+        .map_err(Error::Usage)?;
+    let excluded: BTreeSet<String> = opts.exclude_packages.iter().cloned().collect();
+    manifest.exclude_packages(&excluded).map_err(Error::Usage)?;
     let archs = architectures(&manifest, &opts.archs)?;
     let tag = opts
         .tag
@@ -188,6 +201,7 @@ pub(crate) fn plan(opts: &BuildOptions) -> Result<Plan> {
     crate::timings::mark("plan: manifest, lock, runtime, HTTP client");
     Ok(Plan {
         manifest,
+        excluded,
         archs,
         tag,
         lock_path,
@@ -203,10 +217,12 @@ impl Plan {
         Sha256::of(self.manifest.text.as_bytes())
     }
 
-    /// The lock on disk if it pins exactly this manifest, these architectures and epoch.
+    /// The lock on disk if it pins exactly this manifest, these architectures and epoch,
+    /// with the same packages left out.
     fn matching_lock(&self, epoch: u64) -> Option<&Lock> {
         self.existing.as_ref().filter(|l| {
             l.manifest == self.manifest_sha()
+                && l.excluded == self.excluded
                 && l.epoch == epoch
                 && l.archs
                     .keys()
@@ -222,6 +238,7 @@ impl Plan {
     /// Resolve every architecture from verified indexes into a lock without outputs.
     fn resolve_all(&self, opts: &BuildOptions) -> Result<(Lock, BTreeMap<Arch, Vec<Resolved>>)> {
         let mut lock = Lock::new(self.manifest_sha(), opts.epoch, self.tag.clone());
+        lock.excluded = self.excluded.clone();
         let mut pinned = BTreeMap::new();
         let mut repo = Repository::new(&self.fetcher, opts.allow_expired);
         // Each unmet dependency once, with the architectures it applies to.
@@ -291,6 +308,15 @@ fn pin(plan: &Plan, opts: &BuildOptions) -> Result<Pins> {
                 existing.locate(&plan.lock_path, &lock::Fact::Manifest),
                 existing.manifest.short(),
                 plan.manifest_sha().short(),
+                opts.manifest.display()
+            )));
+        }
+        if existing.excluded != plan.excluded {
+            return Err(Error::Lock(format!(
+                "--locked: the lock {} was written with {}, this build has {}; give the same switches, or run `compose lock {}` with these to accept the change",
+                plan.lock_path.display(),
+                exclusions(&existing.excluded),
+                exclusions(&plan.excluded),
                 opts.manifest.display()
             )));
         }
@@ -418,6 +444,17 @@ fn build_arch(
 /// Compose the image a manifest describes; write (or, with `--locked`, check) its lock.
 pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let plan = plan(opts)?;
+    if !opts.quiet && !plan.excluded.is_empty() {
+        eprintln!(
+            "note: left out of this build by {}: {} (the lock records it)",
+            if plan.excluded.len() == 1 {
+                "--exclude-package"
+            } else {
+                "--exclude-package switches"
+            },
+            plan.excluded.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
     let name = &plan.manifest.image.name;
     let outputs = Outputs::plan(
         &opts.outputs(),
@@ -521,6 +558,18 @@ pub fn lock(opts: &BuildOptions) -> Result<(PathBuf, Vec<String>)> {
 /// `--arch` as given, else the manifest's, else the host's.
 fn architectures(manifest: &Manifest, requested: &[String]) -> Result<Vec<Arch>> {
     Arch::choose(requested, &manifest.default_architectures()).map_err(Error::Usage)
+}
+
+/// `--exclude-package a --exclude-package b`, or `no --exclude-package`.
+pub(crate) fn exclusions(names: &BTreeSet<String>) -> String {
+    if names.is_empty() {
+        return "no --exclude-package".into();
+    }
+    names
+        .iter()
+        .map(|n| format!("--exclude-package {n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `amd64, arm64`.

@@ -48,13 +48,15 @@ impl Cx<'_> {
                 "keyring paths are relative to the manifest file; keys/ holds the Ubuntu and Debian keyrings",
             ));
         }
-        let mut url = s.url.get_ref().trim_end_matches('/').to_string();
+        let written_url = s.url.get_ref().trim_end_matches('/').to_string();
+        let mut url = written_url.clone();
         if let Some(ts) = &s.snapshot {
             self.snapshot_timestamp(ts)?;
             url = self.snapshot_urls(s, ts, &url, &mut arch_url)?;
         }
         Ok(Source {
             url,
+            written_url,
             arch_url,
             suites,
             components,

@@ -67,6 +67,14 @@ pub fn verify(opts: &BuildOptions) -> Result<Vec<AuditLine>> {
             recorded.locate(&lock_path, &lock::Fact::Manifest)
         )));
     }
+    if recorded.excluded != plan.excluded {
+        return Err(Error::Lock(format!(
+            "verify: the lock {} was written with {}, this run has {}; give verify the same switches as the build",
+            lock_path.display(),
+            crate::build::exclusions(&recorded.excluded),
+            crate::build::exclusions(&plan.excluded)
+        )));
+    }
     drop(plan);
     let result = build(&o)?;
     let rebuilt = Lock::load(&rebuilt_lock)?.expect("build writes the lock");

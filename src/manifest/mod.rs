@@ -1,7 +1,9 @@
 //! The manifest: the validated types the rest of compose reads ([`Manifest`] and its
 //! parts), [`Manifest::load`]/[`Manifest::parse`], and the errors that point at the
 //! manifest. The schema as written in TOML is in `schema`, the checks that turn it into
-//! these types in `validate`; docs/manifest.md describes the format for users.
+//! these types in `validate`, the command line's changes to a loaded manifest
+//! (`--keyring`, `--exclude-package`) in `overrides`; docs/manifest.md describes the
+//! format for users.
 //!
 //! Every error points at the manifest with `file:line:column` and ends with a one-line
 //! hint. Values that later checks may complain about keep their span
@@ -10,6 +12,7 @@
 //! Nothing here touches the network; the file system only in [`Manifest::load`] (and
 //! validation's check that a keyring exists).
 
+mod overrides;
 mod schema;
 mod validate;
 
@@ -144,6 +147,9 @@ pub struct Source {
     /// Base URL (the directory holding `dists/`), http(s), without a trailing `/`; already
     /// the snapshot service's when `snapshot` is set. Before `--mirror`.
     pub url: String,
+    /// The `url` key as written (without a trailing `/`), before `snapshot` rewrites it:
+    /// what `--keyring URL=FILE` names the source by.
+    pub written_url: String,
     /// Base URLs replacing `url` for some architectures (`arch-url`), as written (a trailing
     /// `/` is trimmed by [`Source::base_url`]).
     pub arch_url: BTreeMap<Arch, String>,

@@ -7,6 +7,7 @@ pub mod deb;
 pub mod elf;
 pub mod faulty;
 pub mod key;
+pub mod noble;
 pub mod proxy;
 pub mod repo;
 pub mod server;

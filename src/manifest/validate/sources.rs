@@ -49,7 +49,8 @@ impl Cx<'_> {
                 "keyring paths are relative to the manifest file; keys/ holds the Ubuntu and Debian keyrings",
             ));
         }
-        let mut url = s.url.get_ref().trim_end_matches('/').to_string();
+        let written_url = s.url.get_ref().trim_end_matches('/').to_string();
+        let mut url = written_url.clone();
         if let Some(ts) = &s.snapshot {
             self.snapshot_timestamp(ts)?;
             url = self.snapshot_urls(s, ts, &url, &mut arch_url)?;
@@ -58,6 +59,7 @@ impl Cx<'_> {
         let snapshot_service = self.snapshot_service(s, snapshot_fallback)?;
         Ok(Source {
             url,
+            written_url,
             arch_url,
             suites,
             components,

@@ -288,6 +288,38 @@ impl Cache {
             .map(|()| None)
     }
 
+    /// The cached file for `sha256`, open at its start, if present and intact: hashed
+    /// through the same open file the caller then reads (for indexes, which are streamed
+    /// after the check; an entry is replaced only by a rename, never in place). Damaged
+    /// entries as for [`Cache::lookup`].
+    pub fn open(
+        &self,
+        sha256: &str,
+        size: u64,
+        strict: bool,
+    ) -> Result<Option<std::fs::File>, FetchError> {
+        use std::io::{Seek, SeekFrom};
+        let path = self.blob_path(sha256);
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(FetchError::Cache { path, source }),
+        };
+        let hashed = hash_reader(&mut file).and_then(|sum| {
+            file.seek(SeekFrom::Start(0))?;
+            Ok(sum)
+        });
+        let (len, actual) = hashed.map_err(|source| FetchError::Cache {
+            path: path.clone(),
+            source,
+        })?;
+        if len == size && actual == sha256 {
+            return Ok(Some(file));
+        }
+        self.damaged(path, sha256, size, strict, actual, len)
+            .map(|()| None)
+    }
+
     /// A cache entry whose bytes are not what its name says: an error when `strict`,
     /// else removed (if still damaged) so that it is fetched again.
     fn damaged(
@@ -636,6 +668,16 @@ impl Fetcher {
         let cache = self.cache.clone();
         let (sha, size, strict) = (want.sha256.clone(), want.size, self.strict_cache);
         tokio::task::spawn_blocking(move || cache.read(&sha, size, strict))
+            .await
+            .map_err(|e| FetchError::Client(e.to_string()))?
+    }
+
+    /// The cached file of `want`, open and checked, if the cache holds it intact (no
+    /// network): [`Cache::open`].
+    pub async fn cached_file(&self, want: &Want) -> Result<Option<std::fs::File>, FetchError> {
+        let cache = self.cache.clone();
+        let (sha, size, strict) = (want.sha256.clone(), want.size, self.strict_cache);
+        tokio::task::spawn_blocking(move || cache.open(&sha, size, strict))
             .await
             .map_err(|e| FetchError::Client(e.to_string()))?
     }

@@ -262,14 +262,23 @@ impl<'a> Selector<'a> {
     }
 
     /// Give missing parents the package's own directory metadata where it has one.
+    ///
+    /// Only the parents below the deepest one already in the tree are looked at (the
+    /// tree holds every entry's parents), from the top down: linear in the length of
+    /// the path, not quadratic.
     fn insert_parents(&mut self, tree: &mut Tree, path: &str) -> Result<(), SelectError> {
-        let mut end = 0;
-        while let Some(i) = path[end + 1..].find('/') {
-            end += 1 + i;
-            let parent = &path[..end];
-            if tree.contains(parent) {
-                continue;
+        // Ends of the missing parents in `path`, deepest first.
+        let mut missing = Vec::new();
+        let mut end = path.len();
+        while let Some(i) = path[..end].rfind('/').filter(|&i| i > 0) {
+            if tree.contains(&path[..i]) {
+                break;
             }
+            missing.push(i);
+            end = i;
+        }
+        for &i in missing.iter().rev() {
+            let parent = &path[..i];
             if let Some(m) = self.dirs.get(parent) {
                 tree.insert(
                     parent,

@@ -143,6 +143,49 @@ impl Spool {
         })
     }
 
+    /// Append what `write` writes (streamed, hashed on the way), for content made
+    /// while it is spooled rather than held whole in memory.
+    pub fn append_with(
+        &mut self,
+        write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    ) -> io::Result<Content> {
+        /// Hashes and counts what passes to the file.
+        struct Hashing<'a> {
+            file: io::BufWriter<&'a File>,
+            hasher: Sha256,
+            len: u64,
+        }
+        impl Write for Hashing<'_> {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                let n = self.file.write(buf)?;
+                self.hasher.update(&buf[..n]);
+                self.len += n as u64;
+                Ok(n)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                self.file.flush()
+            }
+        }
+        let offset = self.len;
+        self.file.seek(SeekFrom::Start(offset))?;
+        let mut out = Hashing {
+            file: io::BufWriter::with_capacity(256 << 10, &self.file),
+            hasher: Sha256::new(),
+            len: 0,
+        };
+        write(&mut out)?;
+        out.flush()?;
+        let Hashing { file, hasher, len } = out;
+        drop(file);
+        let sha256 = hasher.finalize().into();
+        self.len += len;
+        Ok(Content {
+            offset,
+            len,
+            sha256,
+        })
+    }
+
     /// [`Spool::append`] of bytes in memory.
     pub fn append_bytes(&mut self, bytes: &[u8]) -> io::Result<Content> {
         self.append(&mut &bytes[..])

@@ -1122,8 +1122,8 @@ fn names_with_nul_or_invalid_utf8_are_refused() {
 
 // ------------------------------------------------------------------ docs/errors.md
 
-/// Every test the table of hostile input and faults in `docs/errors.md` names exists
-/// (as a `#[test]`).
+/// Every test the tables of hostile input and faults in `docs/errors.md` name exists
+/// (as a `#[test]`): the main table and every table of the sections after it.
 #[test]
 fn the_errors_table_names_existing_tests() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -1131,15 +1131,25 @@ fn the_errors_table_names_existing_tests() {
     let start = doc
         .find("## Hostile input and faults: what compose says")
         .expect("the table's heading");
-    let rows: Vec<&str> = doc[start..]
-        .lines()
-        .skip_while(|l| !l.starts_with('|'))
-        .take_while(|l| l.starts_with('|'))
-        .skip(2)
-        .collect();
+    let mut tables: Vec<Vec<&str>> = Vec::new();
+    let mut table: Vec<&str> = Vec::new();
+    for line in doc[start..].lines() {
+        if line.starts_with('|') {
+            table.push(line);
+        } else if !table.is_empty() {
+            tables.push(std::mem::take(&mut table));
+        }
+    }
+    if !table.is_empty() {
+        tables.push(table);
+    }
     // 8 trust, 6 index, 11 package, 6 network and 4 local cases.
-    assert_eq!(rows.len(), 35, "one row per case of docs/errors.md");
-    for row in rows {
+    assert_eq!(
+        tables[0].len() - 2,
+        35,
+        "one row per case of docs/errors.md"
+    );
+    for row in tables.iter().flat_map(|t| t.iter().skip(2)) {
         let cells: Vec<&str> = row.trim_matches('|').rsplitn(2, " | ").collect();
         let tests = cells[0];
         let mut named = 0;

@@ -595,8 +595,8 @@ fn a_512_mib_tar_name_or_pax_record_is_refused_before_it_is_read() {
 
 // ------------------------------------------------------------ entries nobody selects
 
-/// `evil`'s data.tar with `n` more files (empty, names of 100 bytes) that the manifest
-/// does not select.
+/// `evil`'s data.tar with `n` more entries (empty files and directories in turn, names
+/// of 100 bytes) that the manifest does not select.
 fn data_with_unselected(n: usize) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     let mut path = String::from("./");
@@ -616,13 +616,18 @@ fn data_with_unselected(n: usize) -> Vec<u8> {
     )
     .unwrap();
     for i in 0..n {
-        let name = format!("./usr/share/evil/{i:0>83}");
-        b.append_data(
-            &mut gnu_header(tar::EntryType::Regular, 0, 0o644),
-            &name,
-            std::io::empty(),
-        )
-        .unwrap();
+        let (kind, name) = match i % 2 {
+            0 => (
+                tar::EntryType::Regular,
+                format!("./usr/share/evil/{i:0>83}"),
+            ),
+            _ => (
+                tar::EntryType::Directory,
+                format!("./usr/share/evil/{i:0>82}/"),
+            ),
+        };
+        b.append_data(&mut gnu_header(kind, 0, 0o755), &name, std::io::empty())
+            .unwrap();
     }
     b.into_inner().unwrap()
 }

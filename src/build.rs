@@ -188,7 +188,9 @@ pub(crate) fn plan(opts: &BuildOptions) -> Result<Plan> {
         None => Timeouts::from_env()
             .map_err(Error::Usage)?
             .unwrap_or_default(),
-    };
+    }
+    .with_env_min_rate()
+    .map_err(Error::Usage)?;
     let fetcher = Arc::new(Fetcher::new(FetchOptions {
         cache_dir: opts
             .cache

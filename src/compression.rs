@@ -2,9 +2,10 @@
 //! `Release` index path) and the one streaming dispatcher that wraps a reader in its
 //! decoder ([`decoder`]): every xz stream, every gzip member, every zstd frame of the input.
 //!
-//! Owns the choice and configuration of decoders only. It must not read whole inputs,
-//! verify hashes or name files in errors: callers ([`crate::deb`], [`crate::apt::decompress`])
-//! own their limits on output and their messages.
+//! Owns the choice and configuration of decoders, their memory limit ([`MEMORY_LIMIT`])
+//! among it. It must not read whole inputs, verify hashes or name files in errors: callers
+//! ([`crate::deb`], [`crate::apt::decompress_into`]) own their limits on output and their
+//! messages.
 
 use std::fmt;
 use std::io::{self, Read};
@@ -80,8 +81,18 @@ impl fmt::Display for Compression {
     }
 }
 
-/// How a decoder treats its input. Limits on a decoder's memory belong here too: every
-/// decoder is built by [`decoder`] alone.
+/// The most memory a decoder may use, whatever its input declares: an xz stream whose
+/// block header asks for a larger dictionary, or a zstd frame with a larger window, is
+/// refused when it is read ([`decoder`]). `xz -9` needs 65 MiB to decode and `zstd
+/// --long` 128 MiB; Debian and Ubuntu packages and indexes use at most 8 MiB. gzip needs no
+/// limit: its window is 32 KiB.
+pub const MEMORY_LIMIT: u64 = 128 << 20;
+
+/// zstd's window limit, as a power of two: [`MEMORY_LIMIT`].
+const ZSTD_WINDOW_LOG_MAX: u32 = 27;
+
+/// How a decoder treats its input. Every decoder is built by [`decoder`] alone, with the
+/// same [`MEMORY_LIMIT`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DecodeOptions {
     /// The compressed bytes were checked against a signed hash before they are decoded
@@ -100,7 +111,8 @@ impl DecodeOptions {
 
 /// Wrap `input` in the decoder of `compression`: all concatenated xz streams (as `xz -d`),
 /// all gzip members (as `gzip -d`), all zstd frames; `None` passes the bytes through.
-/// Corrupt or truncated input is an error of a later `read`.
+/// Corrupt or truncated input is an error of a later `read`, and so is input that needs
+/// more than [`MEMORY_LIMIT`] to decode (one sentence saying so).
 pub fn decoder<'a>(
     input: impl Read + 'a,
     compression: Compression,
@@ -114,12 +126,57 @@ pub fn decoder<'a>(
             if options.verified {
                 flags |= liblzma::stream::IGNORE_CHECK;
             }
-            let stream = liblzma::stream::Stream::new_stream_decoder(u64::MAX, flags)
+            let stream = liblzma::stream::Stream::new_stream_decoder(MEMORY_LIMIT, flags)
                 .map_err(io::Error::other)?;
-            Box::new(liblzma::read::XzDecoder::new_stream(input, stream))
+            Box::new(Limited {
+                inner: liblzma::read::XzDecoder::new_stream(input, stream),
+                compression,
+            })
         }
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input)?),
+        Compression::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::new(input)?;
+            decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+            Box::new(Limited {
+                inner: decoder,
+                compression,
+            })
+        }
     })
+}
+
+/// A decoder whose "needs more memory than allowed" error becomes one sentence.
+struct Limited<R> {
+    inner: R,
+    compression: Compression,
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).map_err(|e| {
+            if over_memory_limit(&e) {
+                io::Error::other(format!(
+                    "the {} data needs more than {} MiB of memory to decode (a larger dictionary or window than real packages use); refusing it",
+                    self.compression,
+                    MEMORY_LIMIT >> 20
+                ))
+            } else {
+                e
+            }
+        })
+    }
+}
+
+/// Is `e` a decoder refusing input that needs more than [`MEMORY_LIMIT`]: liblzma's
+/// `LZMA_MEMLIMIT_ERROR`, or zstd's `frameParameter_windowTooLarge` (which the zstd crate
+/// passes on only as its message)?
+fn over_memory_limit(e: &io::Error) -> bool {
+    if let Some(inner) = e.get_ref() {
+        if let Some(lzma) = inner.downcast_ref::<liblzma::stream::Error>() {
+            return *lzma == liblzma::stream::Error::MemLimit;
+        }
+    }
+    e.to_string()
+        .contains("Frame requires too much memory for decoding")
 }
 
 #[cfg(test)]
@@ -214,6 +271,72 @@ mod tests {
         assert!(decode(&xz, Compression::Xz, &DecodeOptions::CHECKED).is_err());
         assert_eq!(
             decode(&xz, Compression::Xz, &DecodeOptions::VERIFIED).unwrap(),
+            data
+        );
+    }
+
+    /// `xz` bytes whose block header declares the dictionary of LZMA2 properties byte
+    /// `props` (28: 64 MiB, as `xz -9`; 40: 4 GiB), the header's CRC-32 fixed: the stream
+    /// decodes with any dictionary at least as large as the encoder's.
+    fn xz_declaring_dictionary(data: &[u8], props: u8) -> Vec<u8> {
+        let mut xz = encode(data, Compression::Xz);
+        let start = 12; // after the stream header
+        let size = (usize::from(xz[start]) + 1) * 4;
+        let flags = xz[start + 1];
+        let mut pos = start + 2;
+        let skip_vli = |pos: &mut usize, xz: &[u8]| {
+            while xz[*pos] & 0x80 != 0 {
+                *pos += 1;
+            }
+            *pos += 1;
+        };
+        for present in [0x40, 0x80] {
+            if flags & present != 0 {
+                skip_vli(&mut pos, &xz);
+            }
+        }
+        assert_eq!(&xz[pos..pos + 2], &[0x21, 0x01], "one LZMA2 filter");
+        xz[pos + 2] = props;
+        let crc = crc32fast::hash(&xz[start..start + size - 4]);
+        xz[start + size - 4..start + size].copy_from_slice(&crc.to_le_bytes());
+        xz
+    }
+
+    /// A zstd frame whose window descriptor asks for a 2 GiB window.
+    fn zstd_declaring_a_huge_window(data: &[u8]) -> Vec<u8> {
+        let mut e = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        e.include_contentsize(false).unwrap();
+        e.write_all(data).unwrap();
+        let mut z = e.finish().unwrap();
+        let descriptor = z[4];
+        assert_eq!(
+            descriptor & 0x20,
+            0,
+            "not single-segment: a window descriptor follows"
+        );
+        z[5] = 21 << 3; // window log 10 + 21 = 31
+        z
+    }
+
+    #[test]
+    fn input_needing_more_memory_than_the_limit_is_refused_in_one_sentence() {
+        let data = b"Package: x\n".repeat(1000);
+        for (c, bytes) in [
+            (Compression::Xz, xz_declaring_dictionary(&data, 40)),
+            (Compression::Zstd, zstd_declaring_a_huge_window(&data)),
+        ] {
+            for options in [DecodeOptions::CHECKED, DecodeOptions::VERIFIED] {
+                let err = decode(&bytes, c, &options).unwrap_err();
+                assert_eq!(
+                    err.to_string(),
+                    format!("the {c} data needs more than 128 MiB of memory to decode (a larger dictionary or window than real packages use); refusing it")
+                );
+            }
+        }
+        // Within the limit: the dictionary of `xz -9`.
+        let xz9 = xz_declaring_dictionary(&data, 28);
+        assert_eq!(
+            decode(&xz9, Compression::Xz, &DecodeOptions::CHECKED).unwrap(),
             data
         );
     }

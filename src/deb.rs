@@ -16,6 +16,11 @@ use crate::compression::{decoder, Compression, DecodeOptions};
 
 /// Largest `control` or `md5sums` file we accept in memory (hostile input guard).
 const MAX_CONTROL_FILE: u64 = 64 << 20;
+/// Largest GNU long-name (`L`) or long-link (`K`) record of a member's tar: a name or link
+/// target, which the tar reader holds whole (16 × Linux's `PATH_MAX`).
+const MAX_LONG_NAME: u64 = 64 << 10;
+/// Largest PAX extended header (`x`) of a member's tar, which the tar reader holds whole.
+const MAX_PAX_HEADER: u64 = 1 << 20;
 /// Largest `debian-binary` member we accept.
 const MAX_DEBIAN_BINARY: u64 = 1024;
 
@@ -428,7 +433,7 @@ fn read_control(mut member: Member<'_>, what: &str) -> Result<Control, DebError>
     let mut md5sums = None;
     let result = (|| -> Result<(), Sub> {
         let decoded = decompressor(&mut member, what).map_err(Sub::Deb)?;
-        let mut tar = tar::Archive::new(decoded);
+        let mut tar = tar::Archive::new(HeaderLimits::new(decoded));
         for entry in tar.entries().map_err(Sub::Io)? {
             let mut entry = entry.map_err(Sub::Io)?;
             if !entry.header().entry_type().is_file() {
@@ -470,7 +475,7 @@ fn read_data<E: From<DebError>>(
     let mut callback_error = None;
     let result = (|| -> Result<(), Sub> {
         let decoded = decompressor(&mut member, what).map_err(Sub::Deb)?;
-        let mut tar = tar::Archive::new(decoded);
+        let mut tar = tar::Archive::new(HeaderLimits::new(decoded));
         for entry in tar.entries().map_err(Sub::Io)? {
             let mut entry = entry.map_err(Sub::Io)?;
             let Some(parsed) = parse_entry(&mut entry, what)? else {
@@ -600,6 +605,185 @@ fn member_path(raw: &[u8], what: &str) -> Result<String, DebError> {
         });
     }
     normalise_path(raw, what)
+}
+
+/// A member's decoded tar stream on its way to the `tar` crate, which reads a GNU
+/// long-name or long-link record and a PAX extended header into memory whole, for every
+/// entry, selected or not. This reader follows the archive's framing as the `tar` crate
+/// does (each header, the data it announces, GNU sparse extension blocks, a PAX `size`
+/// applying to the next entry) and fails the read that completes a header announcing
+/// such a record larger than [`MAX_LONG_NAME`] or [`MAX_PAX_HEADER`], before any of it
+/// is read. It passes every byte through unchanged and stops looking at the end of the
+/// archive (a zero block) or at a header the `tar` crate will refuse (a bad checksum).
+struct HeaderLimits<R> {
+    inner: R,
+    /// Bytes passed through so far.
+    pos: u64,
+    /// Where the next header starts.
+    next: u64,
+    /// The header being read, and how much of it has passed.
+    header: tar::Header,
+    have: usize,
+    /// GNU sparse extension blocks still to come before the data of the entry.
+    sparse_blocks: bool,
+    /// Bytes of data (rounded up to whole blocks) after the header or its sparse blocks.
+    data_len: u64,
+    /// A PAX extended header being read (its bytes so far, its size).
+    pax: Option<(Vec<u8>, u64)>,
+    /// The `size` the last PAX extended header gives the next entry.
+    pax_size: Option<u64>,
+    /// The end of the archive, or a header the `tar` crate will refuse: nothing more to check.
+    done: bool,
+}
+
+impl<R> HeaderLimits<R> {
+    fn new(inner: R) -> HeaderLimits<R> {
+        HeaderLimits {
+            inner,
+            pos: 0,
+            next: 0,
+            header: tar::Header::new_old(),
+            have: 0,
+            sparse_blocks: false,
+            data_len: 0,
+            pax: None,
+            pax_size: None,
+            done: false,
+        }
+    }
+
+    /// Follow the framing over `bytes`, the next bytes of the stream.
+    fn follow(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() && !self.done {
+            if self.pos < self.next {
+                let n = (self.next - self.pos).min(bytes.len() as u64) as usize;
+                if let Some((data, size)) = &mut self.pax {
+                    let want = (*size as usize).saturating_sub(data.len()).min(n);
+                    data.extend_from_slice(&bytes[..want]);
+                }
+                bytes = &bytes[n..];
+                self.pos += n as u64;
+                continue;
+            }
+            if let Some((data, _)) = self.pax.take() {
+                self.pax_size = pax_size(&data);
+            }
+            let n = (512 - self.have).min(bytes.len());
+            self.header.as_mut_bytes()[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+            self.have += n;
+            bytes = &bytes[n..];
+            self.pos += n as u64;
+            if self.have == 512 {
+                self.have = 0;
+                if std::mem::take(&mut self.sparse_blocks) {
+                    // A GNU sparse extension block: another follows while its flag says so.
+                    self.sparse_blocks = self.header.as_bytes()[504] == 1;
+                    self.next = self.pos;
+                    if !self.sparse_blocks {
+                        self.next += self.data_len;
+                    }
+                    continue;
+                }
+                self.header_read()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R> HeaderLimits<R> {
+    /// A whole header has passed (at `self.pos - 512`): where its entry's data ends,
+    /// and whether it announces a record too large.
+    fn header_read(&mut self) -> io::Result<()> {
+        let h = &self.header;
+        let bytes = h.as_bytes();
+        if bytes.iter().all(|&b| b == 0) {
+            self.done = true;
+            return Ok(());
+        }
+        let sum: u32 = bytes[..148]
+            .iter()
+            .chain(&bytes[156..])
+            .map(|&b| u32::from(b))
+            .sum::<u32>()
+            + 8 * 32;
+        let Ok(size) = h.entry_size() else {
+            self.done = true;
+            return Ok(());
+        };
+        if h.cksum().ok() != Some(sum) {
+            self.done = true;
+            return Ok(());
+        }
+        let kind = h.entry_type();
+        let extension = kind.is_gnu_longname()
+            || kind.is_gnu_longlink()
+            || kind.is_pax_local_extensions()
+            || kind.is_pax_global_extensions();
+        // The `tar` crate reads these records whole only in headers it recognises.
+        let recognised = h.as_gnu().is_some() || h.as_ustar().is_some();
+        let size = match self.pax_size {
+            Some(pax) if !extension => pax,
+            _ => size,
+        };
+        let read_whole = recognised
+            && (kind.is_gnu_longname() || kind.is_gnu_longlink() || kind.is_pax_local_extensions());
+        if !read_whole {
+            // An entry: a PAX `size` applied to it (or to nothing) and is spent.
+            self.pax_size = None;
+        }
+        if read_whole {
+            let (what, limit) = if kind.is_pax_local_extensions() {
+                ("PAX extended header", MAX_PAX_HEADER)
+            } else if kind.is_gnu_longname() {
+                ("GNU long-name record", MAX_LONG_NAME)
+            } else {
+                ("GNU long-link record", MAX_LONG_NAME)
+            };
+            if size > limit {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("a {what} of {size} bytes exceeds the limit of {limit} bytes; refusing the package"),
+                ));
+            }
+            if kind.is_pax_local_extensions() {
+                self.pax = Some((Vec::with_capacity(size as usize), size));
+            }
+        }
+        let Some(data_len) = size.checked_add(511).map(|n| n & !511) else {
+            self.done = true;
+            return Ok(());
+        };
+        self.data_len = data_len;
+        self.sparse_blocks =
+            kind.is_gnu_sparse() && h.as_gnu().is_some_and(|g| g.is_extended()) && !extension;
+        self.next = self.pos;
+        if !self.sparse_blocks {
+            self.next += data_len;
+        }
+        Ok(())
+    }
+}
+
+/// The `size` a PAX extended header gives, as the `tar` crate reads it: the first
+/// `size` record, when every record before it parses and its value is a number.
+fn pax_size(data: &[u8]) -> Option<u64> {
+    for record in tar::PaxExtensions::new(data) {
+        let record = record.ok()?;
+        if record.key() != Ok("size") {
+            continue;
+        }
+        return record.value().ok()?.parse().ok();
+    }
+    None
+}
+
+impl<R: Read> Read for HeaderLimits<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.follow(&buf[..n])?;
+        Ok(n)
+    }
 }
 
 /// Remembers the first error its reader gave the callback.
@@ -1092,6 +1276,161 @@ mod tests {
         let e = deb_err(list(&deb(".gz", b.into_inner().unwrap()), "nul.deb").map(|r| r.0));
         assert!(matches!(e, DebError::BadPath { .. }), "{e}");
         assert!(e.to_string().contains("NUL"), "{e}");
+    }
+
+    /// The one line a .deb with this data.tar gets, which must be a refusal of a record.
+    fn refused_record(data: Vec<u8>) -> String {
+        let e = deb_err(list(&deb(".xz", data), "big.deb").map(|r| r.0));
+        assert!(matches!(e, DebError::Corrupt { .. }), "{e:?}");
+        e.to_string()
+    }
+
+    #[test]
+    fn long_name_link_and_pax_records_beyond_their_limits_are_refused() {
+        // At the limits: read (a GNU long name, a long link target, a PAX path).
+        let name = |len: usize| format!("./{}", "n".repeat(len - 3));
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_data(
+            &mut header(tar::EntryType::Regular, 1, 0o644),
+            name(MAX_LONG_NAME as usize),
+            &b"x"[..],
+        )
+        .unwrap();
+        let mut h = header(tar::EntryType::Symlink, 0, 0o777);
+        b.append_link(&mut h, "./l", name(MAX_LONG_NAME as usize))
+            .unwrap();
+        let pax_path = vec![b'p'; MAX_PAX_HEADER as usize - 100];
+        b.append_pax_extensions([("comment", &pax_path[..])])
+            .unwrap();
+        b.append_data(
+            &mut header(tar::EntryType::Regular, 1, 0o644),
+            "./p",
+            &b"y"[..],
+        )
+        .unwrap();
+        let (_, entries) = list(&deb(".xz", b.into_inner().unwrap()), "ok.deb").unwrap();
+        assert_eq!(entries.len(), 3);
+
+        // One byte beyond: refused, for an entry nothing selects.
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_data(
+            &mut header(tar::EntryType::Regular, 1, 0o644),
+            name(MAX_LONG_NAME as usize + 1),
+            &b"x"[..],
+        )
+        .unwrap();
+        assert_eq!(
+            refused_record(b.into_inner().unwrap()),
+            "big.deb: cannot read `data.tar.xz`: a GNU long-name record of 65537 bytes exceeds the limit of 65536 bytes; refusing the package"
+        );
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = header(tar::EntryType::Symlink, 0, 0o777);
+        b.append_link(&mut h, "./l", name(MAX_LONG_NAME as usize + 1))
+            .unwrap();
+        assert_eq!(
+            refused_record(b.into_inner().unwrap()),
+            "big.deb: cannot read `data.tar.xz`: a GNU long-link record of 65537 bytes exceeds the limit of 65536 bytes; refusing the package"
+        );
+        let mut b = tar::Builder::new(Vec::new());
+        let huge = vec![b'p'; MAX_PAX_HEADER as usize];
+        b.append_pax_extensions([("comment", &huge[..])]).unwrap();
+        b.append_data(
+            &mut header(tar::EntryType::Regular, 1, 0o644),
+            "./p",
+            &b"y"[..],
+        )
+        .unwrap();
+        let e = refused_record(b.into_inner().unwrap());
+        assert!(
+            e.starts_with("big.deb: cannot read `data.tar.xz`: a PAX extended header of 10485"),
+            "{e}"
+        );
+        assert!(
+            e.ends_with("bytes exceeds the limit of 1048576 bytes; refusing the package"),
+            "{e}"
+        );
+        // The control archive alike.
+        let mut c = tar::Builder::new(Vec::new());
+        c.append_data(
+            &mut header(tar::EntryType::Regular, 1, 0o644),
+            name(MAX_LONG_NAME as usize + 1),
+            &b"x"[..],
+        )
+        .unwrap();
+        let bytes = build_deb(&[
+            ("debian-binary", b"2.0\n".to_vec()),
+            ("control.tar.gz", compress(c.into_inner().unwrap(), ".gz")),
+            ("data.tar.gz", compress(data_tar(), ".gz")),
+        ]);
+        let e = deb_err(list(&bytes, "big.deb").map(|r| r.0));
+        assert!(
+            e.to_string()
+                .contains("cannot read `control.tar.gz`: a GNU long-name record"),
+            "{e}"
+        );
+    }
+
+    /// A data.tar: `first` (an archive without its end), then an entry whose GNU long
+    /// name is beyond the limit: refused only when the framing of `first` was followed.
+    fn then_a_long_name(first: Vec<u8>) -> Vec<u8> {
+        let mut b = tar::Builder::new(first);
+        b.append_data(
+            &mut header(tar::EntryType::Regular, 1, 0o644),
+            format!("./{}", "n".repeat(MAX_LONG_NAME as usize)),
+            &b"x"[..],
+        )
+        .unwrap();
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn the_framing_is_followed_through_pax_sizes_and_sparse_files() {
+        // A PAX `size` overrides the header's (0 here): 1500 bytes of data follow.
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([("size", &b"1500"[..])]).unwrap();
+        let mut h = header(tar::EntryType::Regular, 0, 0o644);
+        h.set_path("./big").unwrap();
+        h.set_cksum();
+        b.append(&h, io::empty()).unwrap();
+        // Without the end of the archive.
+        let mut first = b.get_ref().clone();
+        first.extend_from_slice(&[b'\n'; 1536]);
+        let (_, entries) = list(&deb(".gz", first.clone()), "pax.deb").unwrap();
+        assert_eq!(entries[0].1.len(), 1500);
+        let e = refused_record(then_a_long_name(first));
+        assert!(
+            e.contains("a GNU long-name record of 65539 bytes exceeds"),
+            "{e}"
+        );
+
+        // A GNU sparse file with more regions than its header holds: extension blocks
+        // follow the header.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparse");
+        let file = std::fs::File::create(&path).unwrap();
+        for i in 0..30u64 {
+            use std::os::unix::fs::FileExt;
+            file.write_at(&[b's'; 4096], i * (1 << 20)).unwrap();
+        }
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_file("./sparse", &mut std::fs::File::open(&path).unwrap())
+            .unwrap();
+        let first = b.get_ref().clone();
+        let kind = tar::Header::from_byte_slice(&first[..512]).entry_type();
+        if kind != tar::EntryType::GNUSparse {
+            println!(
+                "SKIPPED: {} keeps no holes in files: no sparse tar entry",
+                dir.path().display()
+            );
+            return;
+        }
+        let (_, entries) = list(&deb(".gz", first.clone()), "sparse.deb").unwrap();
+        assert_eq!(entries[0].0.kind, EntryKind::Other("sparse file"));
+        let e = refused_record(then_a_long_name(first));
+        assert!(
+            e.contains("a GNU long-name record of 65539 bytes exceeds"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -6,14 +6,14 @@
 //! hash (InRelease, Release, Release.gpg) are fetched into memory with a size limit and
 //! verified by the caller before use.
 //!
-//! It owns HTTP (timeouts, redirects, retries, `--mirror` rewrites), the cache and the
-//! progress display. It must not parse or trust what it fetches: callers say what a file
+//! It owns HTTP (timeouts, the minimum transfer rate, redirects, retries, `--mirror`
+//! rewrites), the cache and the progress display. It must not parse or trust what it fetches: callers say what a file
 //! must be (a [`Want`]) or verify it themselves ([`crate::repo`]).
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -43,6 +43,23 @@ pub enum FetchError {
         url: String,
         /// what failed, with reqwest's chain of causes
         message: String,
+        /// How many requests were sent (retries included).
+        attempts: u32,
+    },
+    /// A transfer averaged less than the minimum rate after its grace period
+    /// ([`Timeouts::min_rate`]; retried like a timeout).
+    #[error("{url}: too slow: {received} bytes in {seconds} s, less than the minimum of {min_rate} bytes/s after the first {grace} s (set {MIN_RATE_ENV}, 0 for no minimum, and {TIMEOUT_ENV}){}", gave_up(*.attempts))]
+    TooSlow {
+        /// the URL requested
+        url: String,
+        /// bytes of the body received
+        received: u64,
+        /// seconds since the request was sent
+        seconds: u64,
+        /// the minimum rate, bytes per second
+        min_rate: u64,
+        /// the grace period, seconds (the read timeout)
+        grace: u64,
         /// How many requests were sent (retries included).
         attempts: u32,
     },
@@ -164,8 +181,9 @@ fn gave_up(attempts: u32) -> String {
 impl retry::Attempts for FetchError {
     /// Record how many attempts were made before this error was final.
     fn after(mut self, n: u32) -> FetchError {
-        if let FetchError::Status { attempts, .. } | FetchError::Network { attempts, .. } =
-            &mut self
+        if let FetchError::Status { attempts, .. }
+        | FetchError::Network { attempts, .. }
+        | FetchError::TooSlow { attempts, .. } = &mut self
         {
             *attempts = n;
         }
@@ -297,6 +315,38 @@ impl Cache {
             .map(|()| None)
     }
 
+    /// The cached file for `sha256`, open at its start, if present and intact: hashed
+    /// through the same open file the caller then reads (for indexes, which are streamed
+    /// after the check; an entry is replaced only by a rename, never in place). Damaged
+    /// entries as for [`Cache::lookup`].
+    pub fn open(
+        &self,
+        sha256: &str,
+        size: u64,
+        strict: bool,
+    ) -> Result<Option<std::fs::File>, FetchError> {
+        use std::io::{Seek, SeekFrom};
+        let path = self.blob_path(sha256);
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(FetchError::Cache { path, source }),
+        };
+        let hashed = hash_reader(&mut file).and_then(|sum| {
+            file.seek(SeekFrom::Start(0))?;
+            Ok(sum)
+        });
+        let (len, actual) = hashed.map_err(|source| FetchError::Cache {
+            path: path.clone(),
+            source,
+        })?;
+        if len == size && actual == sha256 {
+            return Ok(Some(file));
+        }
+        self.damaged(path, sha256, size, strict, actual, len)
+            .map(|()| None)
+    }
+
     /// A cache entry whose bytes are not what its name says: an error when `strict`,
     /// else removed (if still damaged) so that it is fetched again.
     fn damaged(
@@ -387,34 +437,47 @@ pub struct Want {
     pub sha256: String,
 }
 
-/// HTTP timeouts. `read` bounds each wait for bytes (response headers or body), not a
-/// whole transfer, so a slow but moving download is never cut.
+/// HTTP timeouts. `read` bounds each wait for bytes (response headers or body), and
+/// `min_rate` the whole transfer: after its first `read` seconds, a download must have
+/// averaged at least `min_rate` bytes per second, so a server sending a byte now and then
+/// cannot hold a build forever while a slow but moving download is never cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     /// Bound on establishing a connection.
     pub connect: Duration,
     /// Bound on each wait for bytes (response headers or the next body chunk).
     pub read: Duration,
+    /// Bytes per second a transfer must average after its first `read` seconds; 0 for no
+    /// minimum. A file of `n` bytes has `read + n / min_rate` seconds.
+    pub min_rate: u64,
 }
+
+/// The default [`Timeouts::min_rate`]: 1 KiB/s, far below any usable mirror.
+pub const DEFAULT_MIN_RATE: u64 = 1024;
 
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
             connect: Duration::from_secs(20),
             read: Duration::from_secs(60),
+            min_rate: DEFAULT_MIN_RATE,
         }
     }
 }
+
+/// The environment variable that sets [`Timeouts::min_rate`], bytes per second.
+pub const MIN_RATE_ENV: &str = "COMPOSE_HTTP_MIN_RATE";
 
 /// The environment variable that sets both timeouts, in seconds (e.g. `5` or `0.5`).
 pub const TIMEOUT_ENV: &str = "COMPOSE_HTTP_TIMEOUT";
 
 impl Timeouts {
-    /// Both timeouts `d`.
+    /// Both timeouts `d` (and the default minimum rate).
     pub fn both(d: Duration) -> Timeouts {
         Timeouts {
             connect: d,
             read: d,
+            min_rate: DEFAULT_MIN_RATE,
         }
     }
 
@@ -431,6 +494,32 @@ impl Timeouts {
                 "{TIMEOUT_ENV}=`{v}` is not a number of seconds between 0 and 86400, e.g. 30"
             )),
         }
+    }
+}
+
+impl Timeouts {
+    /// These timeouts with the minimum rate `COMPOSE_HTTP_MIN_RATE` gives, when set; an
+    /// unusable value is an error sentence.
+    pub fn with_env_min_rate(self) -> Result<Timeouts, String> {
+        let Ok(v) = std::env::var(MIN_RATE_ENV) else {
+            return Ok(self);
+        };
+        match v.trim().parse::<u64>() {
+            Ok(min_rate) => Ok(Timeouts { min_rate, ..self }),
+            Err(_) => Err(format!(
+                "{MIN_RATE_ENV}=`{v}` is not a whole number of bytes per second, e.g. 1024 (0 for no minimum)"
+            )),
+        }
+    }
+
+    /// When a transfer that started at `start` and has received `received` bytes is
+    /// too slow ([`Timeouts::min_rate`]); None without a minimum.
+    fn deadline(&self, start: Instant, received: u64) -> Option<Instant> {
+        if self.min_rate == 0 {
+            return None;
+        }
+        let allowed = self.read.as_secs_f64() + received as f64 / self.min_rate as f64;
+        Some(start + Duration::from_secs_f64(allowed.min(1e9)))
     }
 }
 
@@ -463,6 +552,7 @@ pub struct Fetcher {
     jobs: usize,
     offline: bool,
     strict_cache: bool,
+    timeouts: Timeouts,
 }
 
 pub use crate::retry::ATTEMPTS;
@@ -551,6 +641,7 @@ impl Fetcher {
             jobs: opts.jobs.max(1),
             offline: opts.offline,
             strict_cache: opts.strict_cache,
+            timeouts: opts.timeouts,
         })
     }
 
@@ -604,6 +695,39 @@ impl Fetcher {
         }
     }
 
+    /// The next piece of a response body that started at `start` and has given
+    /// `received` bytes: None at its end; a transfer failure when the body fails;
+    /// [`FetchError::TooSlow`] when the piece comes after the transfer's deadline
+    /// ([`Timeouts::min_rate`]). A body that stops altogether is the read timeout's.
+    async fn next_chunk<T>(
+        &self,
+        real: &str,
+        stream: &mut (impl futures::Stream<Item = reqwest::Result<T>> + Unpin),
+        start: Instant,
+        received: u64,
+    ) -> Result<Option<T>, Failure> {
+        let next = stream
+            .next()
+            .await
+            .transpose()
+            .map_err(|e| transfer_failure(real, &e))?;
+        let late = self
+            .timeouts
+            .deadline(start, received)
+            .is_some_and(|deadline| Instant::now() > deadline);
+        if next.is_some() && late {
+            return Err(Failure::Retry(FetchError::TooSlow {
+                url: real.to_string(),
+                received,
+                seconds: start.elapsed().as_secs(),
+                min_rate: self.timeouts.min_rate,
+                grace: self.timeouts.read.as_secs(),
+                attempts: 1,
+            }));
+        }
+        Ok(next)
+    }
+
     /// A small document (InRelease, Release, Release.gpg) into memory, unverified.
     pub async fn get(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, FetchError> {
         if self.offline {
@@ -618,6 +742,7 @@ impl Fetcher {
     }
 
     async fn get_once(&self, real: &str, limit: u64) -> Result<Option<Vec<u8>>, Failure> {
+        let start = Instant::now();
         let Some(resp) = self.send_once(real).await? else {
             return Ok(None);
         };
@@ -630,8 +755,10 @@ impl Fetcher {
         }
         let mut out = Vec::new();
         let mut stream = resp.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| transfer_failure(real, &e))?;
+        while let Some(chunk) = self
+            .next_chunk(real, &mut stream, start, out.len() as u64)
+            .await?
+        {
             if (out.len() + chunk.len()) as u64 > limit {
                 return Err(too_large().into());
             }
@@ -645,6 +772,16 @@ impl Fetcher {
         let cache = self.cache.clone();
         let (sha, size, strict) = (want.sha256.clone(), want.size, self.strict_cache);
         tokio::task::spawn_blocking(move || cache.read(&sha, size, strict))
+            .await
+            .map_err(|e| FetchError::Client(e.to_string()))?
+    }
+
+    /// The cached file of `want`, open and checked, if the cache holds it intact (no
+    /// network): [`Cache::open`].
+    pub async fn cached_file(&self, want: &Want) -> Result<Option<std::fs::File>, FetchError> {
+        let cache = self.cache.clone();
+        let (sha, size, strict) = (want.sha256.clone(), want.size, self.strict_cache);
+        tokio::task::spawn_blocking(move || cache.open(&sha, size, strict))
             .await
             .map_err(|e| FetchError::Client(e.to_string()))?
     }
@@ -693,6 +830,7 @@ impl Fetcher {
         bar: Option<&ProgressBar>,
         counted: &mut u64,
     ) -> Result<Option<PathBuf>, Failure> {
+        let start = Instant::now();
         let Some(resp) = self.send_once(real).await? else {
             return Ok(None);
         };
@@ -717,8 +855,7 @@ impl Fetcher {
         let mut hasher = Sha256::new();
         let mut len = 0u64;
         let mut stream = resp.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| transfer_failure(real, &e))?;
+        while let Some(chunk) = self.next_chunk(real, &mut stream, start, len).await? {
             len += chunk.len() as u64;
             if len > want.size {
                 return Err(size_mismatch(len).into());

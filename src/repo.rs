@@ -319,7 +319,7 @@ impl<'a> Repository<'a> {
             }
         }
         let releases = &self.releases;
-        let texts = futures::future::try_join_all(indexes.iter().map(
+        let opened = futures::future::try_join_all(indexes.iter().map(
             |(_, _, dists, component, candidates)| {
                 let rel = &releases[dists.as_str()];
                 packages_index(fetcher, rel, dists, component, arch, candidates)
@@ -330,16 +330,17 @@ impl<'a> Repository<'a> {
             "{arch}: Packages indexes fetched and verified"
         ));
 
-        // 3. Parse them in manifest order (ties between equal versions go to the first).
+        // 3. Read them in manifest order (ties between equal versions go to the first),
+        //    one at a time as each decompresses.
         let mut candidates: Vec<(PackageEntry, String, String)> = Vec::new();
-        for ((base, suite, dists, component, _), (url, index, text)) in indexes.iter().zip(texts) {
-            arch_lock.indexes.insert(url, index);
+        for ((base, suite, dists, component, _), (url, index, compression, file)) in
+            indexes.iter().zip(opened)
+        {
             let what = format!("{dists}/{component}/binary-{arch}/Packages");
-            for entry in apt::parse_packages(&text, &what, &keep)? {
-                if arch == entry.architecture.as_str() || entry.architecture == "all" {
-                    candidates.push((entry, base.to_string(), suite.to_string()));
-                }
+            for entry in read_index(file, compression, &url, &what, arch, &keep)? {
+                candidates.push((entry, base.to_string(), suite.to_string()));
             }
+            arch_lock.indexes.insert(url, index);
         }
         crate::timings::mark(format_args!("{arch}: Packages indexes parsed"));
         let searched: Vec<&str> = suites.iter().map(|(_, _, _, d)| d.as_str()).collect();
@@ -433,9 +434,9 @@ async fn release(
 }
 
 /// The first of `candidates` (`.xz`, `.gz`, plain, as Release lists them) the server
-/// has, verified against Release and decompressed: (URL, lock entry, text). Each variant
-/// is fetched by [`index_variant`]: by hash when `rel` offers it. The URL recorded is
-/// the plain path's, however the bytes came.
+/// has, verified against Release and open for reading: (URL, lock entry, its
+/// compression, the cached file). Each variant is fetched by [`index_variant`]: by hash
+/// when `rel` offers it. The URL recorded is the plain path's, however the bytes came.
 async fn packages_index(
     fetcher: &Fetcher,
     rel: &VerifiedRelease,
@@ -443,7 +444,7 @@ async fn packages_index(
     component: &str,
     arch: Arch,
     candidates: &[apt::IndexFile],
-) -> Result<(String, lock::IndexLock, Vec<u8>), RepoError> {
+) -> Result<(String, lock::IndexLock, apt::Compression, std::fs::File), RepoError> {
     let want = |index: &apt::IndexFile| {
         let url = format!("{dists}/{}", index.path);
         Want {
@@ -456,8 +457,8 @@ async fn packages_index(
     // A form already in the cache is used without asking the server for the others.
     let mut found = None;
     for index in candidates {
-        if let Some(bytes) = fetcher.cached_bytes(&want(index)).await? {
-            found = Some((index, bytes));
+        if let Some(file) = fetcher.cached_file(&want(index)).await? {
+            found = Some((index, file));
             break;
         }
     }
@@ -469,18 +470,14 @@ async fn packages_index(
             else {
                 continue;
             };
-            let bytes =
-                std::fs::read(&path).map_err(|source| RepoError::CachedIndex { path, source })?;
-            found = Some((index, bytes));
+            let file = std::fs::File::open(&path)
+                .map_err(|source| RepoError::CachedIndex { path, source })?;
+            found = Some((index, file));
             break;
         }
     }
-    if let Some((index, bytes)) = found {
+    if let Some((index, file)) = found {
         let url = want(index).url;
-        let text = match index.compression {
-            apt::Compression::None => bytes,
-            c => apt::decompress(&bytes, c, PACKAGES_LIMIT, &url)?,
-        };
         let entry = lock::IndexLock {
             size: index.size,
             sha256: Sha256::from_hex(&index.sha256).map_err(|reason| RepoError::Unrecordable {
@@ -488,7 +485,7 @@ async fn packages_index(
                 reason,
             })?,
         };
-        return Ok((url, entry, text));
+        return Ok((url, entry, index.compression, file));
     }
     Err(RepoError::NoIndex {
         dists: dists.to_string(),
@@ -570,4 +567,32 @@ fn other_bytes(e: &FetchError) -> Option<String> {
         FetchError::Announced { announced, .. } => Some(format!("{announced} bytes")),
         _ => None,
     }
+}
+
+/// The stanzas of one verified index that resolution can choose for `arch`
+/// ([`apt::resolve::Newest`] of the packages `keep` accepts), read as it decompresses:
+/// memory stays flat whatever the index's size, and its decompressed size is limited.
+/// `url` names the file in decompression errors, `what` the index in the others.
+fn read_index(
+    file: std::fs::File,
+    compression: apt::Compression,
+    url: &str,
+    what: &str,
+    arch: Arch,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Vec<PackageEntry>, RepoError> {
+    let mut newest = apt::resolve::Newest::new(what);
+    let mut offer = |entry: PackageEntry| {
+        if arch == entry.architecture.as_str() || entry.architecture == "all" {
+            newest.offer(entry)
+        } else {
+            Ok(())
+        }
+    };
+    let mut stanzas = apt::packages::Stanzas::new(what, keep);
+    apt::decompress_into(file, compression, PACKAGES_LIMIT, url, &mut |chunk| {
+        stanzas.feed(chunk, &mut offer)
+    })?;
+    stanzas.finish(&mut offer)?;
+    Ok(newest.into_entries())
 }

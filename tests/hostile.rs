@@ -1122,8 +1122,8 @@ fn names_with_nul_or_invalid_utf8_are_refused() {
 
 // ------------------------------------------------------------------ docs/errors.md
 
-/// Every test the table of hostile input and faults in `docs/errors.md` names exists
-/// (as a `#[test]`).
+/// Every test the tables of hostile input and faults in `docs/errors.md` name exists
+/// (as a `#[test]`): the main table and every table of the sections after it.
 #[test]
 fn the_errors_table_names_existing_tests() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -47,7 +47,8 @@ pub(crate) mod test_support {
 
 pub use packages::{parse_packages, PackageEntry};
 pub use release::{
-    decompress, parse_date, Compression, IndexFile, IndexHash, Release, CLOCK_SKEW_TOLERANCE_SECS,
+    decompress, decompress_into, parse_date, Compression, IndexFile, IndexHash, Release,
+    CLOCK_SKEW_TOLERANCE_SECS,
 };
 pub use signature::{verify_clearsigned, verify_detached, Keyring, Verified};
 

@@ -1,7 +1,7 @@
 //! The `Release` file (the verified body of `InRelease`, or `Release`): its
 //! dates, architectures, components and the SHA256 of every index, plus
 //! decompression of the indexes it lists (through [`crate::compression`], with a limit
-//! on the output).
+//! on the output, streamed: [`decompress_into`]).
 //!
 //! It must not fetch anything nor check an index against its hash: callers hand in
 //! bytes they verified.
@@ -404,14 +404,38 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 }
 
 /// Decompresses an index (every xz stream, gzip member or zstd frame of it), checking
-/// the format's own checksums, up to `limit` bytes of output. `what` names the file in
-/// errors.
+/// the format's own checksums, up to `limit` bytes of output, into memory. `what` names
+/// the file in errors. [`decompress_into`] is the same without holding the output.
 pub fn decompress(
     bytes: &[u8],
     compression: Compression,
     limit: u64,
     what: &str,
 ) -> Result<Vec<u8>, AptError> {
+    let mut out = Vec::new();
+    decompress_into(bytes, compression, limit, what, &mut |chunk| {
+        out.extend_from_slice(chunk);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Bytes of decompressed output [`decompress_into`] hands on at a time.
+const CHUNK: usize = 1 << 20;
+
+/// Decompresses an index read from `input` and hands the output to `sink` in pieces of
+/// at most 1 MiB, so that memory stays flat whatever the index's size. The format's own
+/// checksums are checked; output beyond `limit` bytes is [`AptError::TooLarge`], noticed
+/// before `sink` sees any of it; an input needing more memory to decode than
+/// [`crate::compression::MEMORY_LIMIT`] is [`AptError::Decompress`]. `what` names the
+/// file in errors; `sink`'s own errors are returned as they are.
+pub fn decompress_into(
+    input: impl Read,
+    compression: Compression,
+    limit: u64,
+    what: &str,
+    sink: &mut dyn FnMut(&[u8]) -> Result<(), AptError>,
+) -> Result<(), AptError> {
     let failed = |e: std::io::Error| AptError::Decompress {
         what: what.to_string(),
         compression: compression.name(),
@@ -421,19 +445,25 @@ pub fn decompress(
             e.to_string()
         },
     };
-    let reader = decoder(bytes, compression, &DecodeOptions::CHECKED).map_err(failed)?;
-    let mut out = Vec::new();
-    reader
-        .take(limit.saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(failed)?;
-    if out.len() as u64 > limit {
-        return Err(AptError::TooLarge {
-            what: what.to_string(),
-            limit,
-        });
+    let mut reader = decoder(input, compression, &DecodeOptions::CHECKED).map_err(failed)?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(failed(e)),
+        };
+        total += n as u64;
+        if total > limit {
+            return Err(AptError::TooLarge {
+                what: what.to_string(),
+                limit,
+            });
+        }
+        sink(&buf[..n])?;
     }
-    Ok(out)
 }
 
 #[cfg(test)]

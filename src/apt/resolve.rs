@@ -1,13 +1,69 @@
 //! Resolution over parsed indexes: the highest version of each wanted package across all
 //! suites (dpkg's order; the first listed wins a tie), and the `Depends:` it leaves unmet.
+//! [`Newest`] keeps, while one index streams by, only the stanzas that can win.
 //!
 //! Pure: entries in, choices out. It never adds a package the manifest does not declare:
 //! unmet dependencies are reported, not installed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
-use super::packages::PackageEntry;
-use super::version;
+use super::packages::{conflict, PackageEntry};
+use super::{version, AptError};
+
+/// The stanzas of one index that [`highest`] can choose, kept as the index streams by:
+/// for each (name, architecture), the highest version, the first of equal ones. Memory
+/// is bounded by the packages asked for, however many stanzas (and versions) of them the
+/// index holds.
+///
+/// A stanza with the kept one's name, version and architecture but another SHA256 is
+/// [`AptError::Conflict`] (the index is inconsistent about what it would give); an
+/// identical repeat is dropped. Stanzas of lower versions are dropped unexamined.
+pub struct Newest<'a> {
+    what: &'a str,
+    /// (name, architecture) → (position of the stanza in the index, the stanza)
+    kept: HashMap<(String, String), (usize, PackageEntry)>,
+    offered: usize,
+}
+
+impl<'a> Newest<'a> {
+    /// For the index named `what` in errors.
+    pub fn new(what: &'a str) -> Newest<'a> {
+        Newest {
+            what,
+            kept: HashMap::new(),
+            offered: 0,
+        }
+    }
+
+    /// The next stanza of the index.
+    pub fn offer(&mut self, entry: PackageEntry) -> Result<(), AptError> {
+        self.offered += 1;
+        let key = (entry.name.clone(), entry.architecture.clone());
+        match self.kept.get_mut(&key) {
+            None => {
+                self.kept.insert(key, (self.offered, entry));
+            }
+            Some((at, old)) => {
+                if version::compare(&entry.version, &old.version).is_gt() {
+                    *at = self.offered;
+                    *old = entry;
+                } else if entry.version == old.version && entry.sha256 != old.sha256 {
+                    return Err(conflict(self.what, old, entry.sha256));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The kept stanzas, in the order the index gave them: [`highest`] over them (and
+    /// over what other indexes kept, in source and suite order) chooses what it would
+    /// have chosen over every stanza.
+    pub fn into_entries(self) -> Vec<PackageEntry> {
+        let mut kept: Vec<(usize, PackageEntry)> = self.kept.into_values().collect();
+        kept.sort_by_key(|(at, _)| *at);
+        kept.into_iter().map(|(_, e)| e).collect()
+    }
+}
 
 /// The highest version of `name` among `candidates` (in source and suite order: on equal
 /// versions the first wins). `entry` picks the stanza out of a candidate.
@@ -99,6 +155,50 @@ mod tests {
             ("1.0-1ubuntu0.1", "noble-updates")
         );
         assert!(highest(&c, "zz", |x| &x.0).is_none());
+    }
+
+    #[test]
+    fn newest_keeps_what_highest_would_choose() {
+        let mut all = entry("a", "1", None, None);
+        all.architecture = "all".into();
+        let mut all2 = all.clone();
+        all2.version = "2".into();
+        let stanzas = [
+            entry("a", "1", None, None),
+            all.clone(),
+            entry("a", "2", None, None),
+            all2.clone(),
+            entry("a", "1.5", None, None),
+            entry("a", "2", None, None), // an identical repeat
+            entry("b", "3", None, None),
+        ];
+        let mut newest = Newest::new("P");
+        for s in &stanzas {
+            newest.offer(s.clone()).unwrap();
+        }
+        let kept = newest.into_entries();
+        let versions: Vec<(&str, &str, &str)> = kept
+            .iter()
+            .map(|e| (e.name.as_str(), e.version.as_str(), e.architecture.as_str()))
+            .collect();
+        assert_eq!(
+            versions,
+            [("a", "2", "amd64"), ("a", "2", "all"), ("b", "3", "amd64")]
+        );
+        for name in ["a", "b"] {
+            assert_eq!(
+                highest(&kept, name, |e| e),
+                highest(&stanzas, name, |e| e),
+                "{name}"
+            );
+        }
+        // The same name, version and architecture with another SHA256.
+        let mut newest = Newest::new("P");
+        newest.offer(entry("a", "2", None, None)).unwrap();
+        let mut other = entry("a", "2", None, None);
+        other.sha256 = "1".repeat(64);
+        let err = newest.offer(other).unwrap_err();
+        assert!(matches!(err, AptError::Conflict { .. }), "{err:?}");
     }
 
     #[test]

@@ -373,7 +373,7 @@ impl Manifest {
 
     /// Parse and validate manifest text; `path` names it in errors and anchors host paths.
     pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
-        let cx = Cx { path, text };
+        let cx = Cx::new(path, text);
         let raw: RawManifest = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             let message = e.message().trim().to_string();

@@ -17,7 +17,7 @@
 //! loads a file, never reads the host, and never changes the tree.
 
 use crate::arch::Arch;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::io::Read;
 
@@ -40,12 +40,28 @@ const VDSO: &[&str] = &[
     "linux-vdso64.so.1",
 ];
 
-/// Every file and symbolic link of every declared package, selected or not, by base
-/// name: what a miss can suggest adding.
+/// The files and symbolic links of every declared package, selected or not, whose base
+/// names a dynamic loader looks for (`*.so`, `*.so.*`: sonames and the loader itself),
+/// by base name: what a miss can suggest adding. Other entries are not kept, so the
+/// record stays small whatever a package holds; at most [`MAX_SHIPPED_PER_PACKAGE`]
+/// paths of one package are kept.
 #[derive(Debug, Default, Clone)]
 pub struct Shipped {
     merged_usr: bool,
     by_name: HashMap<String, Vec<ShippedFile>>,
+    /// (package, path) of everything kept: an entry a package repeats is kept once.
+    seen: HashSet<(String, String)>,
+    /// Paths kept, per package.
+    per_package: HashMap<String, usize>,
+}
+
+/// Paths of one package [`Shipped`] keeps: far more shared objects than any real
+/// package ships; beyond, a hostile package would only make suggestions incomplete.
+pub const MAX_SHIPPED_PER_PACKAGE: usize = 1 << 16;
+
+/// Is `base` a name the dynamic loader could be asked for (`DT_NEEDED`, `PT_INTERP`)?
+fn loadable_name(base: &str) -> bool {
+    base.ends_with(".so") || base.contains(".so.")
 }
 
 /// One path a package ships (canonical, merged-usr form when the image is merged-usr).
@@ -64,7 +80,7 @@ impl Shipped {
     pub fn new(merged_usr: bool) -> Shipped {
         Shipped {
             merged_usr,
-            by_name: HashMap::new(),
+            ..Shipped::default()
         }
     }
 
@@ -76,9 +92,12 @@ impl Shipped {
         }
     }
 
-    /// Record an entry of `package`'s data.tar (files, hard links and symbolic links;
-    /// directories and the rest are ignored).
+    /// Record an entry of `package`'s data.tar: files, hard links and symbolic links
+    /// with a [loadable name](Shipped); directories and the rest are ignored.
     pub fn record(&mut self, package: &str, entry: &Entry) {
+        if !loadable_name(basename(&entry.path)) {
+            return;
+        }
         let link_target = match &entry.kind {
             EntryKind::File | EntryKind::Hardlink(_) => None,
             EntryKind::Symlink(target) => {
@@ -88,27 +107,32 @@ impl Shipped {
             EntryKind::Dir | EntryKind::Other(_) => return,
         };
         let path = self.canonical(&entry.path);
-        let name = basename(&path).to_string();
-        let list = self.by_name.entry(name).or_default();
-        let file = ShippedFile {
+        self.keep(ShippedFile {
             package: package.to_string(),
             path,
             link_target,
-        };
-        if !list.contains(&file) {
-            list.push(file);
+        });
+    }
+
+    fn keep(&mut self, file: ShippedFile) {
+        let count = self.per_package.entry(file.package.clone()).or_default();
+        if *count >= MAX_SHIPPED_PER_PACKAGE
+            || !self.seen.insert((file.package.clone(), file.path.clone()))
+        {
+            return;
         }
+        *count += 1;
+        let name = basename(&file.path).to_string();
+        self.by_name.entry(name).or_default().push(file);
     }
 
     /// Add what `other` recorded (packages read after those of `self`).
     pub fn absorb(&mut self, other: Shipped) {
-        for (name, files) in other.by_name {
-            let list = self.by_name.entry(name).or_default();
-            for file in files {
-                if !list.contains(&file) {
-                    list.push(file);
-                }
-            }
+        let mut files: Vec<ShippedFile> = other.by_name.into_values().flatten().collect();
+        // In a fixed order, whatever the order of the hash map.
+        files.sort_by(|a, b| (&a.package, &a.path).cmp(&(&b.package, &b.path)));
+        for file in files {
+            self.keep(file);
         }
     }
 
@@ -979,5 +1003,48 @@ mod tests {
         assert_eq!(join("/usr/lib", "../x"), "/usr/lib/../x");
         assert_eq!(parent("/x"), "/");
         assert_eq!(parent("/usr/lib/x"), "/usr/lib");
+    }
+
+    #[test]
+    fn shipped_keeps_loadable_names_once_and_at_most_its_limit_per_package() {
+        let entry = |path: String, kind: EntryKind| Entry {
+            path,
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            size: 0,
+        };
+        let mut shipped = Shipped::new(true);
+        for path in [
+            "/lib/x86_64-linux-gnu/libz.so.1.3",
+            "/lib/x86_64-linux-gnu/libz.so.1.3",
+            "/usr/lib/python3/dist-packages/m.cpython-311-x86_64-linux-gnu.so",
+            "/lib64/ld-linux-x86-64.so.2",
+            "/usr/share/doc/zlib1g/copyright",
+            "/usr/share/sounds/a.sound",
+        ] {
+            shipped.record("zlib1g", &entry(path.into(), EntryKind::File));
+        }
+        shipped.record(
+            "zlib1g",
+            &entry("/usr/lib/x86_64-linux-gnu".into(), EntryKind::Dir),
+        );
+        assert_eq!(shipped.len(), 3);
+        assert_eq!(
+            shipped.lookup("libz.so.1.3")[0].path,
+            "/usr/lib/x86_64-linux-gnu/libz.so.1.3"
+        );
+        assert!(shipped.lookup("copyright").is_empty());
+
+        let mut many = Shipped::new(false);
+        for i in 0..MAX_SHIPPED_PER_PACKAGE + 10 {
+            many.record("big", &entry(format!("/d{i}/libx.so.1"), EntryKind::File));
+        }
+        many.record("other", &entry("/libx.so.1".into(), EntryKind::File));
+        assert_eq!(many.len(), MAX_SHIPPED_PER_PACKAGE + 1);
+        shipped.absorb(many);
+        assert_eq!(shipped.len(), 3 + MAX_SHIPPED_PER_PACKAGE + 1);
     }
 }

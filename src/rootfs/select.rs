@@ -117,7 +117,14 @@ pub struct Selector<'a> {
     copyright: String,
     keep_copyright: bool,
     matched: Vec<bool>,
+    /// The package's own metadata of the directories that may be parents of selected
+    /// entries (see [`Selector::roots`]).
     dirs: HashMap<String, DirMeta>,
+    /// The literal start of every pattern that selects (the components before the first
+    /// with a glob character): only a directory on the way to one of these, or beneath
+    /// one, can be the parent of a selected entry, so only those are remembered in
+    /// `dirs`, whatever else the package holds. An empty root is the whole tree.
+    roots: Vec<String>,
     contribution: Contribution,
     /// Selected hard links whose target was not selected: (canonical path, the link's
     /// entry). Their content is taken from the target in a second pass.
@@ -134,14 +141,25 @@ impl<'a> Selector<'a> {
     /// A selector for `package` built for `arch`; `merged_usr` canonicalises paths to
     /// merged-usr form, `keep_copyright` also selects `/usr/share/doc/<package>/copyright`.
     pub fn new(package: &'a Package, arch: Arch, merged_usr: bool, keep_copyright: bool) -> Self {
+        let copyright = format!("/usr/share/doc/{}/copyright", package.name);
+        let mut roots: Vec<String> = package
+            .paths
+            .iter()
+            .chain(&package.optional_paths)
+            .map(|p| literal_root(&p.text))
+            .collect();
+        if keep_copyright {
+            roots.push(copyright.clone());
+        }
         Selector {
             package,
             arch,
             merged_usr,
-            copyright: format!("/usr/share/doc/{}/copyright", package.name),
+            copyright,
             keep_copyright,
             matched: vec![false; package.paths.len()],
             dirs: HashMap::new(),
+            roots,
             contribution: Contribution::default(),
             orphans: Vec::new(),
             selected_dirs: BTreeMap::new(),
@@ -155,6 +173,19 @@ impl<'a> Selector<'a> {
         } else {
             path.to_string()
         }
+    }
+
+    /// Can the directory `dir` (canonical) be the parent of a selected entry: is it on
+    /// the way to a pattern's literal root, or beneath one?
+    fn may_be_a_parent(&self, dir: &str) -> bool {
+        let within = |outer: &str, inner: &str| {
+            inner == outer
+                || outer.is_empty()
+                || (inner.starts_with(outer) && inner.as_bytes().get(outer.len()) == Some(&b'/'))
+        };
+        self.roots
+            .iter()
+            .any(|root| within(dir, root) || within(root, dir))
     }
 
     /// The patterns matching `path`: indices into `paths`, then `optional-paths`.
@@ -222,7 +253,7 @@ impl<'a> Selector<'a> {
             }
         }
         let path = self.canonical(&entry.path);
-        if let EntryKind::Dir = entry.kind {
+        if matches!(entry.kind, EntryKind::Dir) && self.may_be_a_parent(&path) {
             self.dirs.insert(
                 path.clone(),
                 DirMeta {
@@ -294,14 +325,23 @@ impl<'a> Selector<'a> {
     }
 
     /// Give missing parents the package's own directory metadata where it has one.
+    ///
+    /// Only the parents below the deepest one already in the tree are looked at (the
+    /// tree holds every entry's parents), from the top down: linear in the length of
+    /// the path, not quadratic.
     fn insert_parents(&mut self, tree: &mut Tree, path: &str) -> Result<(), SelectError> {
-        let mut end = 0;
-        while let Some(i) = path[end + 1..].find('/') {
-            end += 1 + i;
-            let parent = &path[..end];
-            if tree.contains(parent) {
-                continue;
+        // Ends of the missing parents in `path`, deepest first.
+        let mut missing = Vec::new();
+        let mut end = path.len();
+        while let Some(i) = path[..end].rfind('/').filter(|&i| i > 0) {
+            if tree.contains(&path[..i]) {
+                break;
             }
+            missing.push(i);
+            end = i;
+        }
+        for &i in missing.iter().rev() {
+            let parent = &path[..i];
             if let Some(m) = self.dirs.get(parent) {
                 tree.insert(
                     parent,
@@ -454,6 +494,21 @@ impl<'a> Selector<'a> {
         }
         Ok(self.contribution)
     }
+}
+
+/// The components of an absolute glob before the first that holds a glob character
+/// (`*`, `?`, `[`, `{` or an escape): `/usr/lib/*-linux-gnu/libc.so.6` → `/usr/lib`,
+/// `/**` → `` (the whole tree).
+fn literal_root(pattern: &str) -> String {
+    let mut root = String::new();
+    for c in pattern.split('/').filter(|c| !c.is_empty()) {
+        if c.contains(['*', '?', '[', ']', '{', '}', '\\']) {
+            break;
+        }
+        root.push('/');
+        root.push_str(c);
+    }
+    root
 }
 
 /// Merge one package's tree (selected on its own, possibly on another thread) into
@@ -630,5 +685,18 @@ mod tests {
                 "/usr/share/zoneinfo/Etc/UTC",
             ]
         );
+    }
+
+    #[test]
+    fn literal_roots_of_patterns() {
+        assert_eq!(literal_root("/usr/lib/*-linux-gnu/libc.so.6"), "/usr/lib");
+        assert_eq!(
+            literal_root("/usr/share/zoneinfo/UTC"),
+            "/usr/share/zoneinfo/UTC"
+        );
+        assert_eq!(literal_root("/usr/{lib,share}/x"), "/usr");
+        assert_eq!(literal_root("/etc/a\\*b"), "/etc");
+        assert_eq!(literal_root("/**"), "");
+        assert_eq!(literal_root("/**/x"), "");
     }
 }

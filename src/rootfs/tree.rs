@@ -143,6 +143,49 @@ impl Spool {
         })
     }
 
+    /// Append what `write` writes (streamed, hashed on the way), for content made
+    /// while it is spooled rather than held whole in memory.
+    pub fn append_with(
+        &mut self,
+        write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    ) -> io::Result<Content> {
+        /// Hashes and counts what passes to the file.
+        struct Hashing<'a> {
+            file: io::BufWriter<&'a File>,
+            hasher: Sha256,
+            len: u64,
+        }
+        impl Write for Hashing<'_> {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                let n = self.file.write(buf)?;
+                self.hasher.update(&buf[..n]);
+                self.len += n as u64;
+                Ok(n)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                self.file.flush()
+            }
+        }
+        let offset = self.len;
+        self.file.seek(SeekFrom::Start(offset))?;
+        let mut out = Hashing {
+            file: io::BufWriter::with_capacity(256 << 10, &self.file),
+            hasher: Sha256::new(),
+            len: 0,
+        };
+        write(&mut out)?;
+        out.flush()?;
+        let Hashing { file, hasher, len } = out;
+        drop(file);
+        let sha256 = hasher.finalize().into();
+        self.len += len;
+        Ok(Content {
+            offset,
+            len,
+            sha256,
+        })
+    }
+
     /// [`Spool::append`] of bytes in memory.
     pub fn append_bytes(&mut self, bytes: &[u8]) -> io::Result<Content> {
         self.append(&mut &bytes[..])
@@ -300,7 +343,10 @@ impl Tree {
         self.entries.is_empty()
     }
 
-    /// Remove the entry at `path` (not the entries under it); the removed node.
+    /// Remove the entry at `path` (not the entries under it); the removed node. A
+    /// directory removed with entries still under it leaves them without their parent,
+    /// which later insertions beneath it do not bring back ([`Tree::insert`] relies on
+    /// every entry having its parents).
     pub fn remove(&mut self, path: &str) -> Option<Node> {
         self.implicit.remove(path);
         self.entries.remove(path)
@@ -389,16 +435,22 @@ impl Tree {
 
     /// Create the missing parents of `path`; every existing one must be a directory
     /// (a symlink is not: nothing is ever put in the tree under a symlink).
+    ///
+    /// Only the deepest parent in the tree is looked at: every entry's parents are in the
+    /// tree and are directories (insert and replace keep it so), so the ones above it are
+    /// too. Each insertion is then linear in the length of its path, not quadratic (a
+    /// path 5,000 directories deep no longer looks up each of its 5,000 parents).
     fn ensure_parents(&mut self, path: &str, origin: &str) -> Result<(), Conflict> {
-        let mut end = 0;
-        while let Some(i) = path[end + 1..].find('/') {
-            end += 1 + i;
-            let parent = &path[..end];
+        // Ends of the missing parents in `path`, deepest first.
+        let mut missing = Vec::new();
+        let mut end = path.len();
+        while let Some(i) = path[..end].rfind('/').filter(|&i| i > 0) {
+            let parent = &path[..i];
             match self.entries.get(parent) {
                 Some(Node {
                     kind: NodeKind::Dir,
                     ..
-                }) => {}
+                }) => break,
                 Some(other) => {
                     return Err(Conflict {
                         path: parent.to_string(),
@@ -408,20 +460,25 @@ impl Tree {
                     })
                 }
                 None => {
-                    self.implicit.insert(parent.to_string());
-                    self.entries.insert(
-                        parent.to_string(),
-                        Node {
-                            kind: NodeKind::Dir,
-                            mode: 0o755,
-                            uid: 0,
-                            gid: 0,
-                            mtime: 0,
-                            origin: origin.to_string(),
-                        },
-                    );
+                    missing.push(i);
+                    end = i;
                 }
             }
+        }
+        for &i in missing.iter().rev() {
+            let parent = &path[..i];
+            self.implicit.insert(parent.to_string());
+            self.entries.insert(
+                parent.to_string(),
+                Node {
+                    kind: NodeKind::Dir,
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                    mtime: 0,
+                    origin: origin.to_string(),
+                },
+            );
         }
         Ok(())
     }

@@ -33,9 +33,23 @@ use crate::rootfs::merged_usr::merged_usr_path;
 pub(super) struct Cx<'a> {
     pub(super) path: &'a Path,
     pub(super) text: &'a str,
+    /// Byte offsets where the lines of `text` start, in order (the first is 0).
+    line_starts: Vec<usize>,
 }
 
-impl Cx<'_> {
+impl<'a> Cx<'a> {
+    /// The context of `text`, read from `path`.
+    pub(super) fn new(path: &'a Path, text: &'a str) -> Cx<'a> {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Cx {
+            path,
+            text,
+            line_starts,
+        }
+    }
+
     /// Check every section, in order, and assemble the manifest.
     pub(super) fn validate(&self, raw: RawManifest) -> Result<Manifest, ManifestError> {
         let RawManifest {
@@ -71,11 +85,13 @@ impl Cx<'_> {
         })
     }
 
+    /// `file:line:column` of the start of `span`: a binary search of the line starts,
+    /// so that locating every entry of a long manifest stays n·log n.
     pub(super) fn location(&self, span: Range<usize>) -> Location {
         let start = span.start.min(self.text.len());
-        let before = &self.text[..start];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        // The last line starting at or before `start`.
+        let line = self.line_starts.partition_point(|&s| s <= start);
+        let line_start = self.line_starts[line - 1];
         let column = self.text[line_start..start].chars().count() + 1;
         Location {
             file: self.path.to_path_buf(),

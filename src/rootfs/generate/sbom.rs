@@ -18,10 +18,10 @@ pub fn generate(
     epoch: u64,
 ) -> Result<(), GenerateError> {
     let path = sbom::in_image_path(name);
-    let bytes = sbom::in_image_document(tree, name, tag, arch, packages, epoch)?;
+    let doc = sbom::in_image_document(tree, name, tag, arch, packages, epoch)?;
     let content = tree
         .spool
-        .append_bytes(&bytes)
+        .append_with(&mut |w| doc.write_to(w))
         .map_err(sbom::io_err(format!(
             "[generate] sbom: writing {path} to the spool"
         )))?;

@@ -30,6 +30,7 @@ use crate::rootfs::compose::compose_tree;
 use crate::rootfs::export::ExportSummary;
 use crate::rootfs::generate::Generators;
 use crate::rootfs::linkage;
+use crate::text::shown;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -85,6 +86,7 @@ impl BuildOptions {
             rootfs: self.rootfs.clone(),
             sbom: self.sbom.clone(),
             push: self.push.clone(),
+            lock: None,
         }
     }
 }
@@ -230,7 +232,9 @@ impl Plan {
             if !opts.quiet {
                 for (package, group) in &resolution.unmet {
                     eprintln!(
-                        "warning: {package} depends on {group}, which the manifest does not declare"
+                        "warning: {} depends on {}, which the manifest does not declare",
+                        shown(package),
+                        shown(group)
                     );
                 }
             }
@@ -395,8 +399,10 @@ fn build_arch(
 pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let plan = plan(opts)?;
     let name = &plan.manifest.image.name;
+    let mut request = opts.outputs();
+    request.lock = Some(plan.lock_path.clone());
     let outputs = Outputs::plan(
-        &opts.outputs(),
+        &request,
         name,
         &plan.tag,
         &plan.archs,

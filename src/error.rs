@@ -53,6 +53,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An output cannot be written where it was asked for (a directory where a file
+    /// goes, a directory that takes no new files), found before the build starts.
+    #[error("{0}")]
+    Output(String),
     /// A value compose made itself did not have the form it must (a bug).
     #[error("internal: {0}")]
     Internal(String),

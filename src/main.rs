@@ -1,10 +1,12 @@
-//! `compose` command line: parses arguments and calls the library.
+//! `compose` command line: parses arguments and calls the library. Every message it
+//! prints passes through [`for_terminal`], so archive text never reaches the terminal raw.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use compose::build::{self, BuildOptions};
+use compose::text::for_terminal;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -153,7 +155,7 @@ fn options(manifest: PathBuf, archs: Vec<String>, source: SourceArgs, epoch: u64
 }
 
 fn fail(e: compose::Error) -> ExitCode {
-    eprintln!("error: {e}");
+    eprintln!("error: {}", for_terminal(&e.to_string()));
     ExitCode::from(e.exit_code() as u8)
 }
 
@@ -177,7 +179,7 @@ fn main() -> ExitCode {
         }) => match build::lock(&options(manifest, arch, source, epoch)) {
             Ok((path, changes)) => {
                 for c in &changes {
-                    eprintln!("  {c}");
+                    eprintln!("  {}", for_terminal(c));
                 }
                 println!("{}", path.display());
                 ExitCode::SUCCESS
@@ -189,7 +191,11 @@ fn main() -> ExitCode {
                 Ok(lines) => {
                     let ok = lines.iter().all(|l| l.ok);
                     for l in &lines {
-                        println!("{} {}", if l.ok { "ok  " } else { "FAIL" }, l.text);
+                        println!(
+                            "{} {}",
+                            if l.ok { "ok  " } else { "FAIL" },
+                            for_terminal(&l.text)
+                        );
                     }
                     println!("{}", if ok { "verified" } else { "verify failed" });
                     if ok {
@@ -227,7 +233,7 @@ fn main() -> ExitCode {
             match build::build(&opts) {
                 Ok(result) => {
                     if !opts.quiet {
-                        eprint!("{}", compose::summary::summary(&result));
+                        eprint!("{}", for_terminal(&compose::summary::summary(&result)));
                         if let Some(p) = &result.push {
                             eprintln!("{p}");
                         }
@@ -252,7 +258,7 @@ fn check(image: &str, binaries: &[PathBuf], arch: Option<&str>) -> ExitCode {
             ExitCode::from(report.exit_code())
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", for_terminal(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }

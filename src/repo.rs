@@ -20,6 +20,7 @@ use crate::arch::Arch;
 use crate::fetch::{FetchError, Fetcher, Want};
 use crate::lock::{self, ArchLock, Lock, Sha256};
 use crate::manifest::{Manifest, Source};
+use crate::text::shown;
 
 /// InRelease/Release/Release.gpg larger than this are refused (Ubuntu's are ~250 KB).
 const RELEASE_LIMIT: u64 = 32 << 20;
@@ -94,7 +95,7 @@ pub enum RepoError {
         searched: String,
     },
     /// A hash or field the lock cannot record (the index gave something malformed).
-    #[error("{url}: {reason}")]
+    #[error("{}: {}", shown(.url), shown(.reason))]
     Unrecordable {
         /// the package's or index's URL, before `--mirror`
         url: String,

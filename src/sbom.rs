@@ -548,9 +548,23 @@ fn document_with(image: &SbomImage, digest: Option<&str>) -> Result<Value, SbomE
 
 /// Write `doc` as canonical JSON (and a final newline) to `path`, atomically.
 pub fn write(path: &Path, doc: &Value) -> Result<(), SbomError> {
-    let bytes = serialise(doc)?;
-    crate::atomic::write(path, ".compose-sbom-", &bytes)
+    stage(path, doc)?
+        .commit()
         .map_err(|e| io_err(format!("cannot write {}", path.display()))(e.source))
+}
+
+/// [`write`] up to the rename: the document is complete and synced in a temporary file
+/// beside `path`, which the caller commits (or drops, leaving `path` as it was).
+pub fn stage(path: &Path, doc: &Value) -> Result<crate::atomic::AtomicFile, SbomError> {
+    let bytes = serialise(doc)?;
+    let err = |e: crate::atomic::AtomicError| {
+        io_err(format!("cannot write {}", path.display()))(e.source)
+    };
+    let mut file = crate::atomic::AtomicFile::create(path, ".compose-sbom-").map_err(err)?;
+    std::io::Write::write_all(&mut file, &bytes)
+        .map_err(io_err(format!("cannot write {}", path.display())))?;
+    file.prepare().map_err(err)?;
+    Ok(file)
 }
 
 #[cfg(test)]

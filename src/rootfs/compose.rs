@@ -34,7 +34,7 @@ pub enum ComposeError {
         source: std::io::Error,
     },
     /// An entry a generator captures could not be read from its data.tar.
-    #[error("{what}: reading {path}: {source}")]
+    #[error("{what}: reading {}: {source}", crate::text::shown(.path))]
     Read {
         /// The package's URL.
         what: String,

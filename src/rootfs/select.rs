@@ -17,6 +17,7 @@ use crate::deb::{Entry, EntryKind};
 use crate::manifest::Package;
 use crate::rootfs::merged_usr::{is_merged_top, merged_usr_path};
 use crate::rootfs::tree::{Node, NodeKind, Tree};
+use crate::text::shown;
 
 /// What a package contributed.
 #[derive(Debug, Default, Clone)]
@@ -50,7 +51,7 @@ pub enum SelectError {
         arch: Arch,
     },
     /// A selected hard link's target is not a regular file of the package's data.tar.
-    #[error("package {package}: hard link {path} points to {target}, which is not a regular file of the package")]
+    #[error("package {package}: hard link {} points to {}, which is not a regular file of the package", shown(.path), shown(.target))]
     HardlinkTarget {
         /// The package name.
         package: String,
@@ -60,7 +61,7 @@ pub enum SelectError {
         target: String,
     },
     /// A selected entry is a device node, fifo or sparse file.
-    #[error("package {package}: {path} is a {kind}; compose does not put device nodes or fifos in images, exclude it")]
+    #[error("package {package}: {} is a {kind}; compose does not put device nodes or fifos in images, exclude it", shown(.path))]
     Special {
         /// The package name.
         package: String,
@@ -73,7 +74,7 @@ pub enum SelectError {
     #[error("{}", conflict_message(.0))]
     Conflict(#[from] crate::rootfs::tree::Conflict),
     /// A file's content could not be spooled.
-    #[error("package {package}: reading {path}: {source}")]
+    #[error("package {package}: reading {}: {source}", shown(.path))]
     Io {
         /// The package name.
         package: String,
@@ -90,7 +91,9 @@ fn conflict_message(c: &crate::rootfs::tree::Conflict) -> String {
     if c.first == c.second {
         format!(
             "package {} gives {} twice, with different {}; refusing the package",
-            c.first, c.path, c.what
+            c.first,
+            shown(&c.path),
+            c.what
         )
     } else {
         format!("two packages give one path: {c}")

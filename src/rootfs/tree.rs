@@ -217,7 +217,7 @@ impl Seek for SpoolReader<'_> {
 
 /// A conflict between two entries claiming one path.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: given by {first} and by {second} with different {what}")]
+#[error("{}: given by {first} and by {second} with different {what}", crate::text::shown(.path))]
 pub struct Conflict {
     /// Absolute tree path claimed twice.
     pub path: String,

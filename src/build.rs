@@ -325,8 +325,8 @@ fn pin(plan: &Plan, opts: &BuildOptions) -> Result<Pins> {
             let packages = plan
                 .archs
                 .iter()
-                .map(|&a| (a, Resolved::pinned(existing, a)))
-                .collect();
+                .map(|&a| Ok((a, Resolved::pinned_checked(existing, a, &plan.manifest)?)))
+                .collect::<Result<_>>()?;
             for a in lock.archs.values_mut() {
                 a.outputs = None;
             }

@@ -44,6 +44,9 @@ pub enum Error {
     /// Composing an architecture's root filesystem from its `.deb`s failed.
     #[error(transparent)]
     Compose(#[from] ComposeError),
+    /// A URL of the lock would leave the manifest's sources.
+    #[error(transparent)]
+    Outside(#[from] crate::repo::OutsideSource),
     /// A local operation of the build itself failed (a temporary directory, the runtime).
     #[error("{context}: {source}")]
     Io {

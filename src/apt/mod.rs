@@ -1,10 +1,11 @@
 //! The apt trust chain over bytes (docs/architecture.md, "The trust chain"): OpenPGP verification of
 //! `InRelease` / `Release`+`Release.gpg`, the `Release` file, `Packages`
-//! indexes and Debian version ordering.
+//! indexes, a package's own `control` file and Debian version ordering.
 //!
 //! Nothing here touches the network or the file system: callers hand in the
 //! bytes they fetched and a `what` (usually the URL) that errors name.
 
+pub mod control;
 pub mod packages;
 pub mod release;
 pub mod resolve;

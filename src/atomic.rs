@@ -304,4 +304,31 @@ mod tests {
             "{e}"
         );
     }
+
+    #[test]
+    fn a_replacement_kept_can_be_taken_back_or_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        write(&path, ".compose-test-", b"old\n").unwrap();
+        // Rolled back: the old content, nothing beside it.
+        let mut file = AtomicFile::create(&path, ".compose-test-").unwrap();
+        file.write_all(b"new\n").unwrap();
+        let replaced = file.commit_keeping_old().unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "new\n");
+        assert_eq!(names(dir.path()).len(), 2, "the old one is kept beside");
+        replaced.rollback();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "old\n");
+        assert_eq!(names(dir.path()), ["x.lock"]);
+        // Finished: the new content, nothing beside it.
+        let mut file = AtomicFile::create(&path, ".compose-test-").unwrap();
+        file.write_all(b"new\n").unwrap();
+        file.commit_keeping_old().unwrap().finish();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "new\n");
+        assert_eq!(names(dir.path()), ["x.lock"]);
+        // A new file taken back: nothing there.
+        let fresh = dir.path().join("y.json");
+        let file = AtomicFile::create(&fresh, ".compose-test-").unwrap();
+        file.commit_keeping_old().unwrap().rollback();
+        assert_eq!(names(dir.path()), ["x.lock"]);
+    }
 }

@@ -46,7 +46,7 @@ pub enum Error {
     Compose(#[from] ComposeError),
     /// A URL of the lock would leave the manifest's sources.
     #[error(transparent)]
-    Outside(#[from] crate::repo::OutsideSource),
+    Outside(#[from] Box<crate::repo::OutsideSource>),
     /// A local operation of the build itself failed (a temporary directory, the runtime).
     #[error("{context}: {source}")]
     Io {

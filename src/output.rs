@@ -531,10 +531,20 @@ fn check_writable(flag: &str, path: &Path) -> Result<()> {
             dir.display()
         )));
     }
-    tempfile::Builder::new()
-        .prefix(&crate::temporary::prefix(PROBE_PREFIX))
-        .tempfile_in(&dir)
-        .map(drop)
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let probe = dir.join(format!(
+        "{}{nanos:09}",
+        crate::temporary::prefix(PROBE_PREFIX)
+    ));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map(|_| {
+            let _ = std::fs::remove_file(&probe);
+        })
         .map_err(|source| Error::Io {
             context: format!(
                 "cannot write {what}: cannot create a file in {}",

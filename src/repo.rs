@@ -97,7 +97,7 @@ pub enum RepoError {
     },
     /// A package's URL would leave its source.
     #[error(transparent)]
-    Outside(#[from] OutsideSource),
+    Outside(#[from] Box<OutsideSource>),
     /// A hash or field the lock cannot record (the index gave something malformed).
     #[error("{}: {}", shown(.url), shown(.reason))]
     Unrecordable {
@@ -209,7 +209,7 @@ impl Resolved {
         lock: &Lock,
         arch: Arch,
         manifest: &Manifest,
-    ) -> Result<Vec<Resolved>, OutsideSource> {
+    ) -> Result<Vec<Resolved>, Box<OutsideSource>> {
         let pinned = Resolved::pinned(lock, arch);
         let bases: Vec<&str> = manifest.sources.iter().map(|s| s.base_url(arch)).collect();
         for p in &pinned {
@@ -219,12 +219,14 @@ impl Resolved {
                     .and_then(|rest| rest.strip_prefix('/'))
                     .map(|rest| (b, rest))
             });
-            let outside = |base: String, reason: String| OutsideSource {
-                name: p.name.clone(),
-                version: p.version.clone(),
-                url: p.url.clone(),
-                base,
-                reason,
+            let outside = |base: String, reason: String| {
+                Box::new(OutsideSource {
+                    name: p.name.clone(),
+                    version: p.version.clone(),
+                    url: p.url.clone(),
+                    base,
+                    reason,
+                })
             };
             match under {
                 Some((base, rest)) => {
@@ -450,12 +452,14 @@ impl<'a> Repository<'a> {
             .collect();
         let mut resolved = Vec::new();
         for (entry, base, suite) in chosen {
-            let url = package_url(base, &entry.filename).map_err(|reason| OutsideSource {
-                name: entry.name.clone(),
-                version: entry.version.clone(),
-                url: format!("{base}/{}", entry.filename),
-                base: base.clone(),
-                reason,
+            let url = package_url(base, &entry.filename).map_err(|reason| {
+                Box::new(OutsideSource {
+                    name: entry.name.clone(),
+                    version: entry.version.clone(),
+                    url: format!("{base}/{}", entry.filename),
+                    base: base.clone(),
+                    reason,
+                })
             })?;
             let pin = lock::PackageLock::new(
                 &entry.version,

@@ -419,7 +419,7 @@ fn a_cache_directory_that_is_not_writable_is_one_error_naming_it() {
     let f = Fixture::new();
     // Everything but the cache is usable by nobody: a copy of the binary, the
     // manifest, the keyring and the output's parent.
-    let bin = support::binary_copy(&f.dir);
+    let bin = support::binary_copy(env!("CARGO_BIN_EXE_compose"), &f.dir);
     std::fs::set_permissions(&f.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let outs = f.dir.join("outs");
     std::fs::create_dir(&outs).unwrap();

@@ -1120,10 +1120,6 @@ fn names_with_nul_or_invalid_utf8_are_refused() {
     }
 }
 
-// ------------------------------------------------------------------ docs/errors.md
-
-/// Every test the table of hostile input and faults in `docs/errors.md` names exists
-/// (as a `#[test]`).
 // ----------------------------------------------------- metadata, requests, terminal
 
 /// Publishes `spec` (whatever its control file says) as the `evil` package: the signed
@@ -1380,6 +1376,11 @@ fn archive_text_reaches_the_terminal_escaped_and_capped() {
     );
 }
 
+// ------------------------------------------------------------------ docs/errors.md
+
+/// Every test the tables of hostile input and faults in `docs/errors.md` name exists
+/// (as a `#[test]`): the first table (its own heading) and every later table with the
+/// same columns (case, message, exit code, test).
 #[test]
 fn the_errors_table_names_existing_tests() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -1387,15 +1388,24 @@ fn the_errors_table_names_existing_tests() {
     let start = doc
         .find("## Hostile input and faults: what compose says")
         .expect("the table's heading");
-    let rows: Vec<&str> = doc[start..]
-        .lines()
-        .skip_while(|l| !l.starts_with('|'))
-        .take_while(|l| l.starts_with('|'))
-        .skip(2)
-        .collect();
+    const HEADER: &str = "| case | what compose says | exit | test |";
+    // Every table with the columns of the first, in order: its rows.
+    let mut tables: Vec<Vec<&str>> = Vec::new();
+    let mut lines = doc[start..].lines().peekable();
+    while let Some(line) = lines.next() {
+        if line != HEADER {
+            continue;
+        }
+        lines.next(); // |---|---|---|---|
+        let mut rows = Vec::new();
+        while let Some(row) = lines.next_if(|l| l.starts_with('|')) {
+            rows.push(row);
+        }
+        tables.push(rows);
+    }
     // 8 trust, 6 index, 11 package, 6 network and 4 local cases.
-    assert_eq!(rows.len(), 35, "one row per case of docs/errors.md");
-    for row in rows {
+    assert_eq!(tables[0].len(), 35, "one row per case of docs/errors.md");
+    for row in tables.into_iter().flatten() {
         let cells: Vec<&str> = row.trim_matches('|').rsplitn(2, " | ").collect();
         let tests = cells[0];
         let mut named = 0;

@@ -411,7 +411,7 @@ fn the_digest_is_the_same_in_another_environment() {
     // runs a copy of the binary: the checkout's target/ may be out of its reach (a
     // clone under a 0700 home directory).
     let root = unsafe_euid_is_root();
-    let bin = support::binary_copy(&fx.dir);
+    let bin = support::binary_copy(env!("CARGO_BIN_EXE_compose"), &fx.dir);
     let script = format!(
         "umask 077; exec {} {}",
         bin.display(),

@@ -95,7 +95,7 @@ impl From<SpoolError> for io::Error {
 }
 
 /// Bytes moved at a time by [`Spool::move_from`]: at most this much is in both spools.
-const MOVE_CHUNK: u64 = 8 << 20;
+const MOVE_CHUNK: u64 = 4 << 20;
 
 impl Spool {
     /// An empty spool in a fresh unlinked temporary file; errors when none can be made.
@@ -670,5 +670,34 @@ mod tests {
         assert!(t.has_children("/usr"));
         assert!(t.has_children("/"));
         assert!(!t.has_children("/usr/lib-x"));
+    }
+
+    #[test]
+    fn moving_content_frees_it_in_the_spool_it_leaves() {
+        use std::os::unix::fs::MetadataExt;
+        let bytes: Vec<u8> = (0..(3 * MOVE_CHUNK + 12_345) as usize)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let mut from = Spool::new().unwrap();
+        from.append_bytes(b"before").unwrap();
+        let c = from.append_bytes(&bytes).unwrap();
+        let mut to = Spool::new().unwrap();
+        to.append_bytes(b"already here").unwrap();
+        let moved = to.move_from(&from, &c).unwrap();
+        assert_eq!(moved.offset, 12);
+        assert_eq!((moved.len, moved.sha256), (c.len, c.sha256));
+        assert_eq!(to.read_all(&moved).unwrap(), bytes);
+        // Where holes can be punched (tmpfs, ext4, xfs, btrfs), the bytes left `from`.
+        let allocated = from.file.metadata().unwrap().blocks() * 512;
+        if rustix::fs::fallocate(
+            &from.file,
+            rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+            0,
+            1,
+        )
+        .is_ok()
+        {
+            assert!(allocated < MOVE_CHUNK, "{allocated} bytes still allocated");
+        }
     }
 }

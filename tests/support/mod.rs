@@ -323,12 +323,13 @@ pub fn reachable_tempdir() -> Option<tempfile::TempDir> {
     Some(tmp)
 }
 
-/// A copy of the compose binary in `dir` (mode 0755): what a test runs as another user,
-/// who may not reach the checkout's `target/`.
-pub fn binary_copy(dir: &Path) -> PathBuf {
+/// A copy of the compose binary `binary` (`env!("CARGO_BIN_EXE_compose")`) in `dir`
+/// (mode 0755): what a test runs as another user, who may not reach the checkout's
+/// `target/`.
+pub fn binary_copy(binary: &str, dir: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let bin = dir.join("compose");
-    std::fs::copy(env!("CARGO_BIN_EXE_compose"), &bin).unwrap();
+    std::fs::copy(binary, &bin).unwrap();
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     bin
 }

@@ -1,7 +1,7 @@
-//! Issue 6, network and local faults: each ends in one clear error, exit 1, nothing at
-//! `--output` (no `.tmp` sibling either) and nothing unverified in the cache. The network
-//! cases run against a loopback server that misbehaves on purpose
-//! (`tests/support/faulty.rs`), through the `compose` binary.
+//! Network and local faults (the Network and Local rows of `docs/errors.md`): each ends
+//! in one clear error, exit 1, nothing at `--output` (no `.tmp` sibling either) and
+//! nothing unverified in the cache. The network cases run against a loopback server that
+//! misbehaves on purpose (`tests/support/faulty.rs`), through the `compose` binary.
 
 mod support;
 

@@ -130,21 +130,11 @@ want=$(tr ' ' '\n' <<<"$PKGS" | sort | tr '\n' ' ')
 step "mmdebstrap: dependencies of the nine packages marked installed (not extracted)"
 mmdebstrap --version >&2
 PKG_LIST=$(tr ' ' '\n' <<<"$PKGS")
+# The host's dpkg architectures and installed packages play no part (scripts/lib.sh).
+FAKE_STATUS_APT_OPTS=("${APT_OPTS[@]}")
 # shellcheck disable=SC2086
-deps=$(apt-cache "${APT_OPTS[@]}" depends --recurse --no-recommends --no-suggests --no-conflicts \
-           --no-breaks --no-replaces --no-enhances $PKGS | grep -v '^[ <]' | sort -u \
-       | grep -vxF -f <(printf '%s\n' "$PKG_LIST") || true)
-# shellcheck disable=SC2086
-pins=$(apt-cache "${APT_OPTS[@]}" policy $deps | awk '/^[^ ].*:$/ { p = substr($0, 1, length($0) - 1) }
-                                     /^ *Candidate: / && $2 != "(none)" { print p "=" $2 }')
-# shellcheck disable=SC2086
-apt-cache "${APT_OPTS[@]}" show $pins | awk '
-    /^$/ { print; skip = 0; next }
-    /^(Filename|Size|MD5sum|SHA256|Description-md5|Tag|Section|Homepage):/ { skip = 1; next }
-    /^[^ ]/ { skip = 0 }
-    !skip { print }
-    /^Package:/ { print "Status: install ok installed" }' >"$TMP/fake-status"
-log "  marked installed: $(sed -n 's/^Package: //p' "$TMP/fake-status" | tr '\n' ' ')"
+marked=$(fake_status "$TMP/fake-status" "$HOST_ARCH" $PKGS)
+log "  marked installed: $marked"
 MM_CACHE=$TMP/mm-archives
 mkdir -p "$MM_CACHE"
 

@@ -115,6 +115,12 @@ release_sha256() { # inrelease relpath -> "sha256 size"
         END { if (!found) exit 1 }' "$1"
 }
 
+# From here on apt sees exactly ARCHES and no installed package, whatever this host's
+# dpkg architectures and installed set are (scripts/lib.sh).
+# shellcheck disable=SC2086
+apt_pinned_opts $ARCHES
+APT_OPTS+=("${APT_PINNED[@]}")
+
 echo "== InRelease and Packages ($ARCHES) from $LISTS_DIR"
 for spec in $SUITES; do
     archive=${spec%%:*} suite=${spec#*:}

@@ -465,23 +465,13 @@ mmdebstrap --version
 # (through the signed InRelease, --keyring) and mmdebstrap extracts only the declared
 # packages, which the extract hook records and this step checks.
 CC_PKG_LIST=$(tr ' ' '\n' <<<"$CC_PKGS" | sed '/^$/d')
-: >"$TMP/fake-status"
+# The host's dpkg architectures and installed packages play no part (scripts/lib.sh).
+FAKE_STATUS_APT_OPTS=()
+if [ -n "${APT_STATE:-}" ]; then
+    FAKE_STATUS_APT_OPTS=(-o "Dir::State::Lists=$APT_STATE/lists" -o "Dir::Cache=$APT_STATE/cache")
+fi
 # shellcheck disable=SC2086
-deps=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
-           --no-breaks --no-replaces --no-enhances $CC_PKGS | grep -v '^[ <]' | sort -u \
-       | grep -vxF -f <(printf '%s\n' "$CC_PKG_LIST"))
-# One apt-cache call each (every call parses the 50 MB lists): candidates, then stanzas.
-# shellcheck disable=SC2086
-pins=$(apt-cache policy $deps | awk '/^[^ ].*:$/ { p = substr($0, 1, length($0) - 1) }
-                                     /^ *Candidate: / && $2 != "(none)" { print p "=" $2 }')
-# shellcheck disable=SC2086
-apt-cache show $pins | awk '
-    /^$/ { print; skip = 0; next }
-    /^(Filename|Size|MD5sum|SHA256|Description-md5|Tag|Section|Homepage):/ { skip = 1; next }
-    /^[^ ]/ { skip = 0 }
-    !skip { print }
-    /^Package:/ { print "Status: install ok installed" }' >"$TMP/fake-status"
-echo "  dependencies marked installed (not extracted): $(sed -n 's/^Package: //p' "$TMP/fake-status" | tr '\n' ' ')"
+echo "  dependencies marked installed (not extracted): $(fake_status "$TMP/fake-status" "$HOST_ARCH" $CC_PKGS)"
 mm_rc=0
 mm_start=$(date +%s%N)
 # shellcheck disable=SC2016

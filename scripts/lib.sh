@@ -139,3 +139,52 @@ dockerd_stop() {
     DOCKERD_PID=""
     unset DOCKER_HOST DOCKER_CONFIG
 }
+
+# apt_pinned_opts ARCH...: sets the array APT_PINNED to apt options that make apt-cache
+#   and apt-get independent of this host's dpkg: the architectures are exactly ARCH...
+#   (not the host's native + foreign ones: `dpkg --add-architecture arm64` must change
+#   nothing), the dpkg status is empty (the host's installed set plays no part), and the
+#   package cache is built in memory (the on-disk one is for the host's architectures).
+apt_pinned_opts() {
+    local a
+    APT_PINNED=(-o "APT::Architectures=" -o "Dir::State::status=/dev/null"
+                -o "Dir::Cache::pkgcache=" -o "Dir::Cache::srcpkgcache=")
+    for a in "$@"; do APT_PINNED+=(-o "APT::Architectures::=$a"); done
+}
+
+# fake_status OUT ARCH PKG...: writes to OUT the dpkg status stanzas ("Status: install
+#   ok installed") of the dependency closure of PKG... for ARCH, PKG... themselves
+#   excluded, each the candidate's own stanza: what mmdebstrap --variant=extract is told
+#   is installed so that it extracts exactly PKG... (its setup hook appends OUT to the
+#   chroot's status). apt is asked through apt_pinned_opts ARCH, plus the array
+#   FAKE_STATUS_APT_OPTS when set (a private lists directory), so the result does not
+#   depend on the host's dpkg architectures or installed packages. Prints the packages
+#   marked installed.
+fake_status() {
+    local out=$1 arch=$2 deps pins
+    shift 2
+    apt_pinned_opts "$arch"
+    local opts=("${APT_PINNED[@]}" "${FAKE_STATUS_APT_OPTS[@]}")
+    deps=$(apt-cache "${opts[@]}" depends --recurse --no-recommends --no-suggests \
+               --no-conflicts --no-breaks --no-replaces --no-enhances "$@" \
+           | grep -v '^[ <]' | sort -u | grep -vxF -f <(printf '%s\n' "$@") || true)
+    : >"$out"
+    [ -n "$deps" ] || return 0
+    # One apt-cache call each (every call parses the lists): candidates, then stanzas.
+    # shellcheck disable=SC2086
+    pins=$(apt-cache "${opts[@]}" policy $deps \
+           | awk '/^[^ ].*:$/ { p = substr($0, 1, length($0) - 1) }
+                  /^ *Candidate: / && $2 != "(none)" { print p "=" $2 }')
+    # shellcheck disable=SC2086
+    apt-cache "${opts[@]}" show $pins | awk '
+        /^$/ { print; skip = 0; next }
+        /^(Filename|Size|MD5sum|SHA256|Description-md5|Tag|Section|Homepage):/ { skip = 1; next }
+        /^[^ ]/ { skip = 0 }
+        !skip { print }
+        /^Package:/ { print "Status: install ok installed" }' >"$out"
+    # A stanza of another architecture would make dpkg in the chroot see a conflict.
+    if grep '^Architecture:' "$out" | grep -qvxE "Architecture: ($arch|all)"; then
+        die "fake_status: a stanza of another architecture than $arch in $out"
+    fi
+    sed -n 's/^Package: //p' "$out" | tr '\n' ' '
+}

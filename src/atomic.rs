@@ -7,9 +7,15 @@
 //! Used by every single-file output: the lock ([`crate::lock::Lock::write`]), the SBOM
 //! ([`crate::sbom::write`]) and the image archives ([`crate::oci::archive`]).
 //!
+//! The temporary file is named `<prefix><pid>-<random>` and locked while it lives
+//! ([`crate::temporary`]), so a run killed before the rename leaves nothing a later run
+//! cannot recognise and remove. [`AtomicFile::commit_keeping_old`] keeps the replaced
+//! file (a hard link beside it) until the caller knows whether every other output of
+//! the build could be put in place too ([`Replaced::finish`], [`Replaced::rollback`]).
+//!
 //! This module owns the mechanics of the replacement only: what is written, and the
 //! messages the callers show, are theirs. It touches nothing but the target's directory
-//! (created if missing), the temporary file and the target.
+//! (created if missing), the temporary file, the kept old file and the target.
 
 use std::fmt;
 use std::fs::{self, File};
@@ -87,8 +93,8 @@ pub struct AtomicFile {
 
 impl AtomicFile {
     /// Start replacing `target`: its directory is created if missing, and the temporary
-    /// file (named `prefix` and random characters) is created in it. A `prefix` starting
-    /// with `.` keeps the temporary file out of plain listings.
+    /// file (named `prefix`, the PID and random characters) is created in it. A `prefix`
+    /// starting with `.` keeps the temporary file out of plain listings.
     pub fn create(target: &Path, prefix: &str) -> Result<AtomicFile, AtomicError> {
         let dir = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -96,9 +102,10 @@ impl AtomicFile {
         };
         fs::create_dir_all(&dir).map_err(AtomicError::new(Step::CreateDir, &dir))?;
         let tmp = tempfile::Builder::new()
-            .prefix(prefix)
+            .prefix(&crate::temporary::prefix(prefix))
             .tempfile_in(&dir)
             .map_err(AtomicError::new(Step::CreateTemp, &dir))?;
+        crate::temporary::lock_file(tmp.as_file());
         Ok(AtomicFile {
             tmp,
             target: target.to_path_buf(),
@@ -109,24 +116,55 @@ impl AtomicFile {
     /// Finish: give the temporary file its mode, sync it, rename it over the target and
     /// sync the directory.
     pub fn commit(self) -> Result<(), AtomicError> {
-        let AtomicFile { tmp, target, dir } = self;
-        let mode = fs::metadata(&target)
+        self.commit_keeping_old()?.finish();
+        Ok(())
+    }
+
+    /// Give the temporary file its mode and sync it: everything but the rename, so that
+    /// a failure here is found before any output of the build is put in place.
+    pub fn prepare(&self) -> Result<(), AtomicError> {
+        let mode = fs::metadata(&self.target)
             .map(|m| m.permissions().mode() & 0o7777)
             .unwrap_or(NEW_FILE_MODE);
-        let file = tmp.as_file();
+        let file = self.tmp.as_file();
         file.set_permissions(fs::Permissions::from_mode(mode))
             .and_then(|()| file.sync_all())
-            .map_err(AtomicError::new(Step::Write, &target))?;
+            .map_err(AtomicError::new(Step::Write, &self.target))
+    }
+
+    /// [`AtomicFile::commit`], keeping the file it replaced (a hard link beside it, a
+    /// copy where links are not allowed) until [`Replaced::finish`] deletes it or
+    /// [`Replaced::rollback`] puts it back.
+    pub fn commit_keeping_old(self) -> Result<Replaced, AtomicError> {
+        self.prepare()?;
+        let AtomicFile { tmp, target, dir } = self;
+        let old = match fs::symlink_metadata(&target) {
+            Ok(meta) if !meta.is_dir() => Some(
+                tempfile::Builder::new()
+                    .prefix(&crate::temporary::prefix(OLD_PREFIX))
+                    .make_in(&dir, |p| {
+                        fs::hard_link(&target, p).or_else(|_| fs::copy(&target, p).map(drop))
+                    })
+                    .map_err(AtomicError::new(Step::CreateTemp, &dir))?,
+            ),
+            _ => None,
+        };
         tmp.persist(&target)
             .map_err(|e| AtomicError::new(Step::Rename, &target)(e.error))?;
         File::open(&dir)
             .and_then(|d| d.sync_all())
-            .map_err(AtomicError::new(Step::SyncDir, &dir))
+            .map_err(AtomicError::new(Step::SyncDir, &dir))?;
+        Ok(Replaced { target, dir, old })
     }
 
     /// The file being replaced.
     pub fn target(&self) -> &Path {
         &self.target
+    }
+
+    /// The temporary file holding the new content (to remove on an interrupt).
+    pub fn temp_path(&self) -> &Path {
+        self.tmp.path()
     }
 }
 
@@ -141,6 +179,39 @@ impl Write for AtomicFile {
 
     fn flush(&mut self) -> io::Result<()> {
         self.tmp.flush()
+    }
+}
+
+/// The start of the name of a replaced file kept until the build is committed
+/// ([`AtomicFile::commit_keeping_old`]).
+pub const OLD_PREFIX: &str = ".compose-old-";
+
+/// A file put in place, the one it replaced (if any) still kept beside it.
+pub struct Replaced {
+    target: PathBuf,
+    dir: PathBuf,
+    /// The old file under a temporary name, deleted when dropped.
+    old: Option<tempfile::NamedTempFile<()>>,
+}
+
+impl Replaced {
+    /// Delete the replaced file.
+    pub fn finish(self) {
+        drop(self.old);
+    }
+
+    /// Undo the replacement (another output failed): the old file back at the target,
+    /// or no file there when there was none.
+    pub fn rollback(self) {
+        match self.old {
+            Some(old) => {
+                let _ = old.persist(&self.target);
+            }
+            None => {
+                let _ = fs::remove_file(&self.target);
+            }
+        }
+        let _ = File::open(&self.dir).and_then(|d| d.sync_all());
     }
 }
 
@@ -232,5 +303,32 @@ mod tests {
                 .starts_with(&format!("cannot create {}: ", file.display())),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_replacement_kept_can_be_taken_back_or_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        write(&path, ".compose-test-", b"old\n").unwrap();
+        // Rolled back: the old content, nothing beside it.
+        let mut file = AtomicFile::create(&path, ".compose-test-").unwrap();
+        file.write_all(b"new\n").unwrap();
+        let replaced = file.commit_keeping_old().unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "new\n");
+        assert_eq!(names(dir.path()).len(), 2, "the old one is kept beside");
+        replaced.rollback();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "old\n");
+        assert_eq!(names(dir.path()), ["x.lock"]);
+        // Finished: the new content, nothing beside it.
+        let mut file = AtomicFile::create(&path, ".compose-test-").unwrap();
+        file.write_all(b"new\n").unwrap();
+        file.commit_keeping_old().unwrap().finish();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "new\n");
+        assert_eq!(names(dir.path()), ["x.lock"]);
+        // A new file taken back: nothing there.
+        let fresh = dir.path().join("y.json");
+        let file = AtomicFile::create(&fresh, ".compose-test-").unwrap();
+        file.commit_keeping_old().unwrap().rollback();
+        assert_eq!(names(dir.path()), ["x.lock"]);
     }
 }

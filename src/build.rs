@@ -30,6 +30,7 @@ use crate::rootfs::compose::compose_tree;
 use crate::rootfs::export::ExportSummary;
 use crate::rootfs::generate::Generators;
 use crate::rootfs::linkage::{self, ImageLinkageError};
+use crate::text::shown;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -91,6 +92,7 @@ impl BuildOptions {
             rootfs: self.rootfs.clone(),
             sbom: self.sbom.clone(),
             push: self.push.clone(),
+            lock: None,
         }
     }
 }
@@ -260,7 +262,9 @@ impl Plan {
         if !opts.quiet {
             for ((package, group), archs) in &unmet {
                 eprintln!(
-                    "warning: {package} depends on {group}, which the manifest does not declare ({})",
+                    "warning: {} depends on {}, which the manifest does not declare ({})",
+                    shown(package),
+                    shown(group),
                     names(archs)
                 );
             }
@@ -358,8 +362,8 @@ fn pin(plan: &Plan, opts: &BuildOptions) -> Result<Pins> {
             let packages = plan
                 .archs
                 .iter()
-                .map(|&a| (a, Resolved::pinned(existing, a)))
-                .collect();
+                .map(|&a| Ok((a, Resolved::pinned_checked(existing, a, &plan.manifest)?)))
+                .collect::<Result<_>>()?;
             for a in lock.archs.values_mut() {
                 a.outputs = None;
             }
@@ -477,8 +481,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         );
     }
     let name = &plan.manifest.image.name;
+    let mut request = opts.outputs();
+    request.lock = Some(plan.lock_path.clone());
     let outputs = Outputs::plan(
-        &opts.outputs(),
+        &request,
         name,
         &plan.tag,
         &plan.archs,

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::oci::read::{parse_image_ref, read_image, ReadError, Wanted};
 use crate::rootfs::linkage::{self, Report};
+use crate::text::{for_terminal, shown};
 
 /// Why a check could not run (nothing was checked).
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +80,11 @@ impl CheckReport {
     pub fn print(&self) {
         let report = &self.linkage;
         for (path, reason) in &report.unreadable {
-            eprintln!("warning: {path}: not checked, unreadable ELF: {reason}");
+            eprintln!(
+                "warning: {}: not checked, unreadable ELF: {}",
+                shown(path),
+                shown(reason)
+            );
         }
         for x in &report.extras {
             if !x.is_elf {
@@ -93,13 +98,13 @@ impl CheckReport {
                 let libs: Vec<String> = x
                     .resolved
                     .iter()
-                    .map(|(need, found)| format!("{need} → {found}"))
+                    .map(|(need, found)| format!("{} → {}", shown(need), shown(found)))
                     .collect();
                 println!("{}: ok ({}): {}", x.name, x.machine, libs.join(", "));
             }
         }
         for m in &report.misses {
-            println!("{m}");
+            println!("{}", for_terminal(&m.to_string()));
         }
         let arch_name = match &self.variant {
             Some(v) => format!("{}/{v}", self.architecture),

@@ -13,6 +13,7 @@ use std::io::{self, Read};
 use std::rc::Rc;
 
 use crate::compression::{decoder, Compression, DecodeOptions};
+use crate::text::{quoted, shown};
 
 /// Largest `control` or `md5sums` file we accept in memory (hostile input guard).
 const MAX_CONTROL_FILE: u64 = 64 << 20;
@@ -34,7 +35,7 @@ pub enum DebError {
         what: String,
     },
     /// An `ar` member (or a member header) ends before its announced size.
-    #[error("{what}: the ar member `{member}` claims more bytes than the file holds; the package is cut short or malformed")]
+    #[error("{what}: the ar member `{}` claims more bytes than the file holds; the package is cut short or malformed", shown(.member))]
     Truncated {
         /// the package, usually its URL
         what: String,
@@ -43,7 +44,8 @@ pub enum DebError {
     },
     /// `debian-binary` does not read `2.x` followed by a newline.
     #[error(
-        "{what}: unsupported .deb format version {found:?} in `debian-binary` (expected \"2.x\")"
+        "{what}: unsupported .deb format version {} in `debian-binary` (expected \"2.x\")",
+        quoted(.found)
     )]
     BadVersion {
         /// the package, usually its URL
@@ -60,7 +62,7 @@ pub enum DebError {
         member: &'static str,
     },
     /// A member other than the one due next (and not a `_`-prefixed one, which is skipped).
-    #[error("{what}: unexpected ar member `{member}` (expected {expected})")]
+    #[error("{what}: unexpected ar member `{}` (expected {expected})", shown(.member))]
     UnexpectedMember {
         /// the package, usually its URL
         what: String,
@@ -70,7 +72,7 @@ pub enum DebError {
         expected: &'static str,
     },
     /// `control.tar` or `data.tar` has a compression suffix other than `.gz`, `.xz`, `.zst`.
-    #[error("{what}: ar member `{member}` uses a compression compose does not know (gz, xz, zst or none are supported)")]
+    #[error("{what}: ar member `{}` uses a compression compose does not know (gz, xz, zst or none are supported)", shown(.member))]
     UnknownCompression {
         /// the package, usually its URL
         what: String,
@@ -84,7 +86,7 @@ pub enum DebError {
         what: String,
     },
     /// `./control` or `./md5sums` is larger than 64 MiB.
-    #[error("{what}: `{file}` in the control archive is larger than {MAX_CONTROL_FILE} bytes")]
+    #[error("{what}: `{}` in the control archive is larger than {MAX_CONTROL_FILE} bytes", shown(.file))]
     ControlTooLarge {
         /// the package, usually its URL
         what: String,
@@ -93,7 +95,7 @@ pub enum DebError {
     },
     /// A member path or link target that is absolute, has `..`, a NUL byte or invalid UTF-8
     /// (or an empty symlink target).
-    #[error("{what}: refusing path {path:?}: {reason}")]
+    #[error("{what}: refusing path {}: {reason}", quoted(.path))]
     BadPath {
         /// the package, usually its URL
         what: String,
@@ -103,7 +105,7 @@ pub enum DebError {
         reason: &'static str,
     },
     /// A member could not be read, decompressed or parsed as tar (other than cut short).
-    #[error("{what}: cannot read `{member}`: {source}")]
+    #[error("{what}: cannot read `{}`: {source}", shown(.member))]
     Corrupt {
         /// the package, usually its URL
         what: String,

@@ -45,6 +45,9 @@ pub enum Error {
     /// Composing an architecture's root filesystem from its `.deb`s failed.
     #[error(transparent)]
     Compose(#[from] ComposeError),
+    /// A URL of the lock would leave the manifest's sources.
+    #[error(transparent)]
+    Outside(#[from] Box<crate::repo::OutsideSource>),
     /// A local operation of the build itself failed (a temporary directory, the runtime).
     #[error("{context}: {source}")]
     Io {
@@ -54,6 +57,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An output cannot be written where it was asked for (a directory where a file
+    /// goes, a directory that takes no new files), found before the build starts.
+    #[error("{0}")]
+    Output(String),
     /// A value compose made itself did not have the form it must (a bug).
     #[error("internal: {0}")]
     Internal(String),

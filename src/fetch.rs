@@ -20,6 +20,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use crate::retry;
+use crate::text::shown;
 
 /// What can go wrong fetching a file or using the download cache. URLs are the ones
 /// requested (after `--mirror`), except in `Offline`.
@@ -27,7 +28,7 @@ use crate::retry;
 pub enum FetchError {
     /// The server answered with an HTTP status other than success or 404/410 (408, 429 and
     /// 5xx are retried first).
-    #[error("{url}: HTTP {status}{}", gave_up(*.attempts))]
+    #[error("{}: HTTP {status}{}", shown(.url), gave_up(*.attempts))]
     Status {
         /// the URL requested
         url: String,
@@ -37,7 +38,7 @@ pub enum FetchError {
         attempts: u32,
     },
     /// The transfer failed (connect, timeout, reset, truncated body, refused redirect).
-    #[error("{url}: {message}{}", gave_up(*.attempts))]
+    #[error("{}: {message}{}", shown(.url), gave_up(*.attempts))]
     Network {
         /// the URL requested
         url: String,
@@ -64,7 +65,7 @@ pub enum FetchError {
         attempts: u32,
     },
     /// A file that must exist (a pinned `.deb`) is not on the server (HTTP 404 or 410).
-    #[error("{url}: not found (HTTP 404); check the source URL, suite and --mirror")]
+    #[error("{}: not found (HTTP 404); check the source URL, suite and --mirror", shown(.url))]
     NotFound {
         /// the URL requested
         url: String,
@@ -79,7 +80,7 @@ pub enum FetchError {
         or: String,
     },
     /// A downloaded file's SHA-256 is not the one its signed index lists; it is not cached.
-    #[error("{what}: SHA256 mismatch for {url}: expected {expected}, got {actual}; the mirror or a proxy served different bytes than the signed index lists")]
+    #[error("{}: SHA256 mismatch for {}: expected {expected}, got {actual}; the mirror or a proxy served different bytes than the signed index lists", shown(.what), shown(.url))]
     HashMismatch {
         /// the file, for messages (a package or an index path)
         what: String,
@@ -91,7 +92,7 @@ pub enum FetchError {
         actual: String,
     },
     /// A downloaded file's length is not the one its signed index lists; it is not cached.
-    #[error("{what}: size mismatch for {url}: expected {expected} bytes, got {actual}{}", if *.actual > *.expected { " or more" } else { "" })]
+    #[error("{}: size mismatch for {}: expected {expected} bytes, got {actual}{}", shown(.what), shown(.url), if *.actual > *.expected { " or more" } else { "" })]
     SizeMismatch {
         /// the file, for messages (a package or an index path)
         what: String,
@@ -103,7 +104,7 @@ pub enum FetchError {
         actual: u64,
     },
     /// The server's `Content-Length` differs from the size the signed index lists.
-    #[error("{what}: size mismatch for {url}: the server announces {announced} bytes (Content-Length), the signed index lists {expected}; the mirror serves a different file")]
+    #[error("{}: size mismatch for {}: the server announces {announced} bytes (Content-Length), the signed index lists {expected}; the mirror serves a different file", shown(.what), shown(.url))]
     Announced {
         /// the file, for messages (a package or an index path)
         what: String,
@@ -115,7 +116,7 @@ pub enum FetchError {
         announced: u64,
     },
     /// A document fetched into memory (InRelease, Release, Release.gpg) exceeds its limit.
-    #[error("{url}: larger than the limit of {limit} bytes")]
+    #[error("{}: larger than the limit of {limit} bytes", shown(.url))]
     TooLarge {
         /// the URL requested
         url: String,
@@ -144,7 +145,7 @@ pub enum FetchError {
     #[error("HTTP client: {0}")]
     Client(String),
     /// `--offline` and the file is not in the cache (or a Release file is asked for).
-    #[error("--offline: {what} is not in the cache ({url}, sha256 {sha256}); run once without --offline to fetch it")]
+    #[error("--offline: {} is not in the cache ({}, sha256 {sha256}); run once without --offline to fetch it", shown(.what), shown(.url))]
     Offline {
         /// the file, for messages
         what: String,
@@ -191,6 +192,10 @@ impl retry::Attempts for FetchError {
     }
 }
 
+/// The start of the names of partial downloads in `<root>/tmp` (the PID and random
+/// characters follow, [`crate::temporary`]).
+const DOWNLOAD_PREFIX: &str = ".download-";
+
 /// The content-addressed cache: `<root>/sha256/<hex>`, temporary files in `<root>/tmp`.
 #[derive(Debug, Clone)]
 pub struct Cache {
@@ -199,7 +204,8 @@ pub struct Cache {
 
 impl Cache {
     /// Open (creating) the cache at `root`. It must be writable: the lock file is
-    /// created here, so an unusable directory is one error up front naming it.
+    /// created here, so an unusable directory is one error up front naming it. Under the
+    /// lock, the partial downloads of runs that died are removed.
     pub fn new(root: &Path) -> Result<Cache, FetchError> {
         for sub in ["sha256", "tmp"] {
             let dir = root.join(sub);
@@ -213,13 +219,21 @@ impl Cache {
             root: root.to_path_buf(),
         };
         // Writable? Both the lock and a temporary file must be creatable.
-        drop(cache.lock()?);
-        let probe = root.join("tmp");
-        tempfile::NamedTempFile::new_in(&probe).map_err(|source| FetchError::CacheUnusable {
-            root: root.to_path_buf(),
-            path: probe,
-            source,
+        let lock = cache.lock()?;
+        cache.temp_file().map_err(|e| match e {
+            FetchError::Cache { path, source } => FetchError::CacheUnusable {
+                root: root.to_path_buf(),
+                path,
+                source,
+            },
+            other => other,
         })?;
+        // Partial downloads of runs that were killed (crate::temporary).
+        crate::temporary::sweep(
+            &root.join("tmp"),
+            &[(DOWNLOAD_PREFIX, crate::temporary::Stale::Remove)],
+        );
+        drop(lock);
         Ok(cache)
     }
 
@@ -381,10 +395,16 @@ impl Cache {
         Ok(())
     }
 
+    /// A new temporary file in `tmp/`, named with this process's PID and locked while it
+    /// lives ([`crate::temporary`]): a later run removes it if this one is killed.
     fn temp_file(&self) -> Result<tempfile::NamedTempFile, FetchError> {
         let dir = self.root.join("tmp");
-        tempfile::NamedTempFile::new_in(&dir)
-            .map_err(|source| FetchError::Cache { path: dir, source })
+        let tmp = tempfile::Builder::new()
+            .prefix(&crate::temporary::prefix(DOWNLOAD_PREFIX))
+            .tempfile_in(&dir)
+            .map_err(|source| FetchError::Cache { path: dir, source })?;
+        crate::temporary::lock_file(tmp.as_file());
+        Ok(tmp)
     }
 
     /// Move a verified temporary file to its content address.

@@ -4,7 +4,7 @@
 //! [`fetch`], with [`snapshot`] saying where a dropped pinned `.deb` is kept) → [`deb`] → [`rootfs`] → [`oci`] and [`output`], with [`build`] sequencing
 //! the stages and [`lock`] and [`sbom`] beside them; [`check`] reads an image back
 //! through [`oci::read`]. Every single-file output (the lock, the SBOM, an image archive)
-//! is replaced through [`atomic`]. The command line (`src/main.rs`) only parses
+//! is replaced through [`atomic`]; archive text in messages goes through [`text`]. The command line (`src/main.rs`) only parses
 //! arguments and prints what these return.
 
 #![warn(missing_docs)]
@@ -29,6 +29,8 @@ pub mod rootfs;
 pub mod sbom;
 pub mod snapshot;
 pub mod summary;
+pub mod temporary;
+pub mod text;
 pub mod timings;
 
 pub mod build;

@@ -1,10 +1,12 @@
-//! `compose` command line: parses arguments and calls the library.
+//! `compose` command line: parses arguments and calls the library. Every message it
+//! prints passes through [`for_terminal`], so archive text never reaches the terminal raw.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use compose::build::{self, BuildOptions};
+use compose::text::for_terminal;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -176,7 +178,7 @@ fn options(manifest: PathBuf, archs: Vec<String>, source: SourceArgs, epoch: u64
 }
 
 fn fail(e: compose::Error) -> ExitCode {
-    eprintln!("error: {e}");
+    eprintln!("error: {}", for_terminal(&e.to_string()));
     ExitCode::from(e.exit_code() as u8)
 }
 
@@ -200,7 +202,7 @@ fn main() -> ExitCode {
         }) => match build::lock(&options(manifest, arch, source, epoch)) {
             Ok((path, changes)) => {
                 for c in &changes {
-                    eprintln!("  {c}");
+                    eprintln!("  {}", for_terminal(c));
                 }
                 println!("{}", path.display());
                 ExitCode::SUCCESS
@@ -212,7 +214,11 @@ fn main() -> ExitCode {
                 Ok(lines) => {
                     let ok = lines.iter().all(|l| l.ok);
                     for l in &lines {
-                        println!("{} {}", if l.ok { "ok  " } else { "FAIL" }, l.text);
+                        println!(
+                            "{} {}",
+                            if l.ok { "ok  " } else { "FAIL" },
+                            for_terminal(&l.text)
+                        );
                     }
                     println!("{}", if ok { "verified" } else { "verify failed" });
                     if ok {
@@ -250,7 +256,7 @@ fn main() -> ExitCode {
             match build::build(&opts) {
                 Ok(result) => {
                     if !opts.quiet {
-                        eprint!("{}", compose::summary::summary(&result));
+                        eprint!("{}", for_terminal(&compose::summary::summary(&result)));
                         if let Some(p) = &result.push {
                             eprintln!("{p}");
                         }
@@ -275,7 +281,7 @@ fn check(image: &str, binaries: &[PathBuf], arch: Option<&str>) -> ExitCode {
             ExitCode::from(report.exit_code())
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", for_terminal(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }

@@ -2,27 +2,32 @@
 //! its default path, the architecture limits of each output, staging while the build
 //! runs, the optional push, and the commit that puts everything in place or nothing.
 //!
-//! [`Outputs::plan`] checks what can be checked before any work (architecture limits,
-//! the `--rootfs` destination); [`Outputs::stage`] opens the temporary layout;
-//! [`Staging::add_image`] writes one architecture's layer, config and manifest (and
-//! stages its `--rootfs` and SBOM facts); [`Staging::finish`] writes the index;
-//! [`Staging::commit`] pushes, then renames the outputs into place and writes the lock
-//! and the SBOM. It never resolves, fetches packages or composes trees.
+//! [`Outputs::plan`] checks, before any work, everything that can be: architecture
+//! limits, what is at each destination (`--output`, `--rootfs`, `--sbom`, the lock) and
+//! that each destination's directory is writable; it also sweeps away what killed runs
+//! left beside them ([`crate::temporary`]). [`Outputs::stage`] opens the temporary
+//! layout; [`Staging::add_image`] writes one architecture's layer, config and manifest
+//! (and stages its `--rootfs` and SBOM facts); [`Staging::finish`] writes the index;
+//! [`Staging::commit`] stages the rest (the archive, the SBOM, the lock: each complete
+//! in a temporary file beside its destination), pushes, then renames every output into
+//! place, in order, taking back the ones already in place when one cannot follow. It
+//! never resolves, fetches packages or composes trees.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::arch::Arch;
+use crate::atomic::{AtomicFile, Replaced};
 use crate::error::{Error, Result};
 use crate::interrupt::{self, Cleanup};
 use crate::lock::Lock;
 use crate::oci::archive::{self, DockerImage};
-use crate::oci::{ImageConfig, LayerCache, LayerInfo, LayoutWriter, OciError, WrittenImage};
+use crate::oci::{CommittedLayout, ImageConfig, LayerCache, LayerInfo, LayoutWriter, WrittenImage};
 use crate::push::{PushOptions, PushReport};
 use crate::repo::Resolved;
 use crate::rootfs::export::{self, ExportSummary, Staged};
 use crate::rootfs::tree::Tree;
-use crate::sbom;
+use crate::sbom::{self, SbomError};
 
 /// What `--format` asks for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,28 +77,13 @@ impl Format {
             _ => None,
         }
     }
-
-    /// Put the finished layout at `output` in this format.
-    fn commit(
-        self,
-        layout: LayoutWriter,
-        output: &Path,
-        epoch: u64,
-        docker: DockerImage,
-    ) -> std::result::Result<(), OciError> {
-        match self {
-            Format::Oci => layout.commit(output),
-            Format::OciArchive => archive::write_oci_archive(layout.path(), output, epoch),
-            Format::DockerArchive => {
-                archive::write_docker_archive(layout.path(), output, &docker, epoch)
-            }
-        }
-    }
 }
 
 /// The outputs a build was asked for.
 #[derive(Debug, Clone, Default)]
 pub struct Request {
+    /// Where the lock goes when the build changes it (checked like the outputs).
+    pub lock: Option<PathBuf>,
     /// `--format`.
     pub format: Format,
     /// `--output`; default [`Format::default_path`].
@@ -159,22 +149,21 @@ impl Outputs {
                 ));
             }
         }
-        if let Some(dir) = &request.rootfs {
-            if archs.len() > 1 {
-                return Err(too_many(
-                    "--rootfs writes one root filesystem",
-                    archs,
-                    "choose one with --arch",
-                ));
-            }
-            export::check_destination(dir)?;
+        if request.rootfs.is_some() && archs.len() > 1 {
+            return Err(too_many(
+                "--rootfs writes one root filesystem",
+                archs,
+                "choose one with --arch",
+            ));
         }
+        let path = request
+            .output
+            .clone()
+            .unwrap_or_else(|| request.format.default_path(name));
+        check_destinations(request, &path)?;
         Ok(Outputs {
             format: request.format,
-            path: request
-                .output
-                .clone()
-                .unwrap_or_else(|| request.format.default_path(name)),
+            path,
             rootfs: request.rootfs.clone(),
             sbom: request.sbom.clone(),
             push: request.push.clone(),
@@ -273,9 +262,11 @@ impl Staging<'_> {
         Ok(self.layout.finish(descriptors, &self.outputs.tag)?)
     }
 
-    /// Push (when asked), then put every output in place: the root filesystem first,
-    /// taken back if the layout cannot follow; then the lock (when `lock` is given) and
-    /// the SBOM of the image `digest`. Ctrl-C waits until they are written.
+    /// Stage what is not staged yet (the archive, the SBOM of the image `digest`, the
+    /// lock when `lock` is given), push when asked, then put every output in place in
+    /// this order: `--rootfs`, the layout or archive, the SBOM, the lock. When one cannot
+    /// be put in place, those before it are taken back: all outputs or none. Ctrl-C waits
+    /// until the renames are done.
     pub fn commit(
         self,
         digest: &str,
@@ -285,24 +276,63 @@ impl Staging<'_> {
         timeouts: crate::fetch::Timeouts,
     ) -> Result<Committed> {
         let o = self.outputs;
-        // The SBOM is made before anything is committed, written after.
-        let sbom_doc = match &o.sbom {
-            Some(_) => Some(sbom::document(&sbom::SbomImage {
-                name: &o.name,
-                tag: &o.tag,
-                digest,
-                epoch: o.epoch,
-                archs: &self.sbom_archs,
-            })?),
+        let (config_digest, layer_digest) = self.first.clone().unwrap_or_default();
+        let repo = o.name.to_ascii_lowercase();
+        let docker = DockerImage {
+            config_digest: &config_digest,
+            layer_digest: &layer_digest,
+            name: &repo,
+            tag: &o.tag,
+        };
+        // Everything complete beside its destination before anything is committed.
+        let image = match o.format {
+            Format::Oci => StagedImageOutput::Layout(self.layout),
+            Format::OciArchive => {
+                let file = archive::stage_oci_archive(self.layout.path(), &o.path, o.epoch)?;
+                StagedImageOutput::Archive(self.layout, file)
+            }
+            Format::DockerArchive => {
+                let file =
+                    archive::stage_docker_archive(self.layout.path(), &o.path, &docker, o.epoch)?;
+                StagedImageOutput::Archive(self.layout, file)
+            }
+        };
+        let _archive_cleanup = match &image {
+            StagedImageOutput::Archive(_, file) => {
+                Some(interrupt::remove_on_interrupt(file.temp_path()))
+            }
+            StagedImageOutput::Layout(_) => None,
+        };
+        let sbom = match &o.sbom {
+            Some(path) => Some(sbom::stage(
+                path,
+                &sbom::document(&sbom::SbomImage {
+                    name: &o.name,
+                    tag: &o.tag,
+                    digest,
+                    epoch: o.epoch,
+                    archs: &self.sbom_archs,
+                })?,
+            )?),
             None => None,
         };
+        let _sbom_cleanup = sbom
+            .as_ref()
+            .map(|f| interrupt::remove_on_interrupt(f.temp_path()));
+        let lock = match lock {
+            Some((lock, path)) => Some(lock.stage(path)?),
+            None => None,
+        };
+        let _lock_cleanup = lock
+            .as_ref()
+            .map(|l| interrupt::remove_on_interrupt(l.temp_path()));
         // Upload from the finished temporary layout (read only, so its digest is
         // unchanged), before anything is committed: a failed push writes nothing.
         let pushed = match &o.push {
             Some(p) => {
                 let bar = phase(format!("pushing to {}", p.reference));
                 let pushed = runtime.block_on(crate::push::push_layout(
-                    self.layout.path(),
+                    image.layout_path(),
                     p,
                     timeouts,
                     &o.tag,
@@ -313,39 +343,245 @@ impl Staging<'_> {
             None => None,
         };
         let _critical = interrupt::critical();
-        let (config_digest, layer_digest) = self.first.clone().unwrap_or_default();
-        let repo = o.name.to_ascii_lowercase();
-        let docker = DockerImage {
-            config_digest: &config_digest,
-            layer_digest: &layer_digest,
-            name: &repo,
-            tag: &o.tag,
-        };
-        let rootfs = match self.rootfs {
-            None => {
-                o.format.commit(self.layout, &o.path, o.epoch, docker)?;
-                None
-            }
-            Some((staged, _cleanup)) => {
-                let committed = staged.commit()?;
-                if let Err(e) = o.format.commit(self.layout, &o.path, o.epoch, docker) {
-                    committed.rollback();
-                    return Err(e.into());
+        let mut done = Done::default();
+        if let Some((staged, _cleanup)) = self.rootfs {
+            done.rootfs = Some(staged.commit()?);
+        }
+        match image {
+            StagedImageOutput::Layout(layout) => match layout.commit_keeping_old(&o.path) {
+                Ok(c) => done.layout = Some(c),
+                Err(e) => return Err(done.rollback(e.into())),
+            },
+            StagedImageOutput::Archive(layout, file) => {
+                match file.commit_keeping_old() {
+                    Ok(r) => done.files.push(r),
+                    Err(e) => return Err(done.rollback(archive::replace_err(e).into())),
                 }
-                Some(committed.finish()?)
+                drop(layout);
             }
-        };
-        if let Some((lock, path)) = lock {
-            lock.write(path)?;
         }
-        if let (Some(path), Some(doc)) = (&o.sbom, &sbom_doc) {
-            sbom::write(path, doc)?;
+        if let (Some(file), Some(path)) = (sbom, &o.sbom) {
+            match file.commit_keeping_old() {
+                Ok(r) => done.files.push(r),
+                Err(e) => {
+                    let e = SbomError::Io {
+                        context: format!("cannot write {}", path.display()),
+                        source: e.source,
+                    };
+                    return Err(done.rollback(e.into()));
+                }
+            }
         }
+        if let Some(lock) = lock {
+            match lock.commit_keeping_old() {
+                Ok(r) => done.files.push(r),
+                Err(e) => return Err(done.rollback(e.into())),
+            }
+        }
+        let rootfs = done.finish()?;
         Ok(Committed {
             rootfs,
             push: pushed,
         })
     }
+}
+
+/// The image output, complete beside its destination.
+enum StagedImageOutput {
+    /// The layout directory.
+    Layout(LayoutWriter),
+    /// The archive file, and the layout it was packed from (deleted after the commit).
+    Archive(LayoutWriter, AtomicFile),
+}
+
+impl StagedImageOutput {
+    /// The finished temporary layout (what a push uploads).
+    fn layout_path(&self) -> &Path {
+        match self {
+            StagedImageOutput::Layout(l) | StagedImageOutput::Archive(l, _) => l.path(),
+        }
+    }
+}
+
+/// The outputs put in place so far, with what they replaced still kept.
+#[derive(Default)]
+struct Done {
+    rootfs: Option<export::Committed>,
+    layout: Option<CommittedLayout>,
+    /// The archive, the SBOM, the lock, in the order they were committed.
+    files: Vec<Replaced>,
+}
+
+impl Done {
+    /// Take back every output already in place, the last first; return `error`.
+    fn rollback(mut self, error: Error) -> Error {
+        while let Some(file) = self.files.pop() {
+            file.rollback();
+        }
+        if let Some(layout) = self.layout.take() {
+            layout.rollback();
+        }
+        if let Some(rootfs) = self.rootfs.take() {
+            rootfs.rollback();
+        }
+        error
+    }
+
+    /// Everything is in place: delete what the outputs replaced.
+    fn finish(self) -> Result<Option<ExportSummary>> {
+        for file in self.files {
+            file.finish();
+        }
+        if let Some(layout) = self.layout {
+            layout.finish()?;
+        }
+        Ok(match self.rootfs {
+            Some(rootfs) => Some(rootfs.finish()?),
+            None => None,
+        })
+    }
+}
+
+/// Before any work: what is at each destination may be replaced, and each
+/// destination's directory (or the nearest existing one above it) takes new files.
+/// Also sweeps, beside each destination, what runs that died left there.
+fn check_destinations(request: &Request, output: &Path) -> Result<()> {
+    let mut named: Vec<(&str, &Path)> = vec![("--output", output)];
+    if request.format.is_archive() {
+        if output.is_dir() {
+            return Err(Error::Output(format!(
+                "refusing to write the archive to {}: it is a directory; give --output a file name such as image.tar",
+                output.display()
+            )));
+        }
+    } else {
+        LayoutWriter::check_destination(output)?;
+    }
+    if let Some(dir) = &request.rootfs {
+        export::check_destination(dir)?;
+        named.push(("--rootfs", dir));
+    }
+    for (flag, path, what) in [
+        ("--sbom", &request.sbom, "the SBOM"),
+        ("--lock", &request.lock, "the lock"),
+    ] {
+        let Some(path) = path else { continue };
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+            return Err(Error::Output(format!(
+                "refusing to write {what} to {}: it is a directory; give {flag} a file path",
+                path.display()
+            )));
+        }
+        named.push((flag, path));
+    }
+    for (i, (flag, path)) in named.iter().enumerate() {
+        if let Some((other, _)) = named[..i].iter().find(|(_, p)| same_path(p, path)) {
+            return Err(Error::Usage(format!(
+                "{flag} and {other} name the same path {}; give each output its own",
+                path.display()
+            )));
+        }
+    }
+    for (flag, path) in &named {
+        sweep_beside(path);
+        // An existing lock is rewritten only when the build changes it: a read-only
+        // checkout with an up-to-date lock still builds (staging finds the rest).
+        if *flag == "--lock" && std::fs::symlink_metadata(path).is_ok() {
+            continue;
+        }
+        check_writable(flag, path)?;
+    }
+    Ok(())
+}
+
+/// `a` and `b` name one path (compared as written, made absolute; links not followed).
+fn same_path(a: &Path, b: &Path) -> bool {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    abs(a) == abs(b)
+}
+
+/// The directory a destination's temporaries go in: its parent, `.` when it has none.
+fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// New files can be made beside `path`: a file is created and removed in its directory,
+/// or in the nearest existing directory above it (where the missing ones will be made).
+fn check_writable(flag: &str, path: &Path) -> Result<()> {
+    let what = match flag {
+        "--lock" => format!("the lock {}", path.display()),
+        _ => format!("{flag} {}", path.display()),
+    };
+    let mut dir = parent_of(path);
+    while std::fs::symlink_metadata(&dir).is_err() {
+        match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => dir = p.to_path_buf(),
+            _ => {
+                dir = PathBuf::from(".");
+                break;
+            }
+        }
+    }
+    if !dir.is_dir() {
+        return Err(Error::Output(format!(
+            "cannot write {what}: {} is not a directory",
+            dir.display()
+        )));
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let probe = dir.join(format!(
+        "{}{nanos:09}",
+        crate::temporary::prefix(PROBE_PREFIX)
+    ));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map(|_| {
+            let _ = std::fs::remove_file(&probe);
+        })
+        .map_err(|source| Error::Io {
+            context: format!(
+                "cannot write {what}: cannot create a file in {}",
+                dir.display()
+            ),
+            source,
+        })
+}
+
+/// The start of the name of the file that [`check_writable`] creates and removes.
+const PROBE_PREFIX: &str = ".compose-probe-";
+
+/// Remove, beside `path`, what killed runs left: its own staged temporary directory
+/// (`.<name>.tmp-<pid>-…`), staged single files (`.compose-…-<pid>-…`), and old outputs
+/// moved aside, which go back in place if their place is empty ([`crate::temporary`]).
+fn sweep_beside(path: &Path) {
+    use crate::temporary::{sweep, Stale};
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let own = crate::oci::layout_temp_prefix(path);
+    let rootfs = export::temp_prefix(&name);
+    let mut prefixes = vec![
+        (crate::oci::LAYOUT_ASIDE_PREFIX, Stale::Restore),
+        (export::ASIDE_PREFIX, Stale::Restore),
+        (".compose-lock-", Stale::Remove),
+        (".compose-sbom-", Stale::Remove),
+        (".compose-archive-", Stale::Remove),
+        (crate::atomic::OLD_PREFIX, Stale::Remove),
+        (PROBE_PREFIX, Stale::Remove),
+        (own.as_str(), Stale::Remove),
+    ];
+    if rootfs != own {
+        prefixes.push((rootfs.as_str(), Stale::Remove));
+    }
+    sweep(&parent_of(path), &prefixes);
 }
 
 /// What the commit put in place beside the layout.

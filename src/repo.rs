@@ -5,7 +5,8 @@
 //! the `Packages` index variants the Release lists, fetches them (by hash when the
 //! Release offers it) and checks them, and resolves
 //! the manifest's packages to [`Resolved`] pins (with the facts the lock records). It
-//! also fetches the pinned `.deb`s, each against its pinned size and SHA-256.
+//! also fetches the pinned `.deb`s, each against its pinned size and SHA-256, from URLs
+//! checked to stay under their source ([`package_url`]).
 //!
 //! It owns no format parsing (that is [`crate::apt`]), no HTTP or cache logic (that is
 //! [`crate::fetch`]) and writes nothing but verified blobs into the download cache; it
@@ -21,6 +22,7 @@ use crate::arch::Arch;
 use crate::fetch::{FetchError, Fetcher, Want};
 use crate::lock::{self, ArchLock, Lock, Sha256};
 use crate::manifest::{Manifest, Source};
+use crate::text::{quoted, shown};
 
 /// InRelease/Release/Release.gpg larger than this are refused (Ubuntu's are ~250 KB).
 const RELEASE_LIMIT: u64 = 32 << 20;
@@ -111,14 +113,91 @@ pub enum RepoError {
         /// the `dists/` URLs searched, comma-separated
         searched: String,
     },
+    /// A package's URL would leave its source.
+    #[error(transparent)]
+    Outside(#[from] Box<OutsideSource>),
     /// A hash or field the lock cannot record (the index gave something malformed).
-    #[error("{url}: {reason}")]
+    #[error("{}: {}", shown(.url), shown(.reason))]
     Unrecordable {
         /// the package's or index's URL, before `--mirror`
         url: String,
         /// why it cannot be recorded
         reason: String,
     },
+}
+
+/// Why a package URL would not stay under its source (see [`package_url`]).
+#[derive(Debug, thiserror::Error)]
+#[error("package {} {}: its URL {} would leave the source {}: {reason}; refusing to request it", shown(.name), shown(.version), quoted(.url), shown(.base))]
+pub struct OutsideSource {
+    /// The package's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// The URL as the index (`Filename`) or the lock gives it.
+    pub url: String,
+    /// The source's base URL (several, comma-separated, when none of the manifest's
+    /// sources holds a URL of the lock).
+    pub base: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The longest `Filename` accepted (a path, like the file systems' `PATH_MAX`; real
+/// ones are under 200 bytes).
+const MAX_FILENAME: usize = 4096;
+
+/// The URL of `filename` (a stanza's `Filename`) under a source's `base` URL, checked
+/// to stay there once an HTTP client has resolved it. Refused: a `Filename` longer than
+/// [`MAX_FILENAME`] or holding a
+/// backslash, a percent-encoded `.`, `/`, `\` or `%`, a `?` or `#`, a control
+/// character, an empty, `.` or `..` component, and anything whose resolved URL is not
+/// `base` followed by exactly these path components. The reason is returned.
+pub fn package_url(base: &str, filename: &str) -> Result<String, String> {
+    if filename.len() > MAX_FILENAME {
+        return Err(format!("its path is longer than {MAX_FILENAME} bytes"));
+    }
+    let lower = filename.to_ascii_lowercase();
+    if filename.contains('\\') {
+        return Err("its path holds a backslash".into());
+    }
+    if ["%2e", "%2f", "%5c", "%25"]
+        .iter()
+        .any(|e| lower.contains(e))
+    {
+        return Err("its path holds a percent-encoded `.`, `/`, `\\` or `%`".into());
+    }
+    if filename.contains(['?', '#']) {
+        return Err("its path holds `?` or `#`".into());
+    }
+    if let Some(c) = crate::text::first_unsafe(filename) {
+        return Err(format!(
+            "its path holds the control character {}",
+            c.escape_default()
+        ));
+    }
+    if filename.starts_with('/')
+        || filename
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err("its path has an empty, `.` or `..` component".into());
+    }
+    let url = format!("{base}/{filename}");
+    let parse = |u: &str| reqwest::Url::parse(u).map_err(|e| format!("it is not a URL ({e})"));
+    let (root, resolved) = (parse(&format!("{base}/"))?, parse(&url)?);
+    let expected = format!("{}{filename}", root.path());
+    let same_server = root.scheme() == resolved.scheme()
+        && root.host_str() == resolved.host_str()
+        && root.port_or_known_default() == resolved.port_or_known_default();
+    if !same_server
+        || resolved.query().is_some()
+        || resolved.fragment().is_some()
+        || resolved.path() != expected
+    {
+        return Err(format!("it resolves to {}", shown(resolved.as_str())));
+    }
+    Ok(url)
 }
 
 /// A package pinned for an architecture, by resolution or by the lock.
@@ -141,6 +220,47 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// [`Resolved::pinned`], each URL checked to lie under one of the manifest's
+    /// sources for `arch` ([`package_url`]): a lock edited to send requests elsewhere is
+    /// refused before anything is fetched.
+    pub fn pinned_checked(
+        lock: &Lock,
+        arch: Arch,
+        manifest: &Manifest,
+    ) -> Result<Vec<Resolved>, Box<OutsideSource>> {
+        let pinned = Resolved::pinned(lock, arch);
+        let bases: Vec<&str> = manifest.sources.iter().map(|s| s.base_url(arch)).collect();
+        for p in &pinned {
+            let under = bases.iter().find_map(|b| {
+                p.url
+                    .strip_prefix(b)
+                    .and_then(|rest| rest.strip_prefix('/'))
+                    .map(|rest| (b, rest))
+            });
+            let outside = |base: String, reason: String| {
+                Box::new(OutsideSource {
+                    name: p.name.clone(),
+                    version: p.version.clone(),
+                    url: p.url.clone(),
+                    base,
+                    reason,
+                })
+            };
+            match under {
+                Some((base, rest)) => {
+                    package_url(base, rest).map_err(|why| outside(base.to_string(), why))?;
+                }
+                None => {
+                    return Err(outside(
+                        bases.join(", "),
+                        format!("the lock pins it under none of the manifest's sources for {arch}"),
+                    ))
+                }
+            }
+        }
+        Ok(pinned)
+    }
+
     /// The packages a lock pins for `arch`, in name order.
     pub fn pinned(lock: &Lock, arch: Arch) -> Vec<Resolved> {
         lock.archs[&arch]
@@ -364,7 +484,15 @@ impl<'a> Repository<'a> {
             .collect();
         let mut resolved = Vec::new();
         for (entry, base, suite) in chosen {
-            let url = format!("{base}/{}", entry.filename);
+            let url = package_url(base, &entry.filename).map_err(|reason| {
+                Box::new(OutsideSource {
+                    name: entry.name.clone(),
+                    version: entry.version.clone(),
+                    url: format!("{base}/{}", entry.filename),
+                    base: base.clone(),
+                    reason,
+                })
+            })?;
             let pin = lock::PackageLock::new(
                 &entry.version,
                 &entry.architecture,
@@ -595,4 +723,41 @@ fn read_index(
     })?;
     stanzas.finish(&mut offer)?;
     Ok(newest.into_entries())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::package_url;
+
+    #[test]
+    fn package_urls_stay_under_their_source() {
+        let base = "http://127.0.0.1:8080/ubuntu";
+        assert_eq!(
+            package_url(base, "pool/main/z/zlib/zlib1g_1.3+dfsg-1~ubuntu1_amd64.deb").unwrap(),
+            "http://127.0.0.1:8080/ubuntu/pool/main/z/zlib/zlib1g_1.3+dfsg-1~ubuntu1_amd64.deb"
+        );
+        let long = "p/".repeat(4000);
+        for (filename, why) in [
+            ("pool/%2e%2e/%2e%2e/outside/good.deb", "percent-encoded"),
+            ("pool/%2E%2E/x.deb", "percent-encoded"),
+            ("pool/a%2fb.deb", "percent-encoded"),
+            ("pool/a%252e.deb", "percent-encoded"),
+            ("pool\\..\\..\\outside\\good2.deb", "backslash"),
+            ("pool/x.deb?y", "`?` or `#`"),
+            ("pool/x.deb#frag", "`?` or `#`"),
+            ("pool/../../outside/x.deb", "`..` component"),
+            ("/etc/passwd", "`..` component"),
+            ("pool//x.deb", "`..` component"),
+            ("pool/x\u{1b}[31m.deb", "control character \\u{1b}"),
+            ("pool/a b.deb", "resolves to"),
+            ("pool/é.deb", "resolves to"),
+            (long.as_str(), "longer than 4096 bytes"),
+        ] {
+            let e = package_url(base, filename).unwrap_err();
+            assert!(e.contains(why), "{filename}: {e}");
+        }
+        // The snapshot service's base keeps its path.
+        let snap = "https://snapshot.debian.org/archive/debian/20240101T000000Z";
+        assert!(package_url(snap, "pool/main/t/tzdata/tzdata_2024a-0+deb12u1_all.deb").is_ok());
+    }
 }

@@ -754,17 +754,27 @@ impl<'a> Document<'a> {
 
 /// Write `doc` (canonical JSON and a final newline) to `path`, atomically.
 pub fn write(path: &Path, doc: &Document) -> Result<(), SbomError> {
-    let failed = |e: crate::atomic::AtomicError| {
+    stage(path, doc)?
+        .commit()
+        .map_err(|e| io_err(format!("cannot write {}", path.display()))(e.source))
+}
+
+/// [`write`] up to the rename: the document is written as it is serialised, complete
+/// and synced in a temporary file beside `path`, which the caller commits (or drops,
+/// leaving `path` as it was).
+pub fn stage(path: &Path, doc: &Document) -> Result<crate::atomic::AtomicFile, SbomError> {
+    let err = |e: crate::atomic::AtomicError| {
         io_err(format!("cannot write {}", path.display()))(e.source)
     };
-    let mut file = crate::atomic::AtomicFile::create(path, ".compose-sbom-").map_err(failed)?;
+    let mut file = crate::atomic::AtomicFile::create(path, ".compose-sbom-").map_err(err)?;
     {
         let mut out = io::BufWriter::with_capacity(256 << 10, &mut file);
         doc.write_to(&mut out)
             .and_then(|()| out.flush())
             .map_err(io_err(format!("cannot write {}", path.display())))?;
     }
-    file.commit().map_err(failed)
+    file.prepare().map_err(err)?;
+    Ok(file)
 }
 
 #[cfg(test)]

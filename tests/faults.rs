@@ -1,7 +1,7 @@
-//! Network and local faults (docs/errors.md): each ends in one clear error, exit 1, nothing at
-//! `--output` (no `.tmp` sibling either) and nothing unverified in the cache. The network
-//! cases run against a loopback server that misbehaves on purpose
-//! (`tests/support/faulty.rs`), through the `compose` binary.
+//! Network and local faults (the Network and Local rows of `docs/errors.md`): each ends
+//! in one clear error, exit 1, nothing at `--output` (no `.tmp` sibling either) and
+//! nothing unverified in the cache. The network cases run against a loopback server that
+//! misbehaves on purpose (`tests/support/faulty.rs`), through the `compose` binary.
 
 mod support;
 
@@ -66,7 +66,8 @@ impl Fixture {
         let key = support::TestKey::generate("faults <faults@example.invalid>");
         let repo = repo(&key);
         let server = Faulty::serve_dir(&repo.root);
-        let tmp = tempfile::tempdir().unwrap();
+        // Reachable by another user: one test runs compose as nobody.
+        let tmp = support::reachable_tempdir().unwrap_or_else(|| tempfile::tempdir().unwrap());
         let dir = tmp.path().to_path_buf();
         support::write_keyring(&dir, "archive.gpg", &key);
         let manifest = write_manifest(&dir, &server.url);
@@ -418,11 +419,8 @@ fn a_cache_directory_that_is_not_writable_is_one_error_naming_it() {
     let f = Fixture::new();
     // Everything but the cache is usable by nobody: a copy of the binary, the
     // manifest, the keyring and the output's parent.
-    let bin = f.dir.join("compose");
-    std::fs::copy(env!("CARGO_BIN_EXE_compose"), &bin).unwrap();
-    for p in [&f.dir, &bin] {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    let bin = support::binary_copy(env!("CARGO_BIN_EXE_compose"), &f.dir);
+    std::fs::set_permissions(&f.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let outs = f.dir.join("outs");
     std::fs::create_dir(&outs).unwrap();
     std::fs::set_permissions(&outs, std::fs::Permissions::from_mode(0o777)).unwrap();

@@ -1120,10 +1120,267 @@ fn names_with_nul_or_invalid_utf8_are_refused() {
     }
 }
 
+// ----------------------------------------------------- metadata, requests, terminal
+
+/// Publishes `spec` (whatever its control file says) as the `evil` package: the signed
+/// index keeps saying `evil 1.0 (arm64)` and lists these bytes.
+fn publish_evil_as(f: &mut Fixture, spec: &DebSpec) {
+    let bytes = support::build_deb(spec);
+    f.ws.repo.replace_deb("evil", ARCH, &bytes);
+}
+
+#[test]
+fn a_deb_whose_control_file_is_not_its_index_entry_is_refused() {
+    let body = with_evil("\"/usr/lib/evil/*\"");
+    let placeholder = |s: DebSpec| s.file("/usr/lib/evil/placeholder", b"harmless".to_vec(), 0o644);
+    let url = |f: &Fixture| f.url_of(&f.ws.repo.package("evil", ARCH).filename);
+
+    // Another name, version and architecture than the stanza's.
+    let mut f = Fixture::with_body(&body);
+    publish_evil_as(
+        &mut f,
+        &placeholder(DebSpec::new("openssl", "9.9.9-hidden", "amd64", Member::Xz)),
+    );
+    let e = f.fails(&[]);
+    assert_eq!(
+        e,
+        format!(
+            "error: {}: its control file says openssl 9.9.9-hidden (amd64), its signed index entry says evil 1.0 (arm64); the .deb is not the package the index lists, refusing it",
+            url(&f)
+        )
+    );
+    // Only the version differs.
+    let mut f = Fixture::with_body(&body);
+    publish_evil_as(
+        &mut f,
+        &placeholder(DebSpec::new("evil", "1.0+hidden", ARCH, Member::Xz)),
+    );
+    assert!(f.fails(&[]).contains(
+        "its control file says evil 1.0+hidden (arm64), its signed index entry says evil 1.0 (arm64)"
+    ));
+
+    // What a lenient reader (a scanner reading status.d) would see differently.
+    let second = format!(
+        "{}\nPackage: openssl\nVersion: 9.9.9-hidden\nArchitecture: {ARCH}\n",
+        evil_spec().control_text()
+    );
+    for (spec, why) in [
+        (
+            evil_spec().control_field("version", "9.9.9-hidden"),
+            "it gives the field version twice",
+        ),
+        (
+            evil_spec().control_member("control", second.into_bytes(), 0o644),
+            "it holds more than one paragraph",
+        ),
+    ] {
+        let mut f = Fixture::with_body(&body);
+        publish_evil_as(&mut f, &spec);
+        assert_eq!(
+            f.fails(&[]),
+            format!(
+                "error: {}: its control file cannot be trusted: {why}; refusing the package",
+                url(&f)
+            )
+        );
+    }
+
+    // A true package: status.d is its control file, naming what the index names.
+    let mut f = Fixture::with_body(&body);
+    publish_evil_as(&mut f, &evil_spec());
+    f.succeeds(&[]);
+    let status = std::fs::read_to_string(f.rootfs().join("var/lib/dpkg/status.d/evil")).unwrap();
+    assert!(
+        status.starts_with(&format!(
+            "Package: evil\nVersion: 1.0\nArchitecture: {ARCH}\n"
+        )),
+        "{status}"
+    );
+    assert_eq!(status, evil_spec().control_text());
+}
+
+/// A fixture whose source is `http://archive.example/ubuntu`, sent to the loopback
+/// server by `--mirror`: a request that leaves `/ubuntu/` would be visible.
+fn upstream_fixture() -> (Fixture, String) {
+    let ws = Workspace::new(&[suite()]);
+    let upstream = "http://archive.example/ubuntu".to_string();
+    let manifest = ws.manifest_from("hostile", &[ARCH], &upstream, &["noble"], BODY);
+    let mirror = ws.mirror_arg(&upstream);
+    (Fixture { ws, manifest }, mirror)
+}
+
+#[test]
+fn requests_never_leave_the_repository() {
+    let encoded = "its path holds a percent-encoded `.`, `/`, `\\` or `%`";
+    for (bad, reason) in [
+        ("pool/%2e%2e/%2e%2e/outside/good.deb", encoded),
+        ("pool/%2E%2E/%2F/outside/good.deb", encoded),
+        (
+            "pool\\..\\..\\outside\\good2.deb",
+            "its path holds a backslash",
+        ),
+        (
+            "pool/main/l/libc6/libc6.deb?redirect=/outside/good.deb",
+            "its path holds `?` or `#`",
+        ),
+    ] {
+        let (f, mirror) = upstream_fixture();
+        // What a request that left the repository would get.
+        let libc = f.ws.repo.read(&f.ws.repo.package("libc6", ARCH).filename);
+        f.ws.repo.write("outside/good.deb", &libc);
+        f.ws.repo.write("outside/good2.deb", &libc);
+        f.ws.repo.edit_packages("noble", "main", ARCH, |text| {
+            edit_stanza(text, "libc6", |l| {
+                Some(if l.starts_with("Filename:") {
+                    format!("Filename: {bad}\n")
+                } else {
+                    l.to_string()
+                })
+            })
+        });
+        let e = f.fails(&["--mirror", &mirror]);
+        assert_eq!(
+            e,
+            format!(
+                "error: package libc6 2.39-0ubuntu8: its URL {:?} would leave the source http://archive.example/ubuntu: {reason}; refusing to request it",
+                format!("http://archive.example/ubuntu/{bad}")
+            )
+        );
+        f.assert_no_package_fetched();
+        assert!(
+            !f.ws.server.requests().iter().any(|r| r.contains("outside")),
+            "{:?}",
+            f.ws.server.requests()
+        );
+    }
+
+    // The same for the URLs of a lock: one edited to point elsewhere (its line hashes
+    // made right again, as a careful attacker would) is refused before any request.
+    let (f, mirror) = upstream_fixture();
+    let lock_path = PathBuf::from(format!("{}.lock", f.manifest.display()));
+    f.succeeds(&["--mirror", &mirror]);
+    for (url, reason) in [
+        (
+            "http://archive.example/ubuntu/pool/%2e%2e/%2e%2e/outside/good.deb",
+            encoded.to_string(),
+        ),
+        (
+            "http://elsewhere.example/outside/good.deb",
+            format!("the lock pins it under none of the manifest's sources for {ARCH}"),
+        ),
+    ] {
+        let mut lock = compose::lock::Lock::load(&lock_path).unwrap().unwrap();
+        let arch = compose::arch::Arch::parse(ARCH).unwrap();
+        lock.archs
+            .get_mut(&arch)
+            .unwrap()
+            .packages
+            .get_mut("libc6")
+            .unwrap()
+            .url = url.into();
+        lock.write(&lock_path).unwrap();
+        f.ws.server.clear_requests();
+        let run = f.run(&["--mirror", &mirror]);
+        let stderr = String::from_utf8_lossy(&run.stderr).to_string();
+        assert_eq!(run.status.code(), Some(1), "{stderr}");
+        assert_eq!(
+            stderr.trim_end(),
+            format!(
+                "error: package libc6 2.39-0ubuntu8: its URL {url:?} would leave the source http://archive.example/ubuntu: {reason}; refusing to request it"
+            )
+        );
+        assert!(
+            f.ws.server.requests().is_empty(),
+            "{:?}",
+            f.ws.server.requests()
+        );
+    }
+}
+
+/// No control byte of `bytes` other than a line break.
+fn assert_no_control_bytes(bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    assert!(
+        !text.chars().any(|c| c != '\n' && c.is_control()),
+        "a control character reached the terminal: {text:?}"
+    );
+}
+
+#[test]
+fn archive_text_reaches_the_terminal_escaped_and_capped() {
+    // A Version with ESC and BEL: escaped in the message, refused for the lock.
+    let f = Fixture::with_body(&with_evil("\"/usr/lib/evil/*\""));
+    f.ws.repo.edit_packages("noble", "main", ARCH, |text| {
+        edit_stanza(text, "evil", |l| {
+            Some(if l.starts_with("Version:") {
+                "Version: 1.0\u{1b}]0;owned\u{7}\u{1b}[2J\n".to_string()
+            } else {
+                l.to_string()
+            })
+        })
+    });
+    let run = f.run(&[]);
+    assert_no_control_bytes(&run.stderr);
+    let e = f.clean_failure(&run, 1);
+    assert_eq!(
+        e,
+        format!(
+            "error: {}: its Version \"1.0\\u{{1b}}]0;owned\\u{{7}}\\u{{1b}}[2J\" holds the control character \\u{{1b}}; refusing to record it in the lock",
+            f.url_of(&f.ws.repo.package("evil", ARCH).filename)
+        )
+    );
+
+    // A 10 MiB Filename: one short line, the value cut.
+    let f = Fixture::new();
+    let huge = format!("pool/{}.deb", "a".repeat(10 << 20));
+    f.ws.repo.edit_packages("noble", "main", ARCH, |text| {
+        edit_stanza(text, "libc6", |l| {
+            Some(if l.starts_with("Filename:") {
+                format!("Filename: {huge}\n")
+            } else {
+                l.to_string()
+            })
+        })
+    });
+    let run = f.run(&[]);
+    assert!(
+        run.stderr.len() < 1024,
+        "{} bytes of stderr",
+        run.stderr.len()
+    );
+    let e = f.clean_failure(&run, 1);
+    assert!(
+        e.contains(&format!(
+            "{}\"… ({} bytes)",
+            "a".repeat(100),
+            f.url_of(&huge).len()
+        )),
+        "{e}"
+    );
+    f.assert_no_package_fetched();
+
+    // A selected setuid file whose name drives the terminal: the summary escapes it.
+    let mut f = Fixture::with_body(&with_evil("\"/usr/lib/evil/**\""));
+    f.publish_evil(
+        &RawTar::new()
+            .file(b"./usr/lib/evil/\x1b[2J\x07tool", b"setuid", 0o4755)
+            .bytes(),
+    );
+    let run = f.command(true, &[]).output().unwrap();
+    digest_of(&run);
+    assert_no_control_bytes(&run.stderr);
+    let stderr = String::from_utf8(run.stderr).unwrap();
+    assert!(
+        stderr.contains("  setuid/setgid: /usr/lib/evil/\\u{1b}[2J\\u{7}tool"),
+        "{stderr}"
+    );
+}
+
 // ------------------------------------------------------------------ docs/errors.md
 
 /// Every test the tables of hostile input and faults in `docs/errors.md` name exists
-/// (as a `#[test]`): the main table and every table of the sections after it.
+/// (as a `#[test]`): the first table (its own heading) and every later table with the
+/// same columns (case, message, exit code, test).
 #[test]
 fn the_errors_table_names_existing_tests() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -1131,19 +1388,21 @@ fn the_errors_table_names_existing_tests() {
     let start = doc
         .find("## Hostile input and faults: what compose says")
         .expect("the table's heading");
-    // Every table of the file from that heading on: (its rows without the header and
-    // the separator), in order.
+    const HEADER: &str = "| case | what compose says | exit | test |";
+    // Every table with the columns of the first, in order: its rows.
     let mut tables: Vec<Vec<&str>> = Vec::new();
-    let mut in_table = false;
-    for line in doc[start..].lines() {
-        match (line.starts_with('|'), in_table) {
-            (true, false) => tables.push(vec![line]),
-            (true, true) => tables.last_mut().unwrap().push(line),
-            _ => {}
+    let mut lines = doc[start..].lines().peekable();
+    while let Some(line) = lines.next() {
+        if line != HEADER {
+            continue;
         }
-        in_table = line.starts_with('|');
+        lines.next(); // |---|---|---|---|
+        let mut rows = Vec::new();
+        while let Some(row) = lines.next_if(|l| l.starts_with('|')) {
+            rows.push(row);
+        }
+        tables.push(rows);
     }
-    let tables: Vec<Vec<&str>> = tables.into_iter().map(|t| t[2..].to_vec()).collect();
     // 8 trust, 6 index, 11 package, 6 network and 4 local cases.
     assert_eq!(tables[0].len(), 35, "one row per case of docs/errors.md");
     assert!(tables.len() > 1, "the tables after the first are read too");

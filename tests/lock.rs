@@ -55,7 +55,8 @@ impl Fx {
         let key = TestKey::generate("compose lock test <lock@example.invalid>");
         let repo = Repo::build(&key, &[suite("noble", "1.0-1")], IndexVariants::ALL);
         let server = repo.serve();
-        let tmp = tempfile::tempdir().unwrap();
+        // Reachable by another user: one test runs compose as nobody.
+        let tmp = support::reachable_tempdir().unwrap_or_else(|| tempfile::tempdir().unwrap());
         let dir = tmp.path().to_path_buf();
         support::write_keyring(&dir, "archive.gpg", &key);
         let fx = Fx {
@@ -404,12 +405,16 @@ fn the_digest_is_the_same_in_another_environment() {
     let other = fx.dir.join("elsewhere");
     std::fs::create_dir_all(&other).unwrap();
     std::fs::set_permissions(&fx.dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let args = build_args(&fx, "out-b", "cache-b");
-    // Another user (nobody) and host name where possible, another umask always.
+    // Another user (nobody) and host name where possible, another umask always. Nobody
+    // runs a copy of the binary: the checkout's target/ may be out of its reach (a
+    // clone under a 0700 home directory).
     let root = unsafe_euid_is_root();
+    let bin = support::binary_copy(env!("CARGO_BIN_EXE_compose"), &fx.dir);
     let script = format!(
         "umask 077; exec {} {}",
-        env!("CARGO_BIN_EXE_compose"),
+        bin.display(),
         args.iter()
             .map(|a| format!("'{a}'"))
             .collect::<Vec<_>>()

@@ -555,8 +555,8 @@ mod merge {
             parts.push((part, s.finish().map_err(|e| e.to_string())?));
         }
         let mut tree = Tree::new().unwrap();
-        for (part, contribution) in &parts {
-            select::merge(&mut tree, part, contribution).map_err(|e| e.to_string())?;
+        for (part, contribution) in parts {
+            select::merge(&mut tree, part, &contribution).map_err(|e| e.to_string())?;
         }
         Ok(listing(&tree))
     }

@@ -1,10 +1,11 @@
 //! The apt trust chain over bytes (docs/architecture.md, "The trust chain"): OpenPGP verification of
 //! `InRelease` / `Release`+`Release.gpg`, the `Release` file, `Packages`
-//! indexes and Debian version ordering.
+//! indexes, a package's own `control` file and Debian version ordering.
 //!
 //! Nothing here touches the network or the file system: callers hand in the
 //! bytes they fetched and a `what` (usually the URL) that errors name.
 
+pub mod control;
 pub mod packages;
 pub mod release;
 pub mod resolve;
@@ -52,10 +53,13 @@ pub use release::{
 };
 pub use signature::{verify_clearsigned, verify_detached, Keyring, Verified};
 
+use crate::text::{quoted, shown};
+
 /// Everything that can go wrong while checking apt metadata.
 ///
 /// Each message is one sentence naming the file (`what`, usually its URL),
-/// the package or key involved, what was expected and what was found.
+/// the package or key involved, what was expected and what was found. Values read from
+/// the archive are shown through [`crate::text`] (escaped, capped).
 #[derive(Debug, thiserror::Error)]
 pub enum AptError {
     /// A keyring file is empty, not OpenPGP, or holds no certificate.
@@ -119,7 +123,7 @@ pub enum AptError {
 
     /// A Release file is malformed: not UTF-8, not one deb822 stanza, a field on several
     /// lines, or its `SHA256` field missing or malformed.
-    #[error("{what}: malformed Release file: {reason}")]
+    #[error("{what}: malformed Release file: {}", shown(.reason))]
     Release {
         /// the Release file, usually its URL
         what: String,
@@ -128,7 +132,7 @@ pub enum AptError {
     },
 
     /// A Release `Date` or `Valid-Until` that [`parse_date`] cannot read.
-    #[error("{what}: {field} date {value:?} cannot be parsed (expected e.g. \"Sat, 11 Jul 2026 10:16:37 UTC\")")]
+    #[error("{what}: {field} date {} cannot be parsed (expected e.g. \"Sat, 11 Jul 2026 10:16:37 UTC\")", quoted(.value))]
     BadDate {
         /// the Release file, usually its URL
         what: String,
@@ -139,7 +143,7 @@ pub enum AptError {
     },
 
     /// The Release's `Valid-Until` has passed and expired metadata is not allowed.
-    #[error("{what} expired on {valid_until} (Valid-Until); the mirror is stale or replaying old metadata; use a current mirror, or allow expired metadata explicitly (snapshot, --allow-expired)")]
+    #[error("{what} expired on {} (Valid-Until); the mirror is stale or replaying old metadata; use a current mirror, or allow expired metadata explicitly (snapshot, --allow-expired)", shown(.valid_until))]
     Expired {
         /// the Release file, usually its URL
         what: String,
@@ -148,7 +152,7 @@ pub enum AptError {
     },
 
     /// The Release's `Date` is more than [`CLOCK_SKEW_TOLERANCE_SECS`] in the future.
-    #[error("{what} is dated {date}, more than {tolerance_secs} s in the future; check this machine's clock")]
+    #[error("{what} is dated {}, more than {tolerance_secs} s in the future; check this machine's clock", shown(.date))]
     NotYetValid {
         /// the Release file, usually its URL
         what: String,
@@ -159,7 +163,7 @@ pub enum AptError {
     },
 
     /// The Release does not list the architecture asked for.
-    #[error("{what} does not list architecture {arch:?} (Architectures: {available}); pick one of those or another source")]
+    #[error("{what} does not list architecture {arch:?} (Architectures: {}); pick one of those or another source", shown(.available))]
     ArchitectureMissing {
         /// the Release file, usually its URL
         what: String,
@@ -170,7 +174,7 @@ pub enum AptError {
     },
 
     /// The Release does not list the component asked for.
-    #[error("{what} does not list component {component:?} (Components: {available}); fix `components` of the source")]
+    #[error("{what} does not list component {component:?} (Components: {}); fix `components` of the source", shown(.available))]
     ComponentMissing {
         /// the Release file, usually its URL
         what: String,
@@ -214,7 +218,7 @@ pub enum AptError {
 
     /// A `Packages` index is not UTF-8 or not deb822, or a stanza has no single-line
     /// `Package`.
-    #[error("{what}: malformed Packages index: {reason}")]
+    #[error("{what}: malformed Packages index: {}", shown(.reason))]
     Packages {
         /// the index, usually its URL
         what: String,
@@ -223,7 +227,7 @@ pub enum AptError {
     },
 
     /// A kept `Packages` stanza lacks a required field, or has it empty.
-    #[error("{what}: package {package} has no {field} field")]
+    #[error("{what}: package {} has no {field} field", shown(.package))]
     MissingField {
         /// the index, usually its URL
         what: String,
@@ -234,7 +238,7 @@ pub enum AptError {
     },
 
     /// A kept `Packages` stanza has a required field with an unusable value.
-    #[error("{what}: package {package} has an invalid {field} {value:?}: {reason}")]
+    #[error("{what}: package {} has an invalid {field} {}: {reason}", shown(.package), quoted(.value))]
     BadField {
         /// the index, usually its URL
         what: String,
@@ -250,7 +254,7 @@ pub enum AptError {
 
     /// One package (name, version, architecture) appears twice in an index with different
     /// SHA256 (an identical repeat is fine).
-    #[error("{what}: package {package} appears twice with different SHA256 ({first} and {second}); the index is inconsistent")]
+    #[error("{what}: package {} appears twice with different SHA256 ({first} and {second}); the index is inconsistent", shown(.package))]
     Conflict {
         /// the index, usually its URL
         what: String,

@@ -186,7 +186,9 @@ pub struct PackageLock {
 }
 
 impl PackageLock {
-    /// From a `Packages` stanza: `sha256` is its bare hex `SHA256` field.
+    /// From a `Packages` stanza: `sha256` is its bare hex `SHA256` field. A value holding
+    /// a control character ([`crate::text::first_unsafe`]) is refused: the lock is
+    /// reviewed in a terminal and a diff.
     pub fn new(
         version: &str,
         arch: &str,
@@ -195,6 +197,20 @@ impl PackageLock {
         size: u64,
         sha256: &str,
     ) -> Result<PackageLock, String> {
+        for (field, value) in [
+            ("Version", version),
+            ("Architecture", arch),
+            ("suite", suite),
+            ("URL", url),
+        ] {
+            if let Some(c) = crate::text::first_unsafe(value) {
+                return Err(format!(
+                    "its {field} {} holds the control character {}; refusing to record it in the lock",
+                    crate::text::quoted(value),
+                    c.escape_default()
+                ));
+            }
+        }
         Ok(PackageLock {
             version: version.into(),
             arch: arch.into(),
@@ -362,9 +378,29 @@ impl Lock {
     }
 
     /// Write the lock to `path` atomically, after checking that it reads back as it is
-    /// (no value with whitespace, no malformed field).
+    /// (no value with whitespace or a control character, no malformed field).
     pub fn write(&self, path: &Path) -> Result<(), LockError> {
+        self.stage(path)?.commit()
+    }
+
+    /// [`Lock::write`] up to the rename: the checked text is in a temporary file beside
+    /// `path`; [`StagedLock::commit`] puts it in place, dropping it leaves `path` as it was.
+    pub fn stage(&self, path: &Path) -> Result<StagedLock, LockError> {
         let text = self.to_text();
+        if let Some((line, c)) = text
+            .lines()
+            .find_map(|l| crate::text::first_unsafe(l).map(|c| (l, c)))
+        {
+            return Err(LockError::new(
+                path,
+                None,
+                LockErrorKind::Unrecordable(format!(
+                    "`{}` holds the control character {}",
+                    crate::text::shown(line),
+                    c.escape_default()
+                )),
+            ));
+        }
         match Lock::parse(&text, path) {
             Ok(back) if back == *self => {}
             Ok(_) => return Err(LockError::new(
@@ -393,7 +429,7 @@ impl Lock {
                 ));
             }
         }
-        crate::atomic::write(path, ".compose-lock-", text.as_bytes()).map_err(|e| {
+        let io = |e: crate::atomic::AtomicError| {
             LockError::new(
                 path,
                 None,
@@ -402,7 +438,60 @@ impl Lock {
                     source: e.source,
                 },
             )
+        };
+        let mut file = crate::atomic::AtomicFile::create(path, ".compose-lock-").map_err(io)?;
+        std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|source| {
+            io(crate::atomic::AtomicError {
+                step: crate::atomic::Step::Write,
+                path: path.to_path_buf(),
+                source,
+            })
+        })?;
+        Ok(StagedLock {
+            file,
+            path: path.to_path_buf(),
         })
+    }
+}
+
+/// A lock written to a temporary file beside its path, not yet in place
+/// ([`Lock::stage`]). Dropping it removes the temporary file.
+pub struct StagedLock {
+    file: crate::atomic::AtomicFile,
+    path: PathBuf,
+}
+
+impl StagedLock {
+    /// Rename the lock into place.
+    pub fn commit(self) -> Result<(), LockError> {
+        self.commit_keeping_old()
+            .map(crate::atomic::Replaced::finish)
+    }
+
+    /// [`StagedLock::commit`], keeping the lock it replaced until the caller finishes or
+    /// rolls back ([`crate::atomic::Replaced`]).
+    pub fn commit_keeping_old(self) -> Result<crate::atomic::Replaced, LockError> {
+        let path = self.path;
+        self.file.commit_keeping_old().map_err(|e| {
+            LockError::new(
+                &path,
+                None,
+                LockErrorKind::Io {
+                    action: "cannot write the lock",
+                    source: e.source,
+                },
+            )
+        })
+    }
+
+    /// Where the lock goes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The temporary file holding it (to remove on an interrupt).
+    pub fn temp_path(&self) -> &Path {
+        self.file.temp_path()
     }
 }
 

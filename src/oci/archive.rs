@@ -6,7 +6,8 @@
 //! owners `0:0` with empty names, every mtime the image epoch, two zero blocks at the end.
 //!
 //! It reads the finished layout and writes only the archive (replaced through
-//! [`crate::atomic`]); it must not change the layout, and parses none of its documents
+//! [`crate::atomic`], staged first by [`stage_oci_archive`] and [`stage_docker_archive`]
+//! so that the output stage can commit it together with the other outputs); it must not change the layout, and parses none of its documents
 //! (the docker archive's digests come from the caller).
 
 use std::collections::BTreeMap;
@@ -30,6 +31,14 @@ enum Member {
 /// Pack the OCI image layout at `layout` (`oci-layout`, `index.json`, `blobs/sha256/*`)
 /// into one tar at `output`.
 pub fn write_oci_archive(layout: &Path, output: &Path, epoch: u64) -> Result<(), OciError> {
+    stage_oci_archive(layout, output, epoch)?
+        .commit()
+        .map_err(replace_err)
+}
+
+/// [`write_oci_archive`] up to the rename: the archive is complete in a temporary file
+/// beside `output`, which the caller commits (or drops, leaving `output` as it was).
+pub fn stage_oci_archive(layout: &Path, output: &Path, epoch: u64) -> Result<AtomicFile, OciError> {
     let mut members = BTreeMap::new();
     members.insert("blobs/".to_string(), Member::Dir);
     members.insert("blobs/sha256/".to_string(), Member::Dir);
@@ -44,7 +53,7 @@ pub fn write_oci_archive(layout: &Path, output: &Path, epoch: u64) -> Result<(),
         let name = entry.file_name().to_string_lossy().into_owned();
         members.insert(format!("blobs/sha256/{name}"), Member::Disk(entry.path()));
     }
-    write_tar_atomically(output, &members, epoch)
+    stage_tar(output, &members, epoch)
 }
 
 /// What a docker archive holds of the one image.
@@ -89,6 +98,18 @@ pub fn write_docker_archive(
     image: &DockerImage,
     epoch: u64,
 ) -> Result<(), OciError> {
+    stage_docker_archive(layout, output, image, epoch)?
+        .commit()
+        .map_err(replace_err)
+}
+
+/// [`write_docker_archive`] up to the rename (see [`stage_oci_archive`]).
+pub fn stage_docker_archive(
+    layout: &Path,
+    output: &Path,
+    image: &DockerImage,
+    epoch: u64,
+) -> Result<AtomicFile, OciError> {
     let (manifest, repositories) = docker_metadata(image)?;
     let blob = |d: &str| {
         Member::Disk(
@@ -111,16 +132,17 @@ pub fn write_docker_archive(
     );
     members.insert("manifest.json".to_string(), Member::Bytes(manifest));
     members.insert("repositories".to_string(), Member::Bytes(repositories));
-    write_tar_atomically(output, &members, epoch)
+    stage_tar(output, &members, epoch)
 }
 
-/// Write `members` (in key order) as a tar into a temporary file beside `output`, then
-/// rename it over `output` ([`AtomicFile`]). A directory at `output` is refused.
-fn write_tar_atomically(
+/// Write `members` (in key order) as a tar into a temporary file beside `output`,
+/// synced and ready to be renamed over `output` ([`AtomicFile`]). A directory at
+/// `output` is refused.
+fn stage_tar(
     output: &Path,
     members: &BTreeMap<String, Member>,
     epoch: u64,
-) -> Result<(), OciError> {
+) -> Result<AtomicFile, OciError> {
     if output.is_dir() {
         return Err(OciError::io(format!(
             "cannot write the archive {}",
@@ -135,11 +157,12 @@ fn write_tar_atomically(
     let file = out
         .into_inner()
         .map_err(|e| OciError::io("cannot write the archive")(e.into_error()))?;
-    file.commit().map_err(replace_err)
+    file.prepare().map_err(replace_err)?;
+    Ok(file)
 }
 
 /// A failed step of replacing the archive file, in the archive's words.
-fn replace_err(e: AtomicError) -> OciError {
+pub fn replace_err(e: AtomicError) -> OciError {
     let context = match e.step {
         Step::Rename => format!("cannot rename the archive to {}", e.path.display()),
         _ => e.context(),

@@ -19,6 +19,10 @@ use sha2::{Digest, Sha256};
 use super::gzip::BLOCK;
 use super::{LayerInfo, OciError, GZIP_LEVEL};
 
+/// The start of the names of layers being copied into the cache (the PID and random
+/// characters follow, [`crate::temporary`]).
+const KEEP_PREFIX: &str = ".keep-";
+
 /// Turns the cache off when set to `0`.
 pub const ENV: &str = "COMPOSE_LAYER_CACHE";
 
@@ -35,9 +39,10 @@ impl LayerCache {
             return None;
         }
         let format = format!("gzip{GZIP_LEVEL}-block{}k", BLOCK >> 10);
-        Some(LayerCache {
-            dir: cache_root.join("layers").join(format),
-        })
+        let dir = cache_root.join("layers").join(format);
+        // Copies of runs that were killed while keeping a layer (crate::temporary).
+        crate::temporary::sweep(&dir, &[(KEEP_PREFIX, crate::temporary::Stale::Remove)]);
+        Some(LayerCache { dir })
     }
 
     /// Holds no layer at all (a first build): no need to compute a diff_id to look one up.
@@ -110,7 +115,10 @@ impl LayerCache {
         }
         let stored = (|| -> io::Result<()> {
             fs::create_dir_all(&self.dir)?;
-            let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+            let mut tmp = tempfile::Builder::new()
+                .prefix(&crate::temporary::prefix(KEEP_PREFIX))
+                .tempfile_in(&self.dir)?;
+            crate::temporary::lock_file(tmp.as_file());
             io::copy(&mut File::open(blob)?, tmp.as_file_mut())?;
             tmp.persist(&path).map_err(|e| e.error)?;
             Ok(())

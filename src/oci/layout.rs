@@ -29,7 +29,23 @@ use crate::rootfs::tree::Tree;
 #[derive(Debug)]
 pub struct LayoutWriter {
     dir: tempfile::TempDir,
+    /// The owner's lock on the temporary directory ([`crate::temporary`]).
+    _lock: Option<File>,
 }
+
+/// The start of the temporary layout's name beside `output`: `.<name>.tmp-` (the PID
+/// and random characters follow, [`crate::temporary`]).
+pub fn temp_prefix(output: &Path) -> String {
+    let base = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
+    format!(".{base}.tmp-")
+}
+
+/// The start of the name of the directory an old layout is moved into while the new one
+/// is renamed in (it holds the old layout under the output's own name).
+pub const ASIDE_PREFIX: &str = ".old-layout-";
 
 impl LayoutWriter {
     /// Create the temporary layout (mode 0755, with `blobs/sha256`) in `output`'s
@@ -41,12 +57,8 @@ impl LayoutWriter {
         };
         fs::create_dir_all(&parent)
             .map_err(OciError::io(format!("cannot create {}", parent.display())))?;
-        let base = output
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "image".into());
         let dir = tempfile::Builder::new()
-            .prefix(&format!(".{base}.tmp-"))
+            .prefix(&crate::temporary::prefix(&temp_prefix(output)))
             .tempdir_in(&parent)
             .map_err(OciError::io(format!(
                 "cannot create a temporary directory in {}",
@@ -56,10 +68,11 @@ impl LayoutWriter {
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).map_err(
             OciError::io(format!("cannot set the mode of {}", dir.path().display())),
         )?;
+        let lock = crate::temporary::lock_dir(dir.path());
         let blobs = dir.path().join("blobs/sha256");
         fs::create_dir_all(&blobs)
             .map_err(OciError::io(format!("cannot create {}", blobs.display())))?;
-        Ok(LayoutWriter { dir })
+        Ok(LayoutWriter { dir, _lock: lock })
     }
 
     /// The temporary directory (for tests and diagnostics).
@@ -269,6 +282,32 @@ impl LayoutWriter {
     /// empty directory) at `output` is replaced: moved aside, the new one renamed in,
     /// the old one deleted. Anything else at `output` is left alone and is an error.
     pub fn commit(self, output: &Path) -> Result<(), OciError> {
+        self.commit_keeping_old(output)?.finish()
+    }
+
+    /// Whether `output` may be replaced by a layout: absent, an OCI image layout or an
+    /// empty directory (what [`LayoutWriter::commit`] accepts). Checked before the build
+    /// so that a refusal costs no work.
+    pub fn check_destination(output: &Path) -> Result<(), OciError> {
+        match fs::symlink_metadata(output) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(OciError::io(format!("cannot inspect {}", output.display()))(e)),
+            Ok(meta)
+                if meta.is_dir()
+                    && (output.join("oci-layout").is_file() || is_empty_dir(output)) =>
+            {
+                Ok(())
+            }
+            Ok(_) => Err(OciError::NotALayout {
+                output: output.to_path_buf(),
+            }),
+        }
+    }
+
+    /// [`LayoutWriter::commit`], keeping the layout it replaced aside until
+    /// [`CommittedLayout::finish`] deletes it or [`CommittedLayout::rollback`] puts it
+    /// back (another output of the build could not be put in place).
+    pub fn commit_keeping_old(self, output: &Path) -> Result<CommittedLayout, OciError> {
         let tmp = self.dir.path().to_path_buf();
         for dir in [tmp.join("blobs/sha256"), tmp.join("blobs"), tmp.clone()] {
             sync_dir(&dir)?;
@@ -288,26 +327,33 @@ impl LayoutWriter {
                     });
                 }
                 let old = tempfile::Builder::new()
-                    .prefix(".old-layout-")
+                    .prefix(&crate::temporary::prefix(ASIDE_PREFIX))
                     .tempdir_in(&parent)
                     .map_err(OciError::io(format!(
                         "cannot create a temporary directory in {}",
                         parent.display()
                     )))?;
                 let old = old.keep();
-                let target = old.join("layout");
-                fs::rename(output, &target).map_err(OciError::io(format!(
-                    "cannot move the old {} aside",
-                    output.display()
-                )))?;
-                aside = Some((old, target));
+                let lock = crate::temporary::lock_dir(&old);
+                // Under the output's own name, so that a sweep after a crash knows where
+                // it belongs (crate::temporary::Stale::Restore).
+                let name = output.file_name().unwrap_or(std::ffi::OsStr::new("layout"));
+                let target = old.join(name);
+                if let Err(e) = fs::rename(output, &target) {
+                    let _ = fs::remove_dir_all(&old);
+                    return Err(OciError::io(format!(
+                        "cannot move the old {} aside",
+                        output.display()
+                    ))(e));
+                }
+                aside = Some((old, target, lock));
             }
         }
 
         let tmp = self.dir.keep();
         if let Err(e) = fs::rename(&tmp, output) {
             // Put the old layout back and clean up; the new one is lost with the error.
-            if let Some((old, target)) = &aside {
+            if let Some((old, target, _)) = &aside {
                 let _ = fs::rename(target, output);
                 let _ = fs::remove_dir_all(old);
             }
@@ -317,12 +363,53 @@ impl LayoutWriter {
                 output.display()
             ))(e));
         }
-        sync_dir(&parent)?;
-        if let Some((old, _)) = aside {
+        let committed = CommittedLayout {
+            output: output.to_path_buf(),
+            parent,
+            staged: tmp,
+            aside,
+            _lock: self._lock,
+        };
+        if let Err(e) = sync_dir(&committed.parent) {
+            committed.rollback();
+            return Err(e);
+        }
+        Ok(committed)
+    }
+}
+
+/// A layout in place, the one it replaced still kept aside.
+#[derive(Debug)]
+pub struct CommittedLayout {
+    output: PathBuf,
+    parent: PathBuf,
+    /// Where it was staged (free again: where a rollback moves it back out).
+    staged: PathBuf,
+    /// The directory holding the old layout, the old layout in it, and its lock.
+    aside: Option<(PathBuf, PathBuf, Option<File>)>,
+    _lock: Option<File>,
+}
+
+impl CommittedLayout {
+    /// Delete the replaced layout, if any.
+    pub fn finish(mut self) -> Result<(), OciError> {
+        if let Some((old, _, _)) = self.aside.take() {
             fs::remove_dir_all(&old)
                 .map_err(OciError::io(format!("cannot delete {}", old.display())))?;
         }
         Ok(())
+    }
+
+    /// Undo the commit: delete the new layout and put back the one it replaced.
+    pub fn rollback(mut self) {
+        if fs::rename(&self.output, &self.staged).is_ok() {
+            let _ = fs::remove_dir_all(&self.staged);
+        }
+        if let Some((old, target, _)) = self.aside.take() {
+            let _ = fs::rename(&target, &self.output);
+            let _ = fs::remove_dir_all(&old);
+        }
+        let _ = sync_dir(&self.parent);
     }
 }
 

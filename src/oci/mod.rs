@@ -19,7 +19,10 @@ pub mod read;
 
 pub use layer::{diff_id, write_layer, GZIP_LEVEL};
 pub use layer_cache::LayerCache;
-pub use layout::{rfc3339, LayoutWriter};
+pub use layout::{
+    rfc3339, temp_prefix as layout_temp_prefix, CommittedLayout, LayoutWriter,
+    ASIDE_PREFIX as LAYOUT_ASIDE_PREFIX,
+};
 
 /// Media type of a layer blob: a gzipped tar.
 pub const MEDIA_TYPE_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";

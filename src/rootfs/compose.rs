@@ -18,6 +18,7 @@ use crate::rootfs::linkage::Shipped;
 use crate::rootfs::merged_usr;
 use crate::rootfs::select::{self, SelectError, Selector};
 use crate::rootfs::tree::Tree;
+use crate::text::shown;
 
 /// Why one architecture's tree could not be composed.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +35,7 @@ pub enum ComposeError {
         source: std::io::Error,
     },
     /// An entry a generator captures could not be read from its data.tar.
-    #[error("{what}: reading {path}: {source}")]
+    #[error("{what}: reading {}: {source}", shown(.path))]
     Read {
         /// The package's URL.
         what: String,
@@ -46,6 +47,25 @@ pub enum ComposeError {
     /// A `.deb` could not be read.
     #[error(transparent)]
     Deb(#[from] DebError),
+    /// A `.deb`'s control file cannot be read strictly ([`crate::apt::control`]).
+    #[error("{what}: its control file cannot be trusted: {}; refusing the package", shown(.reason))]
+    Control {
+        /// The package's URL.
+        what: String,
+        /// Why, one phrase.
+        reason: String,
+    },
+    /// A `.deb`'s control file names another package, version or architecture than
+    /// its verified pin (the signed index's stanza, or the lock made from it).
+    #[error("{what}: its control file says {}, its signed index entry says {}; the .deb is not the package the index lists, refusing it", shown(.control), shown(.pinned))]
+    Identity {
+        /// The package's URL.
+        what: String,
+        /// `package version (architecture)` as the control file says.
+        control: String,
+        /// `package version (architecture)` as the pin says.
+        pinned: String,
+    },
     /// Selection, merging or the merged-usr links failed.
     #[error(transparent)]
     Select(#[from] SelectError),
@@ -122,6 +142,7 @@ fn select_package(
         }
         Ok(())
     })?;
+    check_identity(&control.control, resolved, &what)?;
     // Selected hard links whose target was not selected: a second pass copies it.
     let orphans = selector.orphan_targets();
     if !orphans.is_empty() {
@@ -139,6 +160,26 @@ fn select_package(
         shipped,
         captured,
         control,
+    })
+}
+
+/// The `.deb` must be the package its pin names: its control file's `Package`,
+/// `Version` and `Architecture` are the pin's (which came from the signed index, directly
+/// or through the lock). The control file then goes to `status.d` as it is
+/// ([`crate::rootfs::generate::dpkg_status`]): what scanners read is what was verified.
+fn check_identity(control: &[u8], pin: &Resolved, what: &str) -> Result<(), ComposeError> {
+    let id = crate::apt::control::identity(control).map_err(|reason| ComposeError::Control {
+        what: what.to_string(),
+        reason,
+    })?;
+    if (&id.package, &id.version, &id.architecture) == (&pin.name, &pin.version, &pin.architecture)
+    {
+        return Ok(());
+    }
+    Err(ComposeError::Identity {
+        what: what.to_string(),
+        control: format!("{} {} ({})", id.package, id.version, id.architecture),
+        pinned: format!("{} {} ({})", pin.name, pin.version, pin.architecture),
     })
 }
 
@@ -162,8 +203,7 @@ pub fn compose_tree(
         |i| select_package(manifest, generators, arch, &packages[i], &debs[i]),
         |i, part| -> Result<(), ComposeError> {
             let part = part?;
-            select::merge(&mut tree, &part.tree, &part.contribution)?;
-            drop(part.tree);
+            select::merge(&mut tree, part.tree, &part.contribution)?;
             shipped.absorb(part.shipped);
             captured.absorb(part.captured);
             setid.extend(part.contribution.setid);

@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps, CWD};
 
 use crate::rootfs::tree::{Node, NodeKind, Tree};
+use crate::text::{quoted, shown};
 
 /// What [`export`] wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -81,7 +82,7 @@ pub enum ExportError {
         dir: PathBuf,
     },
     /// An entry's parent in the tree is a symbolic link.
-    #[error("refusing to write {path} into {}: it lies under {symlink}, a symbolic link to `{target}`, and writing through a link could reach outside the directory", .dir.display())]
+    #[error("refusing to write {} into {}: it lies under {}, a symbolic link to `{}`, and writing through a link could reach outside the directory", shown(.path), .dir.display(), shown(.symlink), shown(.target))]
     UnderSymlink {
         /// The destination.
         dir: PathBuf,
@@ -94,7 +95,9 @@ pub enum ExportError {
     },
     /// An entry's parent is missing from the tree or is not a directory.
     #[error(
-        "refusing to write {path}: its parent {parent} is {found} in the image, not a directory"
+        "refusing to write {}: its parent {} is {found} in the image, not a directory",
+        shown(.path),
+        shown(.parent)
     )]
     NoParent {
         /// Absolute tree path of the entry.
@@ -105,7 +108,7 @@ pub enum ExportError {
         found: &'static str,
     },
     /// A tree path is not absolute or has an empty, `.`, `..` or NUL-bearing component.
-    #[error("refusing to write {path:?}: `{component}` is not a plain file name")]
+    #[error("refusing to write {}: `{}` is not a plain file name", quoted(.path), shown(.component))]
     BadPath {
         /// The tree path.
         path: String,
@@ -113,7 +116,7 @@ pub enum ExportError {
         component: String,
     },
     /// A hard link does not resolve to a regular file of the tree.
-    #[error("hard link {path} points to {target}, which {reason} in the image")]
+    #[error("hard link {} points to {}, which {reason} in the image", shown(.path), shown(.target))]
     Hardlink {
         /// Absolute tree path of the hard link.
         path: String,
@@ -289,6 +292,8 @@ pub struct Staged {
     dir: PathBuf,
     tmp: TmpDir,
     summary: ExportSummary,
+    /// The owner's lock on the temporary directory ([`crate::temporary`]).
+    lock: Option<File>,
 }
 
 /// Write `tree` into a fresh temporary directory beside `dir`. Nothing is at `dir` yet.
@@ -298,13 +303,14 @@ pub fn stage(tree: &Tree, dir: &Path, epoch: u64) -> Result<Staged, ExportError>
     let (parent, name) = split_destination(dir)?;
     fs::create_dir_all(&parent).map_err(io_err(format!("cannot create {}", parent.display())))?;
     let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}.tmp-"))
+        .prefix(&crate::temporary::prefix(&temp_prefix(&name)))
         .tempdir_in(&parent)
         .map_err(io_err(format!(
             "cannot create a temporary directory in {}",
             parent.display()
         )))?;
     let tmp = TmpDir(Some(tmp.keep()));
+    let lock = crate::temporary::lock_dir(tmp.path());
     let owners = rustix::process::geteuid().is_root();
     let mut summary = write_tree(tree, &plan, tmp.path(), dir, epoch, owners)?;
     summary.dir = dir.to_path_buf();
@@ -312,8 +318,20 @@ pub fn stage(tree: &Tree, dir: &Path, epoch: u64) -> Result<Staged, ExportError>
         dir: dir.to_path_buf(),
         tmp,
         summary,
+        lock,
     })
 }
+
+/// The start of the name of the temporary directory a root filesystem named `name` is
+/// staged in, beside it: `.<name>.tmp-` (the PID and random characters follow,
+/// [`crate::temporary`]).
+pub fn temp_prefix(name: &str) -> String {
+    format!(".{name}.tmp-")
+}
+
+/// The start of the name of the directory an old root filesystem is moved into while
+/// the new one is renamed in (it holds the old one under its own name).
+pub const ASIDE_PREFIX: &str = ".old-rootfs-";
 
 impl Staged {
     /// The temporary directory holding the root filesystem (for tests and diagnostics).
@@ -330,26 +348,28 @@ impl Staged {
     /// aside (deleted by [`Committed::finish`], put back by [`Committed::rollback`]).
     pub fn commit(self) -> Result<Committed, ExportError> {
         let state = destination(&self.dir)?;
-        let (parent, _) = split_destination(&self.dir)?;
+        let (parent, name) = split_destination(&self.dir)?;
         let mut aside = None;
         if state == Destination::Replaceable {
             let old = tempfile::Builder::new()
-                .prefix(".old-rootfs-")
+                .prefix(&crate::temporary::prefix(ASIDE_PREFIX))
                 .tempdir_in(&parent)
                 .map_err(io_err(format!(
                     "cannot create a temporary directory in {}",
                     parent.display()
                 )))?;
             let old = TmpDir(Some(old.keep()));
-            let target = old.path().join("rootfs");
+            let old_lock = crate::temporary::lock_dir(old.path());
+            // Under its own name: a sweep after a crash knows where it belongs.
+            let target = old.path().join(&name);
             fs::rename(&self.dir, &target).map_err(io_err(format!(
                 "cannot move the old {} aside",
                 self.dir.display()
             )))?;
-            aside = Some((old, target));
+            aside = Some((old, target, old_lock));
         }
         if let Err(e) = fs::rename(self.tmp.path(), &self.dir) {
-            if let Some((_, target)) = &aside {
+            if let Some((_, target, _)) = &aside {
                 let _ = fs::rename(target, &self.dir);
             }
             return Err(io_err(format!(
@@ -363,6 +383,7 @@ impl Staged {
             tmp,
             aside,
             summary: self.summary,
+            _lock: self.lock,
         };
         if let Err(e) = write_marker(&committed.dir) {
             committed.rollback();
@@ -378,14 +399,16 @@ pub struct Committed {
     dir: PathBuf,
     /// Where it was staged (free again; used to move it back out on rollback).
     tmp: PathBuf,
-    aside: Option<(TmpDir, PathBuf)>,
+    /// The directory holding the old root filesystem, the old one in it, and its lock.
+    aside: Option<(TmpDir, PathBuf, Option<File>)>,
     summary: ExportSummary,
+    _lock: Option<File>,
 }
 
 impl Committed {
     /// Delete the replaced root filesystem, if any.
     pub fn finish(mut self) -> Result<ExportSummary, ExportError> {
-        if let Some((old, _)) = self.aside.take() {
+        if let Some((old, _, _)) = self.aside.take() {
             let old = old.keep();
             remove_tree(&old).map_err(io_err(format!("cannot delete {}", old.display())))?;
         }
@@ -399,7 +422,7 @@ impl Committed {
             let _ = remove_tree(&self.tmp);
         }
         match self.aside.take() {
-            Some((old, target)) => {
+            Some((old, target, _)) => {
                 if fs::rename(&target, &self.dir).is_ok() {
                     let _ = write_marker(&self.dir);
                 }

@@ -28,6 +28,7 @@ use object::{Endianness, ReadCache, ReadRef};
 use crate::deb::{Entry, EntryKind};
 use crate::rootfs::merged_usr::merged_usr_path;
 use crate::rootfs::tree::{Node, NodeKind, Tree};
+use crate::text::shown;
 
 /// Symbolic links followed while resolving one path before giving up (as Linux's ELOOP).
 const MAX_HOPS: usize = 40;
@@ -190,10 +191,16 @@ impl fmt::Display for Miss {
         match &self.need {
             Need::Interpreter(p) => write!(
                 f,
-                "{} needs the interpreter {p}, which is not in the image",
-                self.file
+                "{} needs the interpreter {}, which is not in the image",
+                shown(&self.file),
+                shown(p)
             )?,
-            Need::Library(n) => write!(f, "{} needs {n}, which is not in the image", self.file)?,
+            Need::Library(n) => write!(
+                f,
+                "{} needs {}, which is not in the image",
+                shown(&self.file),
+                shown(n)
+            )?,
         }
         if !self.hint.is_empty() {
             write!(f, "; {}", self.hint)?;

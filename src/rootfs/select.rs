@@ -20,7 +20,8 @@ use crate::arch::Arch;
 use crate::deb::{Entry, EntryKind};
 use crate::manifest::Package;
 use crate::rootfs::merged_usr::{is_merged_top, merged_usr_path};
-use crate::rootfs::tree::{Node, NodeKind, Tree};
+use crate::rootfs::tree::{Node, NodeKind, SpoolError, Tree};
+use crate::text::shown;
 
 /// What a package contributed.
 #[derive(Debug, Default, Clone)]
@@ -54,7 +55,7 @@ pub enum SelectError {
         arch: Arch,
     },
     /// A selected hard link's target is not a regular file of the package's data.tar.
-    #[error("package {package}: hard link {path} points to {target}, which is not a regular file of the package")]
+    #[error("package {package}: hard link {} points to {}, which is not a regular file of the package", shown(.path), shown(.target))]
     HardlinkTarget {
         /// The package name.
         package: String,
@@ -64,7 +65,7 @@ pub enum SelectError {
         target: String,
     },
     /// A selected entry is a device node, fifo or sparse file.
-    #[error("package {package}: {path} is a {kind}; compose does not put device nodes or fifos in images, exclude it")]
+    #[error("package {package}: {} is a {kind}; compose does not put device nodes or fifos in images, exclude it", shown(.path))]
     Special {
         /// The package name.
         package: String,
@@ -76,16 +77,26 @@ pub enum SelectError {
     /// Two entries claim one path ([`Tree::insert`]'s rules).
     #[error("{}", conflict_message(.0))]
     Conflict(#[from] crate::rootfs::tree::Conflict),
-    /// A file's content could not be spooled.
-    #[error("package {package}: reading {path}: {source}")]
-    Io {
+    /// A selected file could not be added to the spool: reading it from the package
+    /// failed, or writing the spool did (the error then names the spool's directory).
+    #[error("package {package}: {}", spool_message(.path, .source))]
+    Spool {
         /// The package name.
         package: String,
         /// Canonical image path of the file.
         path: String,
-        /// The underlying error.
-        source: std::io::Error,
+        /// What failed.
+        source: SpoolError,
     },
+}
+
+/// Reading a selected file failed (naming it), or writing the spool did (naming the
+/// spool, not the file: the file is fine, the temporary directory is full).
+fn spool_message(path: &str, e: &SpoolError) -> String {
+    match e {
+        SpoolError::Read(e) => format!("reading {}: {e}", shown(path)),
+        SpoolError::Write { .. } => e.to_string(),
+    }
 }
 
 /// Two packages giving one path name both; one package giving it twice (a hostile
@@ -94,7 +105,9 @@ fn conflict_message(c: &crate::rootfs::tree::Conflict) -> String {
     if c.first == c.second {
         format!(
             "package {} gives {} twice, with different {}; refusing the package",
-            c.first, c.path, c.what
+            c.first,
+            shown(&c.path),
+            c.what
         )
     } else {
         format!("two packages give one path: {c}")
@@ -273,11 +286,14 @@ impl<'a> Selector<'a> {
                 NodeKind::Dir
             }
             EntryKind::File => {
-                let content = tree.spool.append(data).map_err(|source| SelectError::Io {
-                    package: self.package.name.clone(),
-                    path: path.clone(),
-                    source,
-                })?;
+                let content =
+                    tree.spool
+                        .append_from(data)
+                        .map_err(|source| SelectError::Spool {
+                            package: self.package.name.clone(),
+                            path: path.clone(),
+                            source,
+                        })?;
                 self.contribution.files += 1;
                 self.contribution.bytes += content.len;
                 if entry.mode & 0o6000 != 0 {
@@ -393,11 +409,14 @@ impl<'a> Selector<'a> {
         let Some(((first, first_entry), rest)) = links.split_first() else {
             return Ok(());
         };
-        let content = tree.spool.append(data).map_err(|source| SelectError::Io {
-            package: self.package.name.clone(),
-            path: first.clone(),
-            source,
-        })?;
+        let content = tree
+            .spool
+            .append_from(data)
+            .map_err(|source| SelectError::Spool {
+                package: self.package.name.clone(),
+                path: first.clone(),
+                source,
+            })?;
         self.contribution.files += 1;
         self.contribution.bytes += content.len;
         // A hard link shares its target's inode: the target's mode and owners.
@@ -516,22 +535,30 @@ fn literal_root(pattern: &str) -> String {
 /// the result is the tree reading them one after the other would give: a directory the
 /// package's selector made only as a parent does not displace an entry an earlier
 /// package put there; every other entry is inserted with [`Tree::insert`]'s rules (the
-/// same conflicts). File contents are copied from the package's spool.
-pub fn merge(tree: &mut Tree, part: &Tree, contribution: &Contribution) -> Result<(), SelectError> {
+/// same conflicts). File contents are moved out of the package's spool
+/// ([`crate::rootfs::tree::Spool::move_from`]), so `TMPDIR` holds the selected bytes
+/// about once; a file identical to one already at its path is not moved at all.
+pub fn merge(tree: &mut Tree, part: Tree, contribution: &Contribution) -> Result<(), SelectError> {
     for (path, node) in part.given() {
         if contribution.parent_dirs.contains(path) && tree.contains(path) {
             continue;
         }
         let kind = match &node.kind {
-            NodeKind::File(content) => NodeKind::File(
-                tree.spool
-                    .copy_from(&part.spool, content)
-                    .map_err(|source| SelectError::Io {
+            NodeKind::File(content) => match tree.get(path) {
+                // The same bytes are there already: Tree::insert keeps them (or reports
+                // a difference of modes or owners).
+                Some(Node {
+                    kind: NodeKind::File(there),
+                    ..
+                }) if there.sha256 == content.sha256 => NodeKind::File(*there),
+                _ => NodeKind::File(tree.spool.move_from(&part.spool, content).map_err(
+                    |source| SelectError::Spool {
                         package: node.origin.clone(),
                         path: path.clone(),
                         source,
-                    })?,
-            ),
+                    },
+                )?),
+            },
             other => other.clone(),
         };
         tree.insert(

@@ -1,6 +1,8 @@
 //! The virtual tree: every entry of the image, keyed by absolute path, before it is
-//! serialised. File contents live in a [`Spool`] (one unlinked temporary file), so the
-//! tree's memory is proportional to the number of entries, not to their bytes.
+//! serialised. File contents live in a [`Spool`] (one unlinked temporary file in
+//! `TMPDIR`), so the tree's memory is proportional to the number of entries, not to
+//! their bytes; contents move between spools without being held twice
+//! ([`Spool::move_from`]).
 //!
 //! Owns the rules of one path claimed twice ([`Tree::insert`], [`Tree::replace`]). It
 //! knows nothing of packages or image formats, and writes nothing but its spool.
@@ -9,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
@@ -61,7 +64,38 @@ pub struct Content {
 pub struct Spool {
     file: File,
     len: u64,
+    /// The directory the unlinked file lives in (`TMPDIR`, else `/tmp`), for errors.
+    dir: PathBuf,
 }
+
+/// Why content could not be added to a spool: reading what was given, or writing the
+/// spool itself (a full `TMPDIR`), which names the spool's directory.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// Reading the content failed.
+    #[error("{0}")]
+    Read(io::Error),
+    /// Writing the spool failed.
+    #[error("cannot write the spool in {} (the temporary directory, TMPDIR): {source}; the selected files need room there: point TMPDIR to a file system with more space", .dir.display())]
+    Write {
+        /// The spool's directory.
+        dir: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+impl From<SpoolError> for io::Error {
+    fn from(e: SpoolError) -> io::Error {
+        match e {
+            SpoolError::Read(e) => e,
+            SpoolError::Write { ref source, .. } => io::Error::new(source.kind(), e.to_string()),
+        }
+    }
+}
+
+/// Bytes moved at a time by [`Spool::move_from`]: at most this much is in both spools.
+const MOVE_CHUNK: u64 = 4 << 20;
 
 impl Spool {
     /// An empty spool in a fresh unlinked temporary file; errors when none can be made.
@@ -69,13 +103,27 @@ impl Spool {
         Ok(Spool {
             file: tempfile::tempfile()?,
             len: 0,
+            dir: std::env::temp_dir(),
         })
+    }
+
+    fn write_error(&self) -> impl FnOnce(io::Error) -> SpoolError {
+        let dir = self.dir.clone();
+        move |source| SpoolError::Write { dir, source }
     }
 
     /// Copy `reader` to the end of the spool, hashing on the way.
     pub fn append(&mut self, reader: &mut dyn Read) -> io::Result<Content> {
+        Ok(self.append_from(reader)?)
+    }
+
+    /// [`Spool::append`], telling a failure to read `reader` from a failure to write
+    /// the spool.
+    pub fn append_from(&mut self, reader: &mut dyn Read) -> Result<Content, SpoolError> {
         let offset = self.len;
-        self.file.seek(SeekFrom::Start(offset))?;
+        self.file
+            .seek(SeekFrom::Start(offset))
+            .map_err(self.write_error())?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 64 * 1024];
         let mut len = 0u64;
@@ -84,10 +132,10 @@ impl Spool {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Err(SpoolError::Read(e)),
             };
             hasher.update(&buf[..n]);
-            self.file.write_all(&buf[..n])?;
+            self.file.write_all(&buf[..n]).map_err(self.write_error())?;
             len += n as u64;
         }
         self.len += len;
@@ -98,12 +146,44 @@ impl Spool {
         })
     }
 
-    /// Copy `content` of another spool to the end of this one (in the kernel where it
-    /// can: `copy_file_range`); the hash is the one already computed.
-    pub fn copy_from(&mut self, other: &Spool, content: &Content) -> io::Result<Content> {
+    /// Move `content` of another spool to the end of this one, [`MOVE_CHUNK`] bytes at
+    /// a time, each chunk punched out of `other` once copied (`fallocate` with
+    /// `FALLOC_FL_PUNCH_HOLE`): the two spools together hold the bytes about once, not
+    /// twice. `other`'s copy is gone afterwards (where the file system cannot punch
+    /// holes it stays until `other` is dropped). The hash is the one already computed.
+    pub fn move_from(&mut self, other: &Spool, content: &Content) -> Result<Content, SpoolError> {
         let offset = self.len;
+        let mut done = 0;
+        while done < content.len {
+            let n = (content.len - done).min(MOVE_CHUNK);
+            let chunk = Content {
+                offset: content.offset + done,
+                len: n,
+                sha256: content.sha256,
+            };
+            self.copy_range(other, &chunk, offset + done)
+                .map_err(self.write_error())?;
+            let _ = rustix::fs::fallocate(
+                &other.file,
+                rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+                chunk.offset,
+                n,
+            );
+            done += n;
+        }
+        self.len = offset + content.len;
+        Ok(Content {
+            offset,
+            len: content.len,
+            sha256: content.sha256,
+        })
+    }
+
+    /// Copy the bytes of `content` of `other` to `at` in this spool (in the kernel where
+    /// it can: `copy_file_range`).
+    fn copy_range(&mut self, other: &Spool, content: &Content, at: u64) -> io::Result<()> {
         let mut from = content.offset;
-        let mut to = offset;
+        let mut to = at;
         let end = content.offset + content.len;
         while from < end {
             let want = (end - from).min(1 << 30) as usize;
@@ -127,20 +207,14 @@ impl Spool {
                     rustix::io::Errno::NOSYS | rustix::io::Errno::XDEV | rustix::io::Errno::INVAL,
                 ) if from == content.offset => {
                     let mut reader = other.reader(content);
-                    self.file.seek(SeekFrom::Start(offset))?;
-                    let n = io::copy(&mut reader, &mut self.file)?;
-                    to = offset + n;
-                    break;
+                    self.file.seek(SeekFrom::Start(at))?;
+                    io::copy(&mut reader, &mut self.file)?;
+                    return Ok(());
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        self.len = to;
-        Ok(Content {
-            offset,
-            len: content.len,
-            sha256: content.sha256,
-        })
+        Ok(())
     }
 
     /// Append what `write` writes (streamed, hashed on the way), for content made
@@ -260,7 +334,7 @@ impl Seek for SpoolReader<'_> {
 
 /// A conflict between two entries claiming one path.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: given by {first} and by {second} with different {what}")]
+#[error("{}: given by {first} and by {second} with different {what}", crate::text::shown(.path))]
 pub struct Conflict {
     /// Absolute tree path claimed twice.
     pub path: String,
@@ -653,5 +727,34 @@ mod tests {
         assert!(t.has_children("/usr"));
         assert!(t.has_children("/"));
         assert!(!t.has_children("/usr/lib-x"));
+    }
+
+    #[test]
+    fn moving_content_frees_it_in_the_spool_it_leaves() {
+        use std::os::unix::fs::MetadataExt;
+        let bytes: Vec<u8> = (0..(3 * MOVE_CHUNK + 12_345) as usize)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let mut from = Spool::new().unwrap();
+        from.append_bytes(b"before").unwrap();
+        let c = from.append_bytes(&bytes).unwrap();
+        let mut to = Spool::new().unwrap();
+        to.append_bytes(b"already here").unwrap();
+        let moved = to.move_from(&from, &c).unwrap();
+        assert_eq!(moved.offset, 12);
+        assert_eq!((moved.len, moved.sha256), (c.len, c.sha256));
+        assert_eq!(to.read_all(&moved).unwrap(), bytes);
+        // Where holes can be punched (tmpfs, ext4, xfs, btrfs), the bytes left `from`.
+        let allocated = from.file.metadata().unwrap().blocks() * 512;
+        if rustix::fs::fallocate(
+            &from.file,
+            rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+            0,
+            1,
+        )
+        .is_ok()
+        {
+            assert!(allocated < MOVE_CHUNK, "{allocated} bytes still allocated");
+        }
     }
 }

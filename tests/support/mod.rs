@@ -295,3 +295,44 @@ impl Workspace {
         format!("{upstream}={}", self.server.url)
     }
 }
+
+/// A fresh temporary directory (mode 0777) that another user can reach: every
+/// directory above it lets others through. `TMPDIR` when it is such a place, else
+/// `/tmp` or `/var/tmp`; `None` when none is. For tests that run compose as another
+/// user (root's own temporary directory, or a checkout under a 0700 home, is not
+/// reachable by them): they copy what that user runs (the binary, the manifest, the
+/// keyring) into it.
+pub fn reachable_tempdir() -> Option<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let others_pass = |dir: &Path| {
+        dir.ancestors().all(|a| {
+            std::fs::metadata(a).is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o001 != 0)
+        })
+    };
+    let candidates = [
+        std::env::temp_dir(),
+        PathBuf::from("/tmp"),
+        PathBuf::from("/var/tmp"),
+    ];
+    let base = candidates
+        .iter()
+        .filter_map(|c| std::fs::canonicalize(c).ok())
+        .find(|c| others_pass(c))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("compose-test-")
+        .tempdir_in(base)
+        .ok()?;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).ok()?;
+    Some(tmp)
+}
+
+/// A copy of the compose binary `binary` (`env!("CARGO_BIN_EXE_compose")`) in `dir`
+/// (mode 0755): what a test runs as another user, who may not reach the checkout's
+/// `target/`.
+pub fn binary_copy(binary: &str, dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("compose");
+    std::fs::copy(binary, &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}

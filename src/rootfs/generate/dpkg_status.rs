@@ -1,6 +1,11 @@
 //! `[generate] dpkg-status` (on by default): distroless scanner metadata,
 //! `/var/lib/dpkg/status.d/<pkg>` (the package's control file) and `<pkg>.md5sums`.
 //!
+//! The control file is written as the package ships it, so that scanners read every
+//! field they know; it is only given here after `crate::rootfs::compose` has checked
+//! that it is one strict paragraph whose `Package`, `Version` and `Architecture` are
+//! the package's verified pin (the signed index's stanza, or the lock made from it).
+//!
 //! Runs once per package, in package order, as each is merged into the tree.
 
 use super::{add_file, GenerateError};

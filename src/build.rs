@@ -134,13 +134,13 @@ pub struct BuildResult {
 /// Everything a build needs before it starts per-architecture work.
 pub(crate) struct Plan {
     pub(crate) manifest: Manifest,
-    archs: Vec<Arch>,
+    pub(crate) archs: Vec<Arch>,
     tag: String,
-    lock_path: PathBuf,
+    pub(crate) lock_path: PathBuf,
     /// The lock on disk, if any.
-    existing: Option<Lock>,
-    runtime: tokio::runtime::Runtime,
-    fetcher: Arc<Fetcher>,
+    pub(crate) existing: Option<Lock>,
+    pub(crate) runtime: tokio::runtime::Runtime,
+    pub(crate) fetcher: Arc<Fetcher>,
     /// HTTP timeouts, also for `--push`.
     timeouts: Timeouts,
 }
@@ -220,7 +220,10 @@ impl Plan {
     }
 
     /// Resolve every architecture from verified indexes into a lock without outputs.
-    fn resolve_all(&self, opts: &BuildOptions) -> Result<(Lock, BTreeMap<Arch, Vec<Resolved>>)> {
+    pub(crate) fn resolve_all(
+        &self,
+        opts: &BuildOptions,
+    ) -> Result<(Lock, BTreeMap<Arch, Vec<Resolved>>)> {
         let mut lock = Lock::new(self.manifest_sha(), opts.epoch, self.tag.clone());
         let mut pinned = BTreeMap::new();
         let mut repo = Repository::new(&self.fetcher, opts.allow_expired);
@@ -305,8 +308,9 @@ fn pin(plan: &Plan, opts: &BuildOptions) -> Result<Pins> {
             let diff = existing.input_changes(&fresh);
             if !diff.is_empty() {
                 return Err(Error::Lock(format!(
-                    "--locked: resolving again would change the lock:\n{}\nrun `compose lock {}` to accept the new packages",
+                    "--locked: resolving again would change the lock:\n{}\n{}run `compose lock {}` to accept the new packages",
                     changes(&plan.lock_path, &diff),
+                    crate::outdated::fixes(plan, opts, existing, &packages),
                     opts.manifest.display()
                 )));
             }

@@ -20,6 +20,7 @@ pub mod interrupt;
 pub mod lock;
 pub mod manifest;
 pub mod oci;
+pub mod outdated;
 pub mod output;
 pub mod parallel;
 pub mod push;
@@ -31,6 +32,7 @@ pub mod summary;
 pub mod timings;
 
 pub mod build;
+pub mod changelog;
 pub mod error;
 pub mod verify;
 

@@ -29,7 +29,7 @@ use crate::repo::{Repository, Resolved};
 use crate::rootfs::compose::compose_tree;
 use crate::rootfs::export::ExportSummary;
 use crate::rootfs::generate::Generators;
-use crate::rootfs::linkage;
+use crate::rootfs::linkage::{self, ImageLinkageError};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -48,6 +48,12 @@ pub struct BuildOptions {
     pub cache: Option<PathBuf>,
     /// `--mirror FROM=TO` URL prefix rewrites, in the order given (first match wins).
     pub mirrors: Vec<(String, String)>,
+    /// `--keyring URL=FILE`: the keyring of the sources whose `url` (as written in the
+    /// manifest) is URL ([`Manifest::override_keyrings`]).
+    pub keyrings: Vec<(String, PathBuf)>,
+    /// `--exclude-package NAME`: declared packages left out of this build
+    /// ([`Manifest::exclude_packages`]); the lock records them.
+    pub exclude_packages: Vec<String>,
     /// `--quiet`: no progress display and no unmet-dependency warnings.
     pub quiet: bool,
     /// `--allow-expired`: accept Release files whose `Valid-Until` has passed.
@@ -108,6 +114,9 @@ pub struct ArchImage {
     pub setid: Vec<String>,
     /// ELF files the linkage check read.
     pub elf_files: usize,
+    /// Names of the packages the archive no longer had, fetched from the snapshot
+    /// service ([`crate::snapshot`]), in name order.
+    pub from_snapshot: Vec<String>,
 }
 
 /// What a successful build did, for the summary ([`crate::summary::summary`]).
@@ -134,6 +143,8 @@ pub struct BuildResult {
 /// Everything a build needs before it starts per-architecture work.
 pub(crate) struct Plan {
     pub(crate) manifest: Manifest,
+    /// The declared packages left out (`--exclude-package`).
+    pub(crate) excluded: BTreeSet<String>,
     pub(crate) archs: Vec<Arch>,
     tag: String,
     pub(crate) lock_path: PathBuf,
@@ -148,7 +159,12 @@ pub(crate) struct Plan {
 /// Stage 1: read the manifest and the lock, choose the architectures, start the client.
 pub(crate) fn plan(opts: &BuildOptions) -> Result<Plan> {
     crate::timings::start();
-    let manifest = Manifest::load(&opts.manifest)?;
+    let mut manifest = Manifest::load(&opts.manifest)?;
+    manifest
+        .override_keyrings(&opts.keyrings)
+        .map_err(Error::Usage)?;
+    let excluded: BTreeSet<String> = opts.exclude_packages.iter().cloned().collect();
+    manifest.exclude_packages(&excluded).map_err(Error::Usage)?;
     let archs = architectures(&manifest, &opts.archs)?;
     let tag = opts
         .tag
@@ -188,6 +204,7 @@ pub(crate) fn plan(opts: &BuildOptions) -> Result<Plan> {
     crate::timings::mark("plan: manifest, lock, runtime, HTTP client");
     Ok(Plan {
         manifest,
+        excluded,
         archs,
         tag,
         lock_path,
@@ -203,10 +220,12 @@ impl Plan {
         Sha256::of(self.manifest.text.as_bytes())
     }
 
-    /// The lock on disk if it pins exactly this manifest, these architectures and epoch.
+    /// The lock on disk if it pins exactly this manifest, these architectures and epoch,
+    /// with the same packages left out.
     fn matching_lock(&self, epoch: u64) -> Option<&Lock> {
         self.existing.as_ref().filter(|l| {
             l.manifest == self.manifest_sha()
+                && l.excluded == self.excluded
                 && l.epoch == epoch
                 && l.archs
                     .keys()
@@ -225,20 +244,27 @@ impl Plan {
         opts: &BuildOptions,
     ) -> Result<(Lock, BTreeMap<Arch, Vec<Resolved>>)> {
         let mut lock = Lock::new(self.manifest_sha(), opts.epoch, self.tag.clone());
+        lock.excluded = self.excluded.clone();
         let mut pinned = BTreeMap::new();
         let mut repo = Repository::new(&self.fetcher, opts.allow_expired);
+        // Each unmet dependency once, with the architectures it applies to.
+        let mut unmet: BTreeMap<(String, String), Vec<Arch>> = BTreeMap::new();
         for &arch in &self.archs {
             let _phase = self.phase(format!("{arch}: verifying indexes, resolving"));
             let resolution = self.runtime.block_on(repo.resolve(&self.manifest, arch))?;
-            if !opts.quiet {
-                for (package, group) in &resolution.unmet {
-                    eprintln!(
-                        "warning: {package} depends on {group}, which the manifest does not declare"
-                    );
-                }
+            for dependency in resolution.unmet {
+                unmet.entry(dependency).or_default().push(arch);
             }
             lock.archs.insert(arch, resolution.lock);
             pinned.insert(arch, resolution.packages);
+        }
+        if !opts.quiet {
+            for ((package, group), archs) in &unmet {
+                eprintln!(
+                    "warning: {package} depends on {group}, which the manifest does not declare ({})",
+                    names(archs)
+                );
+            }
         }
         Ok((lock, pinned))
     }
@@ -288,6 +314,15 @@ fn pin(plan: &Plan, opts: &BuildOptions) -> Result<Pins> {
                 existing.locate(&plan.lock_path, &lock::Fact::Manifest),
                 existing.manifest.short(),
                 plan.manifest_sha().short(),
+                opts.manifest.display()
+            )));
+        }
+        if existing.excluded != plan.excluded {
+            return Err(Error::Lock(format!(
+                "--locked: the lock {} was written with {}, this build has {}; give the same switches, or run `compose lock {}` with these to accept the change",
+                plan.lock_path.display(),
+                exclusions(&existing.excluded),
+                exclusions(&plan.excluded),
                 opts.manifest.display()
             )));
         }
@@ -355,17 +390,44 @@ fn pin(plan: &Plan, opts: &BuildOptions) -> Result<Pins> {
     }
 }
 
-/// Stage 4 for one architecture: fetch, compose, check linkage, stage the image.
+/// What stage 4 made of one architecture.
+enum ArchOutcome {
+    /// Its image is staged.
+    Staged(ArchImage),
+    /// Its linkage check passed; not staged, because an earlier architecture's failed.
+    Checked,
+    /// Its linkage check failed: the report with the misses.
+    Unloadable(linkage::Report),
+}
+
+/// Stage 4 for one architecture: fetch (a pinned `.deb` the archive dropped from the
+/// snapshot service at the `Date` `pinned` records for its suite), compose, check
+/// linkage, stage the image (when
+/// `staging` is given: after another architecture's linkage failed, the build only goes
+/// on checking, so that one error names every architecture's misses).
 fn build_arch(
     plan: &Plan,
     opts: &BuildOptions,
     arch: Arch,
     packages: Vec<Resolved>,
-    staging: &mut Staging,
-) -> Result<ArchImage> {
+    pinned: &lock::ArchLock,
+    staging: Option<&mut Staging>,
+) -> Result<ArchOutcome> {
     let manifest = &plan.manifest;
     let repo = Repository::new(&plan.fetcher, opts.allow_expired);
-    let debs = plan.runtime.block_on(repo.fetch(&packages))?;
+    let snapshots = crate::snapshot::package_urls(manifest, arch, pinned, &packages);
+    let fetched = plan.runtime.block_on(repo.fetch(&packages, &snapshots))?;
+    let mut from_snapshot = Vec::new();
+    for ((p, (_, snapshot)), url) in packages.iter().zip(&fetched).zip(&snapshots) {
+        if let (true, Some(url)) = (snapshot, url) {
+            eprintln!(
+                "note: {} {} ({}) is gone from {}; fetched from the snapshot service: {url} (checked against the pinned size and SHA-256)",
+                p.name, p.version, p.architecture, p.url
+            );
+            from_snapshot.push(p.name.clone());
+        }
+    }
+    let debs: Vec<PathBuf> = fetched.into_iter().map(|(path, _)| path).collect();
     crate::timings::mark(format_args!("{arch}: packages fetched and verified"));
     let phase = plan.phase(format!("{arch}: selecting files"));
     let generators = Generators::new(manifest, arch, &plan.tag, opts.epoch);
@@ -377,13 +439,19 @@ fn build_arch(
     ));
     // Before anything of this architecture is written.
     phase.0.set_message(format!("{arch}: checking ELF linkage"));
-    let linked = linkage::check(tree, &[], Some(&composed.shipped))?;
+    let linked = match linkage::check(tree, &[], Some(&composed.shipped)) {
+        Ok(report) => report,
+        Err(failed) => return Ok(ArchOutcome::Unloadable(failed.report)),
+    };
     crate::timings::mark(format_args!("{arch}: linkage checked"));
+    let Some(staging) = staging else {
+        return Ok(ArchOutcome::Checked);
+    };
     phase.0.set_message(format!("{arch}: writing the layer"));
     let config = image_config(manifest, arch);
     let staged = staging.add_image(arch, tree, &packages, &config, &manifest.image.annotations)?;
     drop(phase);
-    Ok(ArchImage {
+    Ok(ArchOutcome::Staged(ArchImage {
         arch,
         packages,
         layer: staged.layer,
@@ -392,12 +460,24 @@ fn build_arch(
         entries: tree.len(),
         setid: composed.setid,
         elf_files: linked.elf_files,
-    })
+        from_snapshot,
+    }))
 }
 
 /// Compose the image a manifest describes; write (or, with `--locked`, check) its lock.
 pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let plan = plan(opts)?;
+    if !opts.quiet && !plan.excluded.is_empty() {
+        eprintln!(
+            "note: left out of this build by {}: {} (the lock records it)",
+            if plan.excluded.len() == 1 {
+                "--exclude-package"
+            } else {
+                "--exclude-package switches"
+            },
+            plan.excluded.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
     let name = &plan.manifest.image.name;
     let outputs = Outputs::plan(
         &opts.outputs(),
@@ -414,9 +494,20 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     } = pin(&plan, opts)?;
     let mut staging = outputs.stage(plan.fetcher.cache.root())?;
     let mut images = Vec::new();
+    let mut unloadable = Vec::new();
     for &arch in &plan.archs {
         let packages = packages.remove(&arch).unwrap_or_default();
-        let image = build_arch(&plan, opts, arch, packages, &mut staging)?;
+        let unpinned = lock::ArchLock::default();
+        let pinned = lock.archs.get(&arch).unwrap_or(&unpinned);
+        let stage = unloadable.is_empty().then_some(&mut staging);
+        let image = match build_arch(&plan, opts, arch, packages, pinned, stage)? {
+            ArchOutcome::Staged(image) => image,
+            ArchOutcome::Checked => continue,
+            ArchOutcome::Unloadable(report) => {
+                unloadable.push((arch, report));
+                continue;
+            }
+        };
         let outputs =
             lock::Outputs::new(&image.layer, &image.config_digest, &image.manifest_digest)
                 .map_err(Error::Internal)?;
@@ -424,6 +515,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
             a.outputs = Some(outputs);
         }
         images.push(image);
+    }
+    if !unloadable.is_empty() {
+        return Err(ImageLinkageError { archs: unloadable }.into());
     }
     let digest = staging.finish()?;
     lock.index = Some(Sha256::from_digest(&digest).map_err(Error::Internal)?);
@@ -489,6 +583,18 @@ pub fn lock(opts: &BuildOptions) -> Result<(PathBuf, Vec<String>)> {
 /// `--arch` as given, else the manifest's, else the host's.
 fn architectures(manifest: &Manifest, requested: &[String]) -> Result<Vec<Arch>> {
     Arch::choose(requested, &manifest.default_architectures()).map_err(Error::Usage)
+}
+
+/// `--exclude-package a --exclude-package b`, or `no --exclude-package`.
+pub(crate) fn exclusions(names: &BTreeSet<String>) -> String {
+    if names.is_empty() {
+        return "no --exclude-package".into();
+    }
+    names
+        .iter()
+        .map(|n| format!("--exclude-package {n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `amd64, arm64`.

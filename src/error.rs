@@ -12,7 +12,7 @@ use crate::push::PushError;
 use crate::repo::RepoError;
 use crate::rootfs::compose::ComposeError;
 use crate::rootfs::export::ExportError;
-use crate::rootfs::linkage::LinkageError;
+use crate::rootfs::linkage::ImageLinkageError;
 use crate::sbom::SbomError;
 
 /// Every way a compose command can fail; [`Error::exit_code`] maps each to the process exit status.
@@ -35,9 +35,10 @@ pub enum Error {
     /// Writing the root filesystem to the `--rootfs` directory failed or was refused.
     #[error(transparent)]
     Export(#[from] ExportError),
-    /// The linkage check found an ELF file whose interpreter or library is missing.
+    /// The linkage check found ELF files whose interpreter or library is missing, on one
+    /// or more architectures (all of them reported together).
     #[error(transparent)]
-    Linkage(#[from] LinkageError),
+    Linkage(#[from] ImageLinkageError),
     /// Getting the packages from the repositories (indices, resolution, `.deb` downloads) failed.
     #[error(transparent)]
     Repo(#[from] RepoError),

@@ -52,6 +52,15 @@ pub enum FetchError {
         /// the URL requested
         url: String,
     },
+    /// A pinned file is gone from its URL and from the second URL it has (a snapshot
+    /// service's copy), both HTTP 404 or 410.
+    #[error("{url}: not found (HTTP 404), nor its snapshot copy at {or}; the archive dropped this pinned file and the snapshot service has none at the lock's date: pin what the archive has now with `compose lock`")]
+    NotFoundEither {
+        /// the URL requested first
+        url: String,
+        /// the second URL requested
+        or: String,
+    },
     /// A downloaded file's SHA-256 is not the one its signed index lists; it is not cached.
     #[error("{what}: SHA256 mismatch for {url}: expected {expected}, got {actual}; the mirror or a proxy served different bytes than the signed index lists")]
     HashMismatch {
@@ -743,7 +752,19 @@ impl Fetcher {
     /// Fetch many verified files in parallel (bounded); results in the order of `wants`.
     /// A missing file is an error.
     pub async fn get_all(self: &Arc<Self>, wants: &[Want]) -> Result<Vec<PathBuf>, FetchError> {
-        let total: u64 = wants.iter().map(|w| w.size).sum();
+        let wants: Vec<(Want, Option<String>)> = wants.iter().map(|w| (w.clone(), None)).collect();
+        let found = self.get_all_or(&wants).await?;
+        Ok(found.into_iter().map(|(path, _)| path).collect())
+    }
+
+    /// Like [`Fetcher::get_all`], with a second URL per file: a file the server does not
+    /// have (404/410) is fetched from it instead (before `--mirror` too), against the
+    /// same size and SHA-256. Each path comes with whether the second URL served it.
+    pub async fn get_all_or(
+        self: &Arc<Self>,
+        wants: &[(Want, Option<String>)],
+    ) -> Result<Vec<(PathBuf, bool)>, FetchError> {
+        let total: u64 = wants.iter().map(|(w, _)| w.size).sum();
         let bar = self.progress.add(ProgressBar::new(total));
         bar.set_style(
             ProgressStyle::with_template(
@@ -753,14 +774,27 @@ impl Fetcher {
             .progress_chars("=> "),
         );
         bar.set_prefix("packages");
-        let results: Vec<Result<PathBuf, FetchError>> = futures::stream::iter(wants.iter())
-            .map(|w| {
+        type Found = Result<(PathBuf, bool), FetchError>;
+        let results: Vec<Found> = futures::stream::iter(wants.iter())
+            .map(|(w, or)| {
                 let bar = bar.clone();
                 async move {
-                    match self.get_verified(w, Some(&bar)).await? {
-                        Some(p) => Ok(p),
-                        None => Err(FetchError::NotFound {
-                            url: self.rewrite(&w.url),
+                    if let Some(p) = self.get_verified(w, Some(&bar)).await? {
+                        return Ok((p, false));
+                    }
+                    let url = self.rewrite(&w.url);
+                    let Some(or) = or else {
+                        return Err(FetchError::NotFound { url });
+                    };
+                    let second = Want {
+                        url: or.clone(),
+                        ..w.clone()
+                    };
+                    match self.get_verified(&second, Some(&bar)).await? {
+                        Some(p) => Ok((p, true)),
+                        None => Err(FetchError::NotFoundEither {
+                            url,
+                            or: self.rewrite(or),
                         }),
                     }
                 }

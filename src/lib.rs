@@ -1,7 +1,7 @@
 //! `compose`: a declarative minimal rootfs composer.
 //!
 //! Data flows one way (docs/architecture.md): [`manifest`] → [`repo`] (over [`apt`] and
-//! [`fetch`]) → [`deb`] → [`rootfs`] → [`oci`] and [`output`], with [`build`] sequencing
+//! [`fetch`], with [`snapshot`] saying where a dropped pinned `.deb` is kept) → [`deb`] → [`rootfs`] → [`oci`] and [`output`], with [`build`] sequencing
 //! the stages and [`lock`] and [`sbom`] beside them; [`check`] reads an image back
 //! through [`oci::read`]. Every single-file output (the lock, the SBOM, an image archive)
 //! is replaced through [`atomic`]. The command line (`src/main.rs`) only parses
@@ -28,6 +28,7 @@ pub mod repo;
 pub mod retry;
 pub mod rootfs;
 pub mod sbom;
+pub mod snapshot;
 pub mod summary;
 pub mod timings;
 

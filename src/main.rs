@@ -24,7 +24,8 @@ struct Cli {
     command: Option<Command>,
 }
 
-/// Where packages come from: shared by building, `lock` and `verify`.
+/// Where packages come from and which are left out: shared by building, `lock` and
+/// `verify`.
 #[derive(Args, Debug, Clone)]
 struct SourceArgs {
     /// Content-addressed download cache (default: $XDG_CACHE_HOME/compose)
@@ -33,6 +34,14 @@ struct SourceArgs {
     /// Rewrite a source URL prefix, e.g. http://archive.ubuntu.com=http://mirror.local
     #[arg(long, value_name = "FROM=TO", value_parser = parse_mirror)]
     mirror: Vec<(String, String)>,
+    /// Use FILE as the keyring of the sources whose url (as the manifest writes it) is
+    /// URL, e.g. for a mirror that re-signs; repeatable
+    #[arg(long, value_name = "URL=FILE", value_parser = parse_keyring)]
+    keyring: Vec<(String, PathBuf)>,
+    /// Leave the declared package NAME out of this build (the lock records it, and
+    /// --locked and verify must be given the same); repeatable
+    #[arg(long, value_name = "NAME")]
+    exclude_package: Vec<String>,
     /// The lock file (default: MANIFEST.lock beside the manifest)
     #[arg(long, value_name = "FILE")]
     lock: Option<PathBuf>,
@@ -91,6 +100,18 @@ fn parse_mirror(s: &str) -> std::result::Result<(String, String), String> {
         )),
         _ => Err(format!(
             "`{s}` is not FROM=TO, e.g. http://archive.ubuntu.com=http://127.0.0.1:8080"
+        )),
+    }
+}
+
+/// Parse `URL=FILE` of `--keyring`.
+fn parse_keyring(s: &str) -> std::result::Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((url, file)) if !url.is_empty() && !file.is_empty() => {
+            Ok((url.to_string(), PathBuf::from(file)))
+        }
+        _ => Err(format!(
+            "`{s}` is not URL=FILE, e.g. http://archive.ubuntu.com/ubuntu=keys/mirror.gpg"
         )),
     }
 }
@@ -163,6 +184,8 @@ fn options(manifest: PathBuf, archs: Vec<String>, source: SourceArgs, epoch: u64
         archs,
         cache: source.cache,
         mirrors: source.mirror,
+        keyrings: source.keyring,
+        exclude_packages: source.exclude_package,
         lock: source.lock,
         allow_expired: source.allow_expired,
         quiet: source.quiet,

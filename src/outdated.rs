@@ -318,8 +318,11 @@ pub(crate) fn read_changelogs(
     if wanted.is_empty() {
         return Ok(());
     }
-    let paths = plan.runtime.block_on(repo.fetch(&wanted))?;
-    for (r, path) in wanted.iter().zip(paths) {
+    // Current versions: the archive has them, no snapshot copy is needed.
+    let paths = plan
+        .runtime
+        .block_on(repo.fetch(&wanted, &vec![None; wanted.len()]))?;
+    for (r, (path, _)) in wanted.iter().zip(paths) {
         let u = updates
             .iter_mut()
             .find(|u| u.name == r.name && u.available.as_deref() == Some(&r.version))
@@ -403,8 +406,9 @@ fn linked(
     }
     let path = plan
         .runtime
-        .block_on(repo.fetch(std::slice::from_ref(&owner)))?
-        .remove(0);
+        .block_on(repo.fetch(std::slice::from_ref(&owner), &[None]))?
+        .remove(0)
+        .0;
     Ok(match changelog::from_deb(&path, &owner.url, other) {
         Ok(Found::Changelog(gz)) => (
             Some(gz),

@@ -2,7 +2,8 @@
 //!
 //! [`Repository`] fetches each suite's `InRelease` (or `Release` + `Release.gpg`),
 //! verifies it against the source's keyring once per URL for every architecture, picks
-//! the `Packages` index variants the Release lists, fetches and checks them, and resolves
+//! the `Packages` index variants the Release lists, fetches them (by hash when the
+//! Release offers it) and checks them, and resolves
 //! the manifest's packages to [`Resolved`] pins (with the facts the lock records). It
 //! also fetches the pinned `.deb`s, each against its pinned size and SHA-256.
 //!
@@ -74,6 +75,23 @@ pub enum RepoError {
         arch: Arch,
         /// the URLs tried (after `--mirror`), comma-separated
         tried: String,
+    },
+    /// The plain path of an index held other bytes than the InRelease lists, twice, and
+    /// the InRelease changed in between: the mirror published while compose read it,
+    /// and offers no by-hash copies to read a consistent set from.
+    #[error("{what}: {url} is not the file {release} lists (the server sent {got}), and {release} changed while compose read the suite ({change}): the mirror published new indexes mid-run and offers no by-hash copy of the old ones; run compose again once the mirror's update is complete")]
+    MirrorRace {
+        /// the index, e.g. `index main/binary-amd64/Packages.xz`
+        what: String,
+        /// the URL requested (after `--mirror`)
+        url: String,
+        /// what the server sent instead: `sha256 <hex>` or `<n> bytes`
+        got: String,
+        /// the InRelease (or Release) URL, before `--mirror`
+        release: String,
+        /// the short SHA256s of the InRelease verified first and of the one read
+        /// again: `sha256:… → sha256:…`
+        change: String,
     },
     /// An index just admitted to the cache could not be read back.
     #[error("cannot read cached index {}: {source}", .path.display())]
@@ -215,10 +233,21 @@ impl<'a> Repository<'a> {
     }
 
     /// Download (or take from the cache) every pinned `.deb`, each checked against its
-    /// pinned size and SHA-256; the cached paths, in the order of `packages`.
-    pub async fn fetch(&self, packages: &[Resolved]) -> Result<Vec<PathBuf>, RepoError> {
-        let wants: Vec<Want> = packages.iter().map(Resolved::want).collect();
-        Ok(self.fetcher.get_all(&wants).await?)
+    /// pinned size and SHA-256; the cached paths, in the order of `packages`, each with
+    /// whether it came from its snapshot URL. A package the server no longer has
+    /// (404/410) is fetched from `snapshots[i]` when given ([`crate::snapshot`] says
+    /// where), checked the same way.
+    pub async fn fetch(
+        &self,
+        packages: &[Resolved],
+        snapshots: &[Option<String>],
+    ) -> Result<Vec<(PathBuf, bool)>, RepoError> {
+        let wants: Vec<(Want, Option<String>)> = packages
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.want(), snapshots.get(i).cloned().flatten()))
+            .collect();
+        Ok(self.fetcher.get_all_or(&wants).await?)
     }
 
     fn keyring(&mut self, source: &Source) -> Result<Arc<Keyring>, RepoError> {
@@ -302,9 +331,11 @@ impl<'a> Repository<'a> {
                 indexes.push((base, suite, dists, component, candidates));
             }
         }
+        let releases = &self.releases;
         let texts = futures::future::try_join_all(indexes.iter().map(
             |(_, _, dists, component, candidates)| {
-                packages_index(fetcher, dists, component, arch, candidates)
+                let rel = &releases[dists.as_str()];
+                packages_index(fetcher, rel, dists, component, arch, candidates)
             },
         ))
         .await?;
@@ -418,9 +449,12 @@ async fn release(
 }
 
 /// The first of `candidates` (`.xz`, `.gz`, plain, as Release lists them) the server
-/// has, verified against Release and decompressed: (URL, lock entry, text).
+/// has, verified against Release and decompressed: (URL, lock entry, text). Each variant
+/// is fetched by [`index_variant`]: by hash when `rel` offers it. The URL recorded is
+/// the plain path's, however the bytes came.
 async fn packages_index(
     fetcher: &Fetcher,
+    rel: &VerifiedRelease,
     dists: &str,
     component: &str,
     arch: Arch,
@@ -446,9 +480,9 @@ async fn packages_index(
     let mut tried = Vec::new();
     if found.is_none() {
         for index in candidates {
-            let want = want(index);
-            let Some(path) = fetcher.get_verified(&want, None).await? else {
-                tried.push(fetcher.rewrite(&want.url));
+            let Some(path) =
+                index_variant(fetcher, rel, dists, index, &want(index), &mut tried).await?
+            else {
                 continue;
             };
             let bytes =
@@ -478,4 +512,78 @@ async fn packages_index(
         arch,
         tried: tried.join(", "),
     })
+}
+
+/// One variant of an index, verified into the cache; `None` when the server has it
+/// neither by hash nor by path (the URLs asked for are added to `tried`).
+///
+/// When `rel` says `Acquire-By-Hash: yes`, the copy under `by-hash/` comes first: the
+/// archive keeps it for days after publishing newer indexes, so a mirror that
+/// publishes between our InRelease and this download still serves the file that
+/// InRelease lists. Only a 404 there falls back to the plain path, as apt does. Bytes at
+/// the plain path that are not the listed ones get one more attempt after reading the
+/// InRelease again (a mirror in the middle of an update); when that changed in between,
+/// the error says so ([`RepoError::MirrorRace`]).
+async fn index_variant(
+    fetcher: &Fetcher,
+    rel: &VerifiedRelease,
+    dists: &str,
+    index: &apt::IndexFile,
+    want: &Want,
+    tried: &mut Vec<String>,
+) -> Result<Option<PathBuf>, RepoError> {
+    if let Some(by_hash) = rel.release.by_hash_path(&index.path) {
+        let hashed = Want {
+            url: format!("{dists}/{by_hash}"),
+            ..want.clone()
+        };
+        if let Some(path) = fetcher.get_verified(&hashed, None).await? {
+            return Ok(Some(path));
+        }
+        tried.push(fetcher.rewrite(&hashed.url));
+    }
+    match fetcher.get_verified(want, None).await {
+        Ok(None) => {
+            tried.push(fetcher.rewrite(&want.url));
+            return Ok(None);
+        }
+        Ok(Some(path)) => return Ok(Some(path)),
+        Err(e) if other_bytes(&e).is_some() => {}
+        Err(e) => return Err(e.into()),
+    }
+    // Read the Release again: has the mirror published since? A failure to read it
+    // leaves the question open (the retry and its error are the same).
+    let now = match fetcher.get(&rel.url, RELEASE_LIMIT).await {
+        Ok(Some(bytes)) => Some(Sha256::of(&bytes)),
+        Ok(None) | Err(_) => None,
+    };
+    let changed = now.filter(|now| *now != rel.sha256);
+    match fetcher.get_verified(want, None).await {
+        Ok(Some(path)) => Ok(Some(path)),
+        Ok(None) => {
+            tried.push(fetcher.rewrite(&want.url));
+            Ok(None)
+        }
+        Err(again) => match (other_bytes(&again), changed) {
+            (Some(got), Some(now)) => Err(RepoError::MirrorRace {
+                what: want.what.clone(),
+                url: fetcher.rewrite(&want.url),
+                got,
+                release: rel.url.clone(),
+                change: format!("{} → {}", rel.sha256.short(), now.short()),
+            }),
+            _ => Err(again.into()),
+        },
+    }
+}
+
+/// For a download whose bytes are not the listed ones (size or SHA256): what came
+/// instead, for [`RepoError::MirrorRace`]. `None` for other failures.
+fn other_bytes(e: &FetchError) -> Option<String> {
+    match e {
+        FetchError::HashMismatch { actual, .. } => Some(format!("sha256 {actual}")),
+        FetchError::SizeMismatch { actual, .. } => Some(format!("{actual} bytes")),
+        FetchError::Announced { announced, .. } => Some(format!("{announced} bytes")),
+        _ => None,
+    }
 }

@@ -67,15 +67,31 @@ pub fn verify(opts: &BuildOptions) -> Result<Vec<AuditLine>> {
             recorded.locate(&lock_path, &lock::Fact::Manifest)
         )));
     }
+    if recorded.excluded != plan.excluded {
+        return Err(Error::Lock(format!(
+            "verify: the lock {} was written with {}, this run has {}; give verify the same switches as the build",
+            lock_path.display(),
+            crate::build::exclusions(&recorded.excluded),
+            crate::build::exclusions(&plan.excluded)
+        )));
+    }
     drop(plan);
     let result = build(&o)?;
     let rebuilt = Lock::load(&rebuilt_lock)?.expect("build writes the lock");
     let mut lines = Vec::new();
     for image in &result.images {
+        let how = if image.from_snapshot.is_empty() {
+            "fetched by their recorded URL".to_string()
+        } else {
+            format!(
+                "fetched by their recorded URL except {} (gone from the archive; from the snapshot service)",
+                image.from_snapshot.join(", ")
+            )
+        };
         lines.push(AuditLine {
             ok: true,
             text: format!(
-                "{}: {} packages fetched by their recorded URL, size and SHA256 checked",
+                "{}: {} packages {how}, size and SHA256 checked",
                 image.arch,
                 image.packages.len()
             ),

@@ -89,6 +89,15 @@ fn ubuntu_noble_inrelease_verifies_and_lists_arm64_packages() {
         order,
         vec![Compression::Xz, Compression::Gz, Compression::None]
     );
+    // Ubuntu lists MD5Sum, SHA1 and SHA256: the by-hash copy is named by SHA256.
+    assert!(release.sha512.is_empty());
+    assert_eq!(
+        release.by_hash_path(&indexes[0].path),
+        Some(format!(
+            "main/binary-arm64/by-hash/SHA256/{}",
+            indexes[0].sha256
+        ))
+    );
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Issue 6, network and local faults: each ends in one clear error, exit 1, nothing at
+//! Network and local faults (docs/errors.md): each ends in one clear error, exit 1, nothing at
 //! `--output` (no `.tmp` sibling either) and nothing unverified in the cache. The network
 //! cases run against a loopback server that misbehaves on purpose
 //! (`tests/support/faulty.rs`), through the `compose` binary.

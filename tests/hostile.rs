@@ -1131,15 +1131,23 @@ fn the_errors_table_names_existing_tests() {
     let start = doc
         .find("## Hostile input and faults: what compose says")
         .expect("the table's heading");
-    let rows: Vec<&str> = doc[start..]
-        .lines()
-        .skip_while(|l| !l.starts_with('|'))
-        .take_while(|l| l.starts_with('|'))
-        .skip(2)
-        .collect();
+    // Every table of the file from that heading on: (its rows without the header and
+    // the separator), in order.
+    let mut tables: Vec<Vec<&str>> = Vec::new();
+    let mut in_table = false;
+    for line in doc[start..].lines() {
+        match (line.starts_with('|'), in_table) {
+            (true, false) => tables.push(vec![line]),
+            (true, true) => tables.last_mut().unwrap().push(line),
+            _ => {}
+        }
+        in_table = line.starts_with('|');
+    }
+    let tables: Vec<Vec<&str>> = tables.into_iter().map(|t| t[2..].to_vec()).collect();
     // 8 trust, 6 index, 11 package, 6 network and 4 local cases.
-    assert_eq!(rows.len(), 35, "one row per case of docs/errors.md");
-    for row in rows {
+    assert_eq!(tables[0].len(), 35, "one row per case of docs/errors.md");
+    assert!(tables.len() > 1, "the tables after the first are read too");
+    for row in tables.into_iter().flatten() {
         let cells: Vec<&str> = row.trim_matches('|').rsplitn(2, " | ").collect();
         let tests = cells[0];
         let mut named = 0;

@@ -13,35 +13,51 @@ const ARCH: &str = "arm64";
 const T: &str = "aarch64-linux-gnu";
 
 fn packages() -> Vec<DebSpec> {
+    packages_for(ARCH)
+}
+
+/// libc6 (loader and libc), libgcc-s1 and hello (which needs both) for `arch`.
+fn packages_for(arch: &str) -> Vec<DebSpec> {
+    let (t, loader, link) = match arch {
+        "arm64" => (T, "ld-linux-aarch64.so.1", "/lib/ld-linux-aarch64.so.1"),
+        _ => (
+            "x86_64-linux-gnu",
+            "ld-linux-x86-64.so.2",
+            "/lib64/ld-linux-x86-64.so.2",
+        ),
+    };
+    let link_target = if arch == "arm64" {
+        format!("{t}/{loader}")
+    } else {
+        format!("/lib/{t}/{loader}")
+    };
     vec![
         // Debian's unmerged layout: the loader and libc under /lib.
-        DebSpec::new("libc6", "2.36-9", ARCH, Member::Xz)
+        DebSpec::new("libc6", "2.36-9", arch, Member::Xz)
             .file(
-                &format!("/lib/{T}/ld-linux-aarch64.so.1"),
-                ElfSpec::library(ARCH, "ld-linux-aarch64.so.1", &[]).build(),
+                &format!("/lib/{t}/{loader}"),
+                ElfSpec::library(arch, loader, &[]).build(),
                 0o755,
             )
-            .symlink(
-                "/lib/ld-linux-aarch64.so.1",
-                &format!("{T}/ld-linux-aarch64.so.1"),
-            )
+            .symlink(link, &link_target)
             .file(
-                &format!("/lib/{T}/libc.so.6"),
-                ElfSpec::library(ARCH, "libc.so.6", &["ld-linux-aarch64.so.1"]).build(),
+                &format!("/lib/{t}/libc.so.6"),
+                ElfSpec::library(arch, "libc.so.6", &[loader]).build(),
                 0o755,
             )
             .copyright(),
-        DebSpec::new("libgcc-s1", "12.2.0-14", ARCH, Member::Xz)
+        DebSpec::new("libgcc-s1", "12.2.0-14", arch, Member::Xz)
             .file(
-                &format!("/lib/{T}/libgcc_s.so.1"),
-                ElfSpec::library(ARCH, "libgcc_s.so.1", &["libc.so.6"]).build(),
+                &format!("/lib/{t}/libgcc_s.so.1"),
+                ElfSpec::library(arch, "libgcc_s.so.1", &["libc.so.6"]).build(),
                 0o644,
             )
+            .depends("gcc-12-base (= 12.2.0-14), libc6 (>= 2.35)")
             .copyright(),
-        DebSpec::new("hello", "1.0-1", ARCH, Member::Gz)
+        DebSpec::new("hello", "1.0-1", arch, Member::Gz)
             .file(
                 "/usr/bin/hello",
-                ElfSpec::executable(ARCH, &["libgcc_s.so.1", "libc.so.6"]).build(),
+                ElfSpec::executable(arch, &["libgcc_s.so.1", "libc.so.6"]).build(),
                 0o755,
             )
             .copyright(),
@@ -109,7 +125,7 @@ fn an_unselected_library_fails_the_build_naming_soname_and_pattern() {
     assert!(matches!(e, compose::Error::Linkage(_)), "{e:?}");
     assert_eq!(
         e.to_string(),
-        "/usr/bin/hello needs libgcc_s.so.1, which is not in the image; add `/usr/lib/*-linux-gnu/libgcc_s.so.1` to package libgcc-s1"
+        "1 ELF file would not load (arm64: 1): 1 name is missing from the image; do what each line below says, then build again\n  libgcc_s.so.1 (arm64), needed by /usr/bin/hello: add `/usr/lib/*-linux-gnu/libgcc_s.so.1` to package libgcc-s1"
     );
     assert!(
         !f.dir.join("out").exists(),
@@ -133,7 +149,7 @@ fn an_undeclared_library_package_fails_the_build() {
     );
     let e = f.build(&body).unwrap_err().to_string();
     assert!(
-        e.starts_with("/usr/bin/hello needs libgcc_s.so.1, which is not in the image; no declared package ships it"),
+        e.ends_with("\n  libgcc_s.so.1 (arm64), needed by /usr/bin/hello: no declared package ships it: declare the package that does (`apt-file search` names it)"),
         "{e}"
     );
     assert!(!f.dir.join("out").exists());
@@ -148,13 +164,80 @@ fn a_missing_interpreter_names_the_loader_link_and_its_target() {
     );
     let e = f.build(&body).unwrap_err().to_string();
     assert!(
-        e.contains("/usr/bin/hello needs the interpreter /lib/ld-linux-aarch64.so.1, which is not in the image; add `/usr/lib/ld-linux-aarch64.so.1` and its target `/usr/lib/*-linux-gnu/ld-linux-aarch64.so.1` to package libc6"),
+        e.starts_with(
+            "2 ELF files would not load (arm64: 2): 2 names are missing from the image; "
+        ),
         "{e}"
     );
     assert!(
-        e.contains("/usr/lib/aarch64-linux-gnu/libc.so.6 needs ld-linux-aarch64.so.1"),
+        e.contains("\n  the interpreter /lib/ld-linux-aarch64.so.1 (arm64), needed by /usr/bin/hello: add `/usr/lib/ld-linux-aarch64.so.1` and its target `/usr/lib/*-linux-gnu/ld-linux-aarch64.so.1` to package libc6"),
         "{e}"
     );
+    assert!(
+        e.contains(
+            "\n  ld-linux-aarch64.so.1 (arm64), needed by /usr/lib/aarch64-linux-gnu/libc.so.6: "
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn every_architectures_misses_are_one_error_and_each_warning_is_printed_once() {
+    let ws = support::Workspace::with_packages("bookworm", &["amd64", "arm64"], packages_for);
+    // libgcc-s1 declared without its library: hello misses it on both architectures.
+    let body = r#"
+[package.libc6]
+paths = ["/usr/lib/*-linux-gnu/libc.so.6", "/usr/lib/*-linux-gnu/ld-linux-*.so.*", "/usr/lib*/ld-linux-*.so.*"]
+
+[package.libgcc-s1]
+paths = []
+
+[package.hello]
+paths = ["/usr/bin/hello"]
+"#;
+    let manifest = ws.manifest_from(
+        "linked",
+        &["amd64", "arm64"],
+        &ws.server.url,
+        &["bookworm"],
+        body,
+    );
+    let run = Command::new(env!("CARGO_BIN_EXE_compose"))
+        .arg(&manifest)
+        .arg("--output")
+        .arg(ws.dir.join("out"))
+        .arg("--cache")
+        .arg(ws.dir.join("cache"))
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let stderr = String::from_utf8(run.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    // gcc-12-base is not declared: one warning for both architectures.
+    assert_eq!(
+        lines
+            .iter()
+            .copied()
+            .filter(|l| l.starts_with("warning:"))
+            .collect::<Vec<_>>(),
+        ["warning: libgcc-s1 depends on gcc-12-base (= 12.2.0-14), which the manifest does not declare (amd64, arm64)"],
+        "{stderr}"
+    );
+    let error: Vec<&str> = lines
+        .iter()
+        .copied()
+        .skip_while(|l| !l.starts_with("error:"))
+        .collect();
+    assert_eq!(
+        error,
+        [
+            "error: 2 ELF files would not load (amd64: 1, arm64: 1): 1 name is missing from the image; do what each line below says, then build again",
+            "  libgcc_s.so.1 (amd64, arm64), needed by /usr/bin/hello: add `/usr/lib/*-linux-gnu/libgcc_s.so.1` to package libgcc-s1",
+        ],
+        "{stderr}"
+    );
+    assert!(!ws.dir.join("out").exists());
+    assert!(!ws.dir.join("compose.toml.lock").exists());
 }
 
 fn compose_check(layout: &Path, binaries: &[&Path]) -> (i32, String, String) {

@@ -1,4 +1,4 @@
-//! Issue 7 (push): `--push` to a real registry — Debian's `docker-registry` (distribution
+//! `--push` to a real registry — Debian's `docker-registry` (distribution
 //! 2.8), started by the test on 127.0.0.1 with a config it writes, once without auth and
 //! once with htpasswd basic auth (bcrypt file from `htpasswd -Bbn`, apache2-utils) —
 //! read back by skopeo. The bearer-token flow and 5xx retries run against a small fake

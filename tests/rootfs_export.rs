@@ -322,7 +322,7 @@ fn the_rootfs_equals_umoci_unpack_of_the_layout() {
     assert_eq!(our_links, their_links, "hard-link groups");
 }
 
-/// Issue 6: "a symlink chain that would make --rootfs write outside its directory".
+/// docs/errors.md: "a symlink chain that would make --rootfs write outside its directory".
 #[test]
 fn a_package_symlink_leading_out_cannot_make_rootfs_write_outside() {
     let outside = Path::new("/tmp/compose-rootfs-outside");

@@ -1,4 +1,4 @@
-//! Issue 7 (ship): `--format oci-archive|docker-archive` and `--sbom`, over the hermetic
+//! Shipping: `--format oci-archive|docker-archive` and `--sbom`, over the hermetic
 //! fixture repository, checked by real consumers (skopeo, pyspdxtools, Syft) when they
 //! are installed (`.ci/run` installs them); each prints SKIPPED clearly when absent.
 

@@ -42,10 +42,15 @@ pub struct Release {
     pub architectures: Vec<String>,
     /// `Components`, as listed (Debian's security archive writes `updates/main`).
     pub components: Vec<String>,
-    /// Whether the Release says `Acquire-By-Hash: yes` (not used: indexes are fetched by path).
+    /// Whether the Release says `Acquire-By-Hash: yes`: its indexes are also published
+    /// under `by-hash/` ([`Release::by_hash_path`]).
     pub acquire_by_hash: bool,
     /// Path relative to `dists/<suite>/` → size and SHA256.
     pub sha256: BTreeMap<String, IndexHash>,
+    /// Path relative to `dists/<suite>/` → SHA512 (lowercase hex), for the well-formed
+    /// lines of a `SHA512` field. Only names `by-hash/SHA512/` paths: files are checked
+    /// against their SHA256.
+    pub sha512: BTreeMap<String, String>,
 }
 
 /// Size and SHA256 (lowercase hex) of a file listed in `Release`.
@@ -160,6 +165,31 @@ impl Release {
             components: words("Components")?,
             acquire_by_hash: single("Acquire-By-Hash")?.is_some_and(|v| v == "yes"),
             sha256,
+            sha512: para
+                .get_field("SHA512")
+                .map(sha512_lines)
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Where the archive keeps the listed file `path` (relative to `dists/<suite>/`)
+    /// under its hash, when the Release says `Acquire-By-Hash: yes`:
+    /// `<dir>/by-hash/<hash name>/<hex>` with the strongest hash listed for it (SHA512,
+    /// else SHA256), as apt asks. `None` without `Acquire-By-Hash` or when `path` is not
+    /// listed.
+    pub fn by_hash_path(&self, path: &str) -> Option<String> {
+        if !self.acquire_by_hash {
+            return None;
+        }
+        let (name, hex) = match self.sha512.get(path) {
+            Some(hex) => ("SHA512", hex.as_str()),
+            None => ("SHA256", self.sha256.get(path)?.sha256.as_str()),
+        };
+        let dir = path.rsplit_once('/').map_or("", |(dir, _)| dir);
+        Some(if dir.is_empty() {
+            format!("by-hash/{name}/{hex}")
+        } else {
+            format!("{dir}/by-hash/{name}/{hex}")
         })
     }
 
@@ -258,6 +288,28 @@ impl Release {
         }
         Ok(found)
     }
+}
+
+/// The `<sha512> <size> <path>` lines of a `SHA512` field: path → lowercase hex. A
+/// line of another form is left out (the hash only names a by-hash URL).
+fn sha512_lines(field: &deb822_fast::borrowed::BorrowedField<'_>) -> BTreeMap<String, String> {
+    field
+        .lines()
+        .iter()
+        .filter_map(
+            |line| match line.split_ascii_whitespace().collect::<Vec<_>>()[..] {
+                [hash, size, path]
+                    if hash.len() == 128
+                        && hash.bytes().all(|b| b.is_ascii_hexdigit())
+                        && size.parse::<u64>().is_ok()
+                        && is_safe_relative_path(path) =>
+                {
+                    Some((path.to_string(), hash.to_ascii_lowercase()))
+                }
+                _ => None,
+            },
+        )
+        .collect()
 }
 
 pub(crate) fn is_sha256_hex(s: &str) -> bool {
@@ -442,6 +494,35 @@ mod tests {
         );
         // MD5Sum entries are not taken as hashes.
         assert!(!r.sha256.contains_key("main/binary-amd64/Release"));
+    }
+
+    #[test]
+    fn by_hash_paths_use_the_strongest_hash_listed() {
+        let r = Release::parse(body().as_bytes(), "R").unwrap();
+        assert_eq!(
+            r.by_hash_path("main/binary-amd64/Packages.gz").as_deref(),
+            Some(format!("main/binary-amd64/by-hash/SHA256/{H2}").as_str())
+        );
+        assert_eq!(r.by_hash_path("main/binary-amd64/Packages.xz"), None);
+        let h512 = "C".repeat(128);
+        let with_512 = format!(
+            "{}SHA512:\n {h512} 345678 main/binary-amd64/Packages.gz\n {} 1 main/binary-arm64/Packages\n",
+            body(),
+            "z".repeat(128)
+        );
+        let r = Release::parse(with_512.as_bytes(), "R").unwrap();
+        assert_eq!(
+            r.by_hash_path("main/binary-amd64/Packages.gz").as_deref(),
+            Some(format!("main/binary-amd64/by-hash/SHA512/{}", "c".repeat(128)).as_str())
+        );
+        // A malformed SHA512 line is left out: SHA256 names that file.
+        assert_eq!(
+            r.by_hash_path("main/binary-arm64/Packages").as_deref(),
+            Some(format!("main/binary-arm64/by-hash/SHA256/{}", H3.to_lowercase()).as_str())
+        );
+        let mut plain = r.clone();
+        plain.acquire_by_hash = false;
+        assert_eq!(plain.by_hash_path("main/binary-amd64/Packages.gz"), None);
     }
 
     #[test]

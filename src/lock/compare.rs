@@ -41,8 +41,9 @@ impl Changes {
 
 impl Lock {
     /// What differs in the inputs between `self`, the recorded lock, and `other`, a
-    /// fresh resolution: the manifest, the tool, the epoch, the architectures, each
-    /// release, `Packages` index and package. Each line names the recorded line.
+    /// fresh resolution: the manifest, the tool, the epoch, the packages left out, the
+    /// architectures, each release, `Packages` index and package. Each line names the
+    /// recorded line.
     pub fn diff_inputs(&self, other: &Lock) -> Vec<String> {
         self.input_changes(other)
             .iter()
@@ -84,6 +85,20 @@ impl Lock {
                 self.line_of(&Fact::Epoch),
                 format!("epoch changed ({} → {})", self.epoch, other.epoch),
             );
+        }
+        for name in self.excluded.symmetric_difference(&other.excluded) {
+            let fact = Fact::ExcludedPackage { name: name.clone() };
+            if self.excluded.contains(name) {
+                out.push(
+                    self.line_of(&fact),
+                    format!("package {name} was left out (--exclude-package), now it is not"),
+                );
+            } else {
+                out.push(
+                    None,
+                    format!("package {name} is left out (--exclude-package), the lock has it"),
+                );
+            }
         }
         let archs: BTreeSet<&Arch> = self.archs.keys().chain(other.archs.keys()).collect();
         for arch in archs {

@@ -17,6 +17,7 @@
 //! tool compose 0.1.0 ~…
 //! epoch 0 ~…                                     SOURCE_DATE_EPOCH
 //! tag noble-tiny-grpc ~…
+//! exclude-package tzdata ~…                      one per package left out with --exclude-package
 //! index sha256:<hex> ~…                          what index.json points to (if built)
 //! amd64 release URL sha256:<hex> DATE… ~…         DATE is the rest of the line, `-` if none
 //! amd64 packages URL SIZE sha256:<hex> ~…
@@ -56,7 +57,7 @@
 //!   names the line with [`Lock::line_of`] (`x.toml.lock:17: package libc6 …`).
 
 use crate::arch::Arch;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -172,7 +173,7 @@ impl fmt::Display for LockError {
             LockErrorKind::Io { action, source } => write!(f, "{action}: {source}"),
             LockErrorKind::UnknownKind(what) => write!(
                 f,
-                "unknown line kind `{what}` (expected format, manifest, tool, epoch, tag, index, checksum, or ARCH release/packages/package/layer/config/manifest); {}",
+                "unknown line kind `{what}` (expected format, manifest, tool, epoch, tag, exclude-package, index, checksum, or ARCH release/packages/package/layer/config/manifest); {}",
                 self.refresh_hint()
             ),
             LockErrorKind::Malformed(what) => write!(f, "{what}; {}", self.refresh_hint()),
@@ -240,8 +241,15 @@ fn check(content: &str) -> String {
     hex::encode(&sha2::Sha256::digest(content.as_bytes())[..4])
 }
 
-const GLOBALS: [&str; 7] = [
-    "format", "manifest", "tool", "epoch", "tag", "index", "checksum",
+const GLOBALS: [&str; 8] = [
+    "format",
+    "manifest",
+    "tool",
+    "epoch",
+    "tag",
+    "exclude-package",
+    "index",
+    "checksum",
 ];
 
 impl Lock {
@@ -254,6 +262,10 @@ impl Lock {
             (Fact::Epoch, format!("epoch {}", self.epoch)),
             (Fact::Tag, format!("tag {}", self.tag)),
         ];
+        for name in &self.excluded {
+            let fact = Fact::ExcludedPackage { name: name.clone() };
+            out.push((fact, format!("exclude-package {name}")));
+        }
         if let Some(index) = &self.index {
             out.push((Fact::Index, format!("index {index}")));
         }
@@ -393,6 +405,7 @@ struct Globals {
     tool: Option<String>,
     epoch: Option<u64>,
     tag: Option<String>,
+    excluded: BTreeSet<String>,
     index: Option<Sha256>,
 }
 
@@ -473,9 +486,13 @@ impl Reader<'_> {
         }
         self.seen.insert(fact.clone(), n);
         match fact {
-            Fact::Format | Fact::Manifest | Fact::Tool | Fact::Epoch | Fact::Tag | Fact::Index => {
-                self.global(n, fact, value)
-            }
+            Fact::Format
+            | Fact::Manifest
+            | Fact::Tool
+            | Fact::Epoch
+            | Fact::Tag
+            | Fact::ExcludedPackage { .. }
+            | Fact::Index => self.global(n, fact, value),
             _ => {
                 self.arch_fact(fact, value);
                 Ok(())
@@ -525,7 +542,8 @@ impl Reader<'_> {
         Ok((fact, value))
     }
 
-    /// A global fact: `format`, `manifest`, `tool`, `epoch`, `tag` or `index`.
+    /// A global fact: `format`, `manifest`, `tool`, `epoch`, `tag`, `exclude-package` or
+    /// `index`.
     fn global(&mut self, n: usize, fact: Fact, value: Value) -> Result<(), LockError> {
         let g = &mut self.globals;
         match (fact, value) {
@@ -539,6 +557,9 @@ impl Reader<'_> {
             (Fact::Tool, Value::Text(t)) => g.tool = Some(t),
             (Fact::Epoch, Value::Number(v)) => g.epoch = Some(v),
             (Fact::Tag, Value::Text(t)) => g.tag = Some(t),
+            (Fact::ExcludedPackage { name }, Value::None) => {
+                g.excluded.insert(name);
+            }
             (Fact::Index, Value::Hash(h)) => g.index = Some(h),
             (fact, _) => unreachable!("parse_fact pairs {fact} with its value"),
         }
@@ -603,6 +624,7 @@ impl Reader<'_> {
             tool,
             epoch,
             tag,
+            excluded: g.excluded,
             index: g.index,
             archs: self.archs,
         })
@@ -692,6 +714,8 @@ fn parse_arch(s: &str) -> Option<Arch> {
 
 /// A fact line's value.
 enum Value {
+    /// The fact is its own value (`exclude-package NAME`).
+    None,
     Number(u64),
     Hash(Sha256),
     Text(String),
@@ -781,7 +805,7 @@ fn parse_fact(content: &str) -> Result<(Fact, Value), LockErrorKind> {
     }
 }
 
-/// `format`, `manifest`, `tool`, `epoch`, `tag` or `index`.
+/// `format`, `manifest`, `tool`, `epoch`, `tag`, `exclude-package` or `index`.
 fn parse_global_fact(f: &Fields) -> Result<(Fact, Value), LockErrorKind> {
     match f.kind() {
         "format" => {
@@ -802,6 +826,11 @@ fn parse_global_fact(f: &Fields) -> Result<(Fact, Value), LockErrorKind> {
         "tag" => {
             f.arity(2, "tag TAG")?;
             Ok((Fact::Tag, Value::Text(f.get(1).to_string())))
+        }
+        "exclude-package" => {
+            f.arity(2, "exclude-package NAME")?;
+            let name = f.get(1).to_string();
+            Ok((Fact::ExcludedPackage { name }, Value::None))
         }
         "index" => {
             f.arity(2, "index SHA256")?;
@@ -942,6 +971,58 @@ mod tests {
         assert!(!text.contains(" layer ") && !text.contains("\nindex "));
         assert_eq!(parse(&text).unwrap(), inputs_only);
         assert_eq!(parse(&text).unwrap().to_text(), text);
+    }
+
+    #[test]
+    fn packages_left_out_are_one_line_each_after_the_tag() {
+        let mut lock = sample();
+        lock.excluded.insert("tzdata".into());
+        lock.excluded.insert("netbase".into());
+        let text = lock.to_text();
+        let lines: Vec<&str> = text.lines().collect();
+        let tag = line_no(&text, "tag ");
+        assert!(
+            lines[tag].starts_with("exclude-package netbase ~"),
+            "{text}"
+        );
+        assert!(
+            lines[tag + 1].starts_with("exclude-package tzdata ~"),
+            "{text}"
+        );
+        let back = parse(&text).unwrap();
+        assert_eq!(back, lock);
+        assert_eq!(back.to_text(), text);
+        assert_eq!(
+            lock.line_of(&Fact::ExcludedPackage {
+                name: "tzdata".into()
+            }),
+            Some(tag + 2)
+        );
+        // None left out: no line, the text of every lock before this line kind existed.
+        assert!(!sample().to_text().contains("exclude-package"));
+        // Twice is refused like any duplicate fact.
+        let twice = text.replacen(lines[tag], &format!("{}\n{}", lines[tag], lines[tag]), 1);
+        let e = error(&twice);
+        assert!(
+            e.to_string()
+                .contains("duplicate fact: exclude-package netbase"),
+            "{e}"
+        );
+        // An inputs diff names it.
+        let diff = lock.diff_inputs(&sample());
+        assert_eq!(
+            diff,
+            [
+                format!(
+                    "line {}: package netbase was left out (--exclude-package), now it is not",
+                    tag + 1
+                ),
+                format!(
+                    "line {}: package tzdata was left out (--exclude-package), now it is not",
+                    tag + 2
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! without `.lock`").
 //!
 //! It pins every input of a build and records its outputs: the manifest's SHA256 (which
-//! ties lock and manifest together), the tool version, the epoch and the tag; per
+//! ties lock and manifest together), the tool version, the epoch and the tag, the
+//! declared packages left out with `--exclude-package` (if any); per
 //! architecture, per suite the InRelease (or Release) URL as written in the manifest
 //! (before `--mirror`) with its SHA256 and `Date`, each `Packages` index used (URL,
 //! size, SHA256), each package (name, version, architecture, suite, URL, size, SHA256);
@@ -22,7 +23,7 @@ mod compare;
 mod format;
 
 use crate::arch::Arch;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -125,6 +126,10 @@ pub struct Lock {
     pub epoch: u64,
     /// The image tag (`org.opencontainers.image.ref.name`).
     pub tag: String,
+    /// Declared packages this build left out (`--exclude-package`), by name. Empty for
+    /// an ordinary build, which then writes no such line. A build, `--locked` or
+    /// `compose verify` matches the lock only when given the same set.
+    pub excluded: BTreeSet<String>,
     /// What `index.json` points to; `None` when nothing was built. Present exactly when
     /// every architecture has its [`Outputs`].
     pub index: Option<Sha256>,
@@ -246,6 +251,11 @@ pub enum Fact {
     Epoch,
     /// The `tag` line.
     Tag,
+    /// An `exclude-package` line for a package left out of the build.
+    ExcludedPackage {
+        /// the package's name
+        name: String,
+    },
     /// The `index` line.
     Index,
     /// An architecture's `release` line for an InRelease (or Release) URL.
@@ -294,6 +304,7 @@ impl fmt::Display for Fact {
             Fact::Tool => f.write_str("tool"),
             Fact::Epoch => f.write_str("epoch"),
             Fact::Tag => f.write_str("tag"),
+            Fact::ExcludedPackage { name } => write!(f, "exclude-package {name}"),
             Fact::Index => f.write_str("index"),
             Fact::Release { arch, url } => write!(f, "{arch} release {url}"),
             Fact::Packages { arch, url } => write!(f, "{arch} packages {url}"),
@@ -313,6 +324,7 @@ impl Lock {
             tool: tool_version(),
             epoch,
             tag: tag.into(),
+            excluded: BTreeSet::new(),
             index: None,
             archs: BTreeMap::new(),
         }

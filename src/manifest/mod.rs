@@ -1,7 +1,9 @@
 //! The manifest: the validated types the rest of compose reads ([`Manifest`] and its
 //! parts), [`Manifest::load`]/[`Manifest::parse`], and the errors that point at the
 //! manifest. The schema as written in TOML is in `schema`, the checks that turn it into
-//! these types in `validate`; docs/manifest.md describes the format for users.
+//! these types in `validate`, the command line's changes to a loaded manifest
+//! (`--keyring`, `--exclude-package`) in `overrides`; docs/manifest.md describes the
+//! format for users.
 //!
 //! Every error points at the manifest with `file:line:column` and ends with a one-line
 //! hint. Values that later checks may complain about keep their span
@@ -10,6 +12,7 @@
 //! Nothing here touches the network; the file system only in [`Manifest::load`] (and
 //! validation's check that a keyring exists).
 
+mod overrides;
 mod schema;
 mod validate;
 
@@ -144,6 +147,9 @@ pub struct Source {
     /// Base URL (the directory holding `dists/`), http(s), without a trailing `/`; already
     /// the snapshot service's when `snapshot` is set. Before `--mirror`.
     pub url: String,
+    /// The `url` key as written (without a trailing `/`), before `snapshot` rewrites it:
+    /// what `--keyring URL=FILE` names the source by.
+    pub written_url: String,
     /// Base URLs replacing `url` for some architectures (`arch-url`), as written (a trailing
     /// `/` is trimmed by [`Source::base_url`]).
     pub arch_url: BTreeMap<Arch, String>,
@@ -155,6 +161,13 @@ pub struct Source {
     pub keyring: PathBuf,
     /// The `YYYYMMDDTHHMMSSZ` timestamp of the snapshot service, when given.
     pub snapshot: Option<String>,
+    /// `snapshot-url`: the snapshot service of `url`'s archive (http(s), no trailing
+    /// `/`), for an archive [`snapshot_url`] does not know; `<it>/<timestamp>` is that
+    /// archive at that time.
+    pub snapshot_url: Option<String>,
+    /// `snapshot-fallback` (default true): a pinned `.deb` the archive no longer has is
+    /// fetched from the snapshot service ([`crate::snapshot`]).
+    pub snapshot_fallback: bool,
     /// Where the `[[source]]` table is written.
     pub location: Location,
 }
@@ -400,7 +413,12 @@ fn toml_hint(message: &str) -> String {
     }
 }
 
-/// The snapshot service URL of an archive at `ts` (`YYYYMMDDTHHMMSSZ`).
+/// The snapshot service URL of an archive at `ts` (`YYYYMMDDTHHMMSSZ`): Ubuntu's
+/// archive (`archive.ubuntu.com`, `security.ubuntu.com`) and ports
+/// (`ports.ubuntu.com/ubuntu-ports`) at snapshot.ubuntu.com, Debian's archives
+/// (`debian`, `debian-security`, `debian-ports`, `debian-debug` on `deb.debian.org`, and
+/// `ftp.debian.org/debian`, `security.debian.org/debian-security`) at
+/// snapshot.debian.org. docs/manifest.md lists the same forms.
 pub fn snapshot_url(url: &str, ts: &str) -> Option<String> {
     let rest = url
         .strip_prefix("http://")
@@ -414,6 +432,8 @@ pub fn snapshot_url(url: &str, ts: &str) -> Option<String> {
         ("deb.debian.org" | "security.debian.org", "debian-security") => {
             "snapshot.debian.org/archive/debian-security"
         }
+        ("deb.debian.org", "debian-ports") => "snapshot.debian.org/archive/debian-ports",
+        ("deb.debian.org", "debian-debug") => "snapshot.debian.org/archive/debian-debug",
         _ => return None,
     };
     Some(format!("https://{service}/{ts}"))

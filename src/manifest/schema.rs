@@ -72,6 +72,8 @@ pub(super) struct RawSource {
     pub(super) components: Vec<Spanned<String>>,
     pub(super) keyring: Spanned<String>,
     pub(super) snapshot: Option<Spanned<String>>,
+    pub(super) snapshot_url: Option<Spanned<String>>,
+    pub(super) snapshot_fallback: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -132,6 +132,7 @@ fn select_package(
             Ok(())
         })?;
     }
+    selector.drop_emptied_dirs(&mut tree);
     Ok(PackagePart {
         tree,
         contribution: selector.finish()?,

@@ -233,6 +233,110 @@ impl fmt::Display for LinkageError {
     }
 }
 
+/// The linkage misses of every architecture of a build, as one error: the build checks
+/// each architecture before it fails, so the user fixes everything in one round.
+///
+/// The first line sums up (files that would not load, per architecture); under it, one
+/// indented line per missing name and hint, naming the architectures and the files that
+/// need it (the first [`FILES_NAMED`], then how many more) and what to do.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ImageLinkageError {
+    /// Each failed architecture's report, in build order (each has at least one miss).
+    pub archs: Vec<(Arch, Report)>,
+}
+
+/// The misses of one need with one hint, across architectures.
+struct MissGroup<'a> {
+    need: &'a Need,
+    hint: &'a str,
+    archs: Vec<Arch>,
+    files: Vec<&'a str>,
+}
+
+/// Files named per missing name in an [`ImageLinkageError`] line before "and N more".
+pub const FILES_NAMED: usize = 3;
+
+impl fmt::Display for ImageLinkageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let per_arch: Vec<(Arch, usize)> = (self.archs.iter())
+            .map(|(arch, report)| {
+                let files: std::collections::BTreeSet<&str> =
+                    report.misses.iter().map(|m| m.file.as_str()).collect();
+                (*arch, files.len())
+            })
+            .collect();
+        let total: usize = per_arch.iter().map(|(_, n)| n).sum();
+        let counts: Vec<String> = (per_arch.iter())
+            .map(|(arch, n)| format!("{arch}: {n}"))
+            .collect();
+        // One group per (need, hint), in the order first seen.
+        let mut groups: Vec<MissGroup<'_>> = Vec::new();
+        for (arch, report) in &self.archs {
+            for m in &report.misses {
+                let at = match (groups.iter())
+                    .position(|g| g.need == &m.need && g.hint == m.hint.as_str())
+                {
+                    Some(i) => i,
+                    None => {
+                        groups.push(MissGroup {
+                            need: &m.need,
+                            hint: &m.hint,
+                            archs: Vec::new(),
+                            files: Vec::new(),
+                        });
+                        groups.len() - 1
+                    }
+                };
+                let group = &mut groups[at];
+                if !group.archs.contains(arch) {
+                    group.archs.push(*arch);
+                }
+                if !group.files.contains(&m.file.as_str()) {
+                    group.files.push(&m.file);
+                }
+            }
+        }
+        write!(
+            f,
+            "{total} ELF file{} would not load ({}): {} name{} missing from the image; do what each line below says, then build again",
+            if total == 1 { "" } else { "s" },
+            counts.join(", "),
+            groups.len(),
+            if groups.len() == 1 { " is" } else { "s are" },
+        )?;
+        for MissGroup {
+            need,
+            hint,
+            archs,
+            files,
+        } in &groups
+        {
+            let need = match need {
+                Need::Interpreter(p) => format!("the interpreter {p}"),
+                Need::Library(n) => n.clone(),
+            };
+            let mut named = files
+                .iter()
+                .take(FILES_NAMED)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ");
+            if files.len() > FILES_NAMED {
+                named.push_str(&format!(" and {} more", files.len() - FILES_NAMED));
+            }
+            write!(
+                f,
+                "\n  {need} ({}), needed by {named}",
+                Arch::list(archs.iter())
+            )?;
+            if !hint.is_empty() {
+                write!(f, ": {hint}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The facts of an ELF file the loader acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ElfInfo {

@@ -3,14 +3,18 @@
 //! Paths are canonicalised to merged-usr form first (`/lib/x` of a Debian package is
 //! `/usr/lib/x` in the image), then matched against the package's `paths` and
 //! `optional-paths` and filtered by `exclude`. A required pattern that matches nothing
-//! is an error naming the package and the pattern.
+//! is an error naming the package and the pattern. A directory a pattern selected only
+//! as the container of entries `exclude` then dropped does not stay behind empty
+//! ([`Selector::drop_emptied_dirs`]).
 //!
 //! A [`Selector`] sees one package's entries as `crate::deb::read_deb` streams them and
 //! puts what it selects into a tree; [`merge`] joins a package's tree into the image's.
 //! It never opens a `.deb` itself nor writes outside the trees' spools.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
+#[cfg(test)]
+use std::path::Path;
 
 use crate::arch::Arch;
 use crate::deb::{Entry, EntryKind};
@@ -118,6 +122,12 @@ pub struct Selector<'a> {
     /// Selected hard links whose target was not selected: (canonical path, the link's
     /// entry). Their content is taken from the target in a second pass.
     orphans: Vec<(String, Entry)>,
+    /// Directories a pattern selected, with the patterns that did (indices into `paths`,
+    /// then `optional-paths`).
+    selected_dirs: BTreeMap<String, Vec<usize>>,
+    /// For every directory above an entry that a pattern matched and `exclude` dropped:
+    /// the patterns that matched such entries.
+    excluded_below: HashMap<String, BTreeSet<usize>>,
 }
 
 impl<'a> Selector<'a> {
@@ -134,6 +144,8 @@ impl<'a> Selector<'a> {
             dirs: HashMap::new(),
             contribution: Contribution::default(),
             orphans: Vec::new(),
+            selected_dirs: BTreeMap::new(),
+            excluded_below: HashMap::new(),
         }
     }
 
@@ -145,10 +157,26 @@ impl<'a> Selector<'a> {
         }
     }
 
-    /// Is `path` (canonical) selected? Marks the required patterns it satisfies.
-    fn select(&mut self, path: &str) -> bool {
+    /// The patterns matching `path`: indices into `paths`, then `optional-paths`.
+    fn matching(&self, path: &str) -> Vec<usize> {
+        let required = self.package.paths.len();
+        let optional = self.package.optional_paths.iter().enumerate();
+        (self.package.paths.iter().enumerate())
+            .chain(optional.map(|(i, p)| (required + i, p)))
+            .filter(|(_, p)| p.matcher.is_match(path))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Is `path` (canonical) selected? Marks the required patterns it satisfies, and
+    /// remembers a selected directory and what `exclude` dropped beneath which one.
+    fn select(&mut self, path: &str, is_dir: bool) -> bool {
         if self.keep_copyright && path == self.copyright {
             return true;
+        }
+        let matching = self.matching(path);
+        if matching.is_empty() {
+            return false;
         }
         if self
             .package
@@ -156,20 +184,24 @@ impl<'a> Selector<'a> {
             .iter()
             .any(|p| p.matcher.is_match(path))
         {
+            let mut end = path.len();
+            while let Some(i) = path[..end].rfind('/').filter(|i| *i > 0) {
+                end = i;
+                (self.excluded_below.entry(path[..end].to_string()))
+                    .or_default()
+                    .extend(matching.iter().copied());
+            }
             return false;
         }
-        let mut hit = false;
-        for (i, p) in self.package.paths.iter().enumerate() {
-            if p.matcher.is_match(path) {
-                self.matched[i] = true;
-                hit = true;
+        for &i in &matching {
+            if let Some(m) = self.matched.get_mut(i) {
+                *m = true;
             }
         }
-        hit || self
-            .package
-            .optional_paths
-            .iter()
-            .any(|p| p.matcher.is_match(path))
+        if is_dir {
+            self.selected_dirs.insert(path.to_string(), matching);
+        }
+        true
     }
 
     /// Offer one entry of the package's data.tar.
@@ -201,7 +233,7 @@ impl<'a> Selector<'a> {
                 },
             );
         }
-        if !self.select(&path) {
+        if !self.select(&path, matches!(entry.kind, EntryKind::Dir)) {
             return Ok(());
         }
         let kind = match &entry.kind {
@@ -351,6 +383,53 @@ impl<'a> Selector<'a> {
         Ok(())
     }
 
+    /// After the last entry (and the second pass): remove from the package's `tree` each
+    /// directory that is empty only because `exclude` dropped what a pattern matched
+    /// beneath it, when every pattern that selected the directory also matched such a
+    /// dropped entry (`/usr/share/zoneinfo/**` with `exclude` `/usr/share/zoneinfo/right/**`
+    /// leaves no empty `right`; a pattern naming the directory itself keeps it). Parent
+    /// directories left empty by such a removal go too. Deepest first, so a directory
+    /// whose subdirectories all go is empty in turn.
+    pub fn drop_emptied_dirs(&mut self, tree: &mut Tree) {
+        if self.excluded_below.is_empty() {
+            return;
+        }
+        let emptied: Vec<String> = (self.selected_dirs.iter().rev())
+            .filter(|(dir, by)| {
+                self.excluded_below
+                    .get(dir.as_str())
+                    .is_some_and(|below| by.iter().all(|i| below.contains(i)))
+            })
+            .map(|(dir, _)| dir.clone())
+            .collect();
+        for dir in emptied {
+            if tree.has_children(&dir) || !self.owns_dir(tree, &dir) {
+                continue;
+            }
+            tree.remove(&dir);
+            // Parents made only to hold it (not selected themselves) go when empty.
+            let mut end = dir.len();
+            while let Some(i) = dir[..end].rfind('/').filter(|i| *i > 0) {
+                end = i;
+                let parent = &dir[..end];
+                if self.selected_dirs.contains_key(parent)
+                    || tree.has_children(parent)
+                    || !self.owns_dir(tree, parent)
+                {
+                    break;
+                }
+                tree.remove(parent);
+                self.contribution.parent_dirs.remove(parent);
+            }
+        }
+    }
+
+    /// Whether `path` in `tree` is a directory this package put there.
+    fn owns_dir(&self, tree: &Tree, path: &str) -> bool {
+        tree.get(path)
+            .is_some_and(|n| matches!(n.kind, NodeKind::Dir) && n.origin == self.package.name)
+    }
+
     /// After the last entry: every required pattern must have matched.
     pub fn finish(self) -> Result<Contribution, SelectError> {
         if let Some((path, entry)) = self.orphans.first() {
@@ -409,4 +488,147 @@ pub fn merge(tree: &mut Tree, part: &Tree, contribution: &Contribution) -> Resul
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Manifest;
+
+    /// A manifest whose one package, `tzdata`, has `body` as its table; the keyring it
+    /// names is the crate's own `Cargo.toml` (validation only checks that it exists).
+    fn package(body: &str) -> Manifest {
+        let text = format!(
+            "[image]\nname = \"t\"\n\n[[source]]\nurl = \"http://archive.ubuntu.com/ubuntu\"\nsuites = [\"noble\"]\nkeyring = \"Cargo.toml\"\n\n[package.tzdata]\n{body}\n"
+        );
+        Manifest::parse(&Path::new(env!("CARGO_MANIFEST_DIR")).join("t.toml"), &text).unwrap()
+    }
+
+    fn entry(path: &str, kind: EntryKind) -> Entry {
+        Entry {
+            path: path.to_string(),
+            kind,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: 7,
+            size: 0,
+        }
+    }
+
+    /// tzdata's layout: zoneinfo with Etc/UTC, right/ with a subdirectory, and a sibling.
+    const ENTRIES: &[(&str, bool)] = &[
+        ("/usr", true),
+        ("/usr/share", true),
+        ("/usr/share/zoneinfo", true),
+        ("/usr/share/zoneinfo/Etc", true),
+        ("/usr/share/zoneinfo/Etc/UTC", false),
+        ("/usr/share/zoneinfo/right", true),
+        ("/usr/share/zoneinfo/right/Etc", true),
+        ("/usr/share/zoneinfo/right/Etc/UTC", false),
+        ("/usr/share/zoneinfo/right/UTC", false),
+        ("/usr/share/zoneinfo/zone.tab", false),
+    ];
+
+    /// The paths of the package's tree after selecting [`ENTRIES`] with `body`.
+    fn select(body: &str) -> Vec<String> {
+        let m = package(body);
+        let mut tree = Tree::new().unwrap();
+        let mut s = Selector::new(&m.packages[0], Arch::AMD64, true, false);
+        for (path, dir) in ENTRIES {
+            let kind = if *dir {
+                EntryKind::Dir
+            } else {
+                EntryKind::File
+            };
+            s.entry(&mut tree, &entry(path, kind), &mut &b"TZif"[..])
+                .unwrap();
+        }
+        s.drop_emptied_dirs(&mut tree);
+        s.finish().unwrap();
+        tree.iter().map(|(p, _)| p.clone()).collect()
+    }
+
+    #[test]
+    fn a_directory_emptied_by_exclude_goes_too() {
+        let kept = select(
+            "paths = [\"/usr/share/zoneinfo/**\"]\nexclude = [\"/usr/share/zoneinfo/right/**\"]",
+        );
+        assert_eq!(
+            kept,
+            [
+                "/",
+                "/usr",
+                "/usr/share",
+                "/usr/share/zoneinfo",
+                "/usr/share/zoneinfo/Etc",
+                "/usr/share/zoneinfo/Etc/UTC",
+                "/usr/share/zoneinfo/zone.tab",
+            ]
+        );
+        // Excluding only the files: the subdirectory right/Etc and right/ go as well.
+        let kept = select(
+            "paths = [\"/usr/share/zoneinfo/**\"]\nexclude = [\"/usr/share/zoneinfo/right/**/*UTC\"]",
+        );
+        assert!(!kept.iter().any(|p| p.contains("right")), "{kept:?}");
+    }
+
+    #[test]
+    fn a_directory_another_pattern_selects_stays() {
+        // Named by a pattern of its own: kept, empty.
+        let kept = select(
+            "paths = [\"/usr/share/zoneinfo/**\", \"/usr/share/zoneinfo/right\"]\nexclude = [\"/usr/share/zoneinfo/right/**\"]",
+        );
+        assert!(
+            kept.contains(&"/usr/share/zoneinfo/right".to_string()),
+            "{kept:?}"
+        );
+        assert!(
+            !kept.contains(&"/usr/share/zoneinfo/right/Etc".to_string()),
+            "{kept:?}"
+        );
+        // Something selected is still in it: kept with it.
+        let kept = select(
+            "paths = [\"/usr/share/zoneinfo/**\"]\nexclude = [\"/usr/share/zoneinfo/right/Etc/**\", \"/usr/share/zoneinfo/right/Etc\"]",
+        );
+        assert!(
+            kept.contains(&"/usr/share/zoneinfo/right/UTC".to_string()),
+            "{kept:?}"
+        );
+        assert!(
+            !kept.contains(&"/usr/share/zoneinfo/right/Etc".to_string()),
+            "{kept:?}"
+        );
+        // An empty directory without exclude is selected as before.
+        let m = package("paths = [\"/var/cache/**\"]");
+        let mut tree = Tree::new().unwrap();
+        let mut s = Selector::new(&m.packages[0], Arch::AMD64, true, false);
+        s.entry(
+            &mut tree,
+            &entry("/var/cache/x", EntryKind::Dir),
+            &mut &b""[..],
+        )
+        .unwrap();
+        s.drop_emptied_dirs(&mut tree);
+        assert!(tree.contains("/var/cache/x"));
+    }
+
+    #[test]
+    fn parents_made_for_an_emptied_directory_go_with_it() {
+        // `right/**` selects right/Etc but not right itself (a parent made for it).
+        let kept = select(
+            "paths = [\"/usr/share/zoneinfo/right/**\", \"/usr/share/zoneinfo/Etc/UTC\"]\nexclude = [\"/usr/share/zoneinfo/right/**/*UTC\", \"/usr/share/zoneinfo/right/UTC\"]",
+        );
+        assert_eq!(
+            kept,
+            [
+                "/",
+                "/usr",
+                "/usr/share",
+                "/usr/share/zoneinfo",
+                "/usr/share/zoneinfo/Etc",
+                "/usr/share/zoneinfo/Etc/UTC",
+            ]
+        );
+    }
 }

@@ -7,6 +7,8 @@ pub mod deb;
 pub mod elf;
 pub mod faulty;
 pub mod key;
+pub mod noble;
+pub mod proxy;
 pub mod repo;
 pub mod server;
 
@@ -18,6 +20,7 @@ pub use deb::{build_deb, build_deb_with_data, control_tar, data_tar, DebSpec, Me
 pub use elf::{build_elf, default_interp, ElfSpec};
 pub use faulty::{closed_port_url, Fault, Faulty};
 pub use key::{clearsign_with, detach_sign_with, TestKey};
+pub use proxy::{Proxy, TlsFront};
 pub use repo::{IndexVariants, PublishedDeb, Repo, SuiteSpec};
 pub use server::{Served, Server};
 

@@ -449,6 +449,51 @@ impl Repo {
         self.resign(suite, &self.key);
     }
 
+    /// Publishes every index file that `dists/<suite>/Release` lists and that is on disk
+    /// also under its SHA256 (`<dir>/by-hash/SHA256/<hex>`, as Ubuntu and Debian do), and
+    /// says `Acquire-By-Hash: yes` in Release (re-signed). Copies already there stay:
+    /// after a [`Repo::publish_from`], the by-hash copies of both versions are served.
+    pub fn add_by_hash(&self, suite: &str) {
+        let rel = format!("dists/{suite}/Release");
+        let text = String::from_utf8(self.read(&rel)).unwrap();
+        let listed = text
+            .lines()
+            .skip_while(|l| *l != "SHA256:")
+            .skip(1)
+            .take_while(|l| l.starts_with(' '));
+        for line in listed {
+            let path = line.split_whitespace().nth(2).unwrap();
+            let file = format!("dists/{suite}/{path}");
+            let Ok(bytes) = std::fs::read(self.path(&file)) else {
+                continue;
+            };
+            let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+            self.write(
+                &format!("dists/{suite}/{dir}/by-hash/SHA256/{}", hex_sha256(&bytes)),
+                &bytes,
+            );
+        }
+        self.set_release_field(suite, "Acquire-By-Hash", Some("yes"));
+    }
+
+    /// Publishes `newer` over this repository, as a mirror sync does: every file of
+    /// `newer` (pool, indexes, by-hash copies, Release, InRelease, Release.gpg) is
+    /// written here, each by a rename; files only this repository has (older pool
+    /// files, older by-hash copies) stay.
+    pub fn publish_from(&self, newer: &Repo) {
+        let mut files = Vec::new();
+        find_files(&newer.root, &mut files);
+        files.sort();
+        for file in files {
+            let rel = file.strip_prefix(&newer.root).unwrap();
+            let to = self.root.join(rel);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            let tmp = to.with_extension("publishing");
+            std::fs::copy(&file, &tmp).unwrap();
+            std::fs::rename(&tmp, &to).unwrap();
+        }
+    }
+
     /// The text of `base` (`dists/<suite>/<comp>/binary-<arch>/Packages`), decoded from
     /// whichever variant is on disk (plain, `.gz`, `.xz`).
     pub fn packages_text(&self, base: &str) -> String {
@@ -595,6 +640,18 @@ impl Repo {
     /// Starts an HTTP server on 127.0.0.1 serving this repository.
     pub fn serve(&self) -> super::server::Server {
         super::server::Server::serve_dir(&self.root)
+    }
+}
+
+/// Every file under `dir`, recursively.
+fn find_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            find_files(&p, out);
+        } else {
+            out.push(p);
+        }
     }
 }
 

@@ -1,4 +1,6 @@
-//! A static file server on 127.0.0.1:<ephemeral port> (tiny_http), for loopback mirrors.
+//! A static file server on 127.0.0.1:<ephemeral port> (tiny_http), for loopback mirrors:
+//! a request log, per-path status overrides, and hooks that change the served files
+//! after a given request (a mirror publishing while a client reads it).
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
@@ -23,7 +25,11 @@ struct Shared {
     log: Mutex<Vec<Served>>,
     /// path -> status served instead of the file (fault injection)
     overrides: Mutex<HashMap<String, u16>>,
+    /// path -> what to do once, after that path's response is ready, before it is sent
+    hooks: Mutex<HashMap<String, Hook>>,
 }
+
+type Hook = Box<dyn FnOnce() + Send>;
 
 pub struct Server {
     /// "http://127.0.0.1:PORT", no trailing slash
@@ -109,6 +115,16 @@ impl Server {
         self.shared.overrides.lock().unwrap().insert(p, status);
     }
 
+    /// Run `hook` once, right after the next request for `path` has been answered from
+    /// the files as they were (its bytes are read, not yet sent): whatever `hook`
+    /// changes is what every later request sees, and the client that asked for `path`
+    /// only goes on once it has run. E.g. a mirror that publishes new indexes just after
+    /// serving the InRelease.
+    pub fn after(&self, path: &str, hook: impl FnOnce() + Send + 'static) {
+        let p = format!("/{}", path.trim_start_matches('/'));
+        self.shared.hooks.lock().unwrap().insert(p, Box::new(hook));
+    }
+
     pub fn clear_status(&self, path: &str) {
         let p = format!("/{}", path.trim_start_matches('/'));
         self.shared.overrides.lock().unwrap().remove(&p);
@@ -192,5 +208,9 @@ fn handle(root: &Path, shared: &Shared, rq: tiny_http::Request) {
         path,
         status,
     });
+    let hook = shared.hooks.lock().unwrap().remove(&key);
+    if let Some(hook) = hook {
+        hook();
+    }
     let _ = rq.respond(response);
 }

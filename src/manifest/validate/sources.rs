@@ -1,7 +1,8 @@
 //! `[[source]]`: http(s) URLs, per-architecture URLs, suite and component names, the
-//! keyring (which must exist: the only file system access of validation), and a
+//! keyring (which must exist: the only file system access of validation), a
 //! `snapshot` timestamp, which rewrites the URLs to the snapshot service's
-//! ([`snapshot_url`]). Nothing here touches the network.
+//! ([`snapshot_url`]), and the snapshot fallback's keys (`snapshot-url`,
+//! `snapshot-fallback`). Nothing here touches the network.
 
 use std::collections::BTreeMap;
 
@@ -48,20 +49,59 @@ impl Cx<'_> {
                 "keyring paths are relative to the manifest file; keys/ holds the Ubuntu and Debian keyrings",
             ));
         }
-        let mut url = s.url.get_ref().trim_end_matches('/').to_string();
+        let written_url = s.url.get_ref().trim_end_matches('/').to_string();
+        let mut url = written_url.clone();
         if let Some(ts) = &s.snapshot {
             self.snapshot_timestamp(ts)?;
             url = self.snapshot_urls(s, ts, &url, &mut arch_url)?;
         }
+        let snapshot_fallback = s.snapshot_fallback.as_ref().is_none_or(|f| *f.get_ref());
+        let snapshot_service = self.snapshot_service(s, snapshot_fallback)?;
         Ok(Source {
             url,
+            written_url,
             arch_url,
             suites,
             components,
             keyring,
             snapshot: s.snapshot.as_ref().map(|t| t.get_ref().clone()),
+            snapshot_url: snapshot_service,
+            snapshot_fallback,
             location: self.location(span),
         })
+    }
+
+    /// `snapshot-url`: http(s), trailing `/` trimmed; pointless (an error) beside
+    /// `snapshot` (the source is read from the snapshot service already) or with
+    /// `snapshot-fallback = false`.
+    fn snapshot_service(
+        &self,
+        s: &RawSource,
+        fallback: bool,
+    ) -> Result<Option<String>, ManifestError> {
+        let Some(u) = &s.snapshot_url else {
+            return Ok(None);
+        };
+        let v = u.get_ref();
+        if !(v.starts_with("http://") || v.starts_with("https://")) {
+            return Err(self.error(
+                u.span(),
+                format!("snapshot-url `{v}` is not http(s)"),
+                "write the snapshot service's URL for this archive, without the timestamp, e.g. https://snapshot.example.org/archive/foo",
+            ));
+        }
+        if s.snapshot.is_some() || !fallback {
+            return Err(self.error(
+                u.span(),
+                "snapshot-url is never used here",
+                if fallback {
+                    "a source with `snapshot` is read from the snapshot service already: drop snapshot-url"
+                } else {
+                    "snapshot-fallback = false turns the snapshot service off: drop one of the two"
+                },
+            ));
+        }
+        Ok(Some(v.trim_end_matches('/').to_string()))
     }
 
     /// Every URL http(s); `arch-url` keyed by Debian architecture name.
@@ -192,5 +232,47 @@ mod tests {
                 "suites = [\"noble\"]\nsnapshot = \"20251115T000000Z\"",
             ));
         assert!(e.message.contains("no known snapshot service"), "{e}");
+    }
+
+    #[test]
+    fn snapshot_fallback_keys() {
+        let m = parse(GOOD).unwrap();
+        assert!(m.sources[0].snapshot_fallback);
+        assert_eq!(m.sources[0].snapshot_url, None);
+        let with = |keys: &str| {
+            GOOD.replace(
+                "suites = [\"noble\", \"noble-updates\"]",
+                &format!("suites = [\"noble\"]\n{keys}"),
+            )
+        };
+        let m = parse(&with("snapshot-fallback = false")).unwrap();
+        assert!(!m.sources[0].snapshot_fallback);
+        let m = parse(&with("snapshot-url = \"https://snap.example/archive/x/\"")).unwrap();
+        assert_eq!(
+            m.sources[0].snapshot_url.as_deref(),
+            Some("https://snap.example/archive/x")
+        );
+        for (keys, needle) in [
+            ("snapshot-url = \"ftp://snap.example\"", "is not http(s)"),
+            (
+                "snapshot-url = \"https://snap.example\"\nsnapshot-fallback = false",
+                "never used",
+            ),
+            (
+                "snapshot-url = \"https://snap.example\"\nsnapshot = \"20251115T000000Z\"",
+                "never used",
+            ),
+        ] {
+            let e = err(&with(keys));
+            assert!(e.message.contains(needle), "{keys}: {e}");
+        }
+        assert_eq!(
+            snapshot_url("https://deb.debian.org/debian-ports", "20240101T000000Z").as_deref(),
+            Some("https://snapshot.debian.org/archive/debian-ports/20240101T000000Z")
+        );
+        assert_eq!(
+            snapshot_url("http://deb.debian.org/debian-debug", "20240101T000000Z").as_deref(),
+            Some("https://snapshot.debian.org/archive/debian-debug/20240101T000000Z")
+        );
     }
 }

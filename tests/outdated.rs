@@ -162,6 +162,17 @@ fn locked(f: &Fixture) -> Archive {
 #[test]
 fn up_to_date_exits_0_and_fetches_no_package() {
     let f = Fixture::new(&["libfoo1", "libbar1"]);
+    // Without a lock there is nothing to compare with: one line, exit 1.
+    let none = Archive::new(&f.key, vec![libfoo("1.0", None), libbar("1.0")], vec![]);
+    let o = f.compose(&none, &["outdated"]);
+    assert_eq!(code(&o), 1, "{}", err(&o));
+    assert!(
+        err(&o).contains("outdated: there is no lock at ")
+            && err(&o).contains("run `compose lock "),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(err(&o).lines().count(), 1, "{}", err(&o));
     let a = locked(&f);
     a.server.clear_requests();
     let o = f.compose(&a, &["outdated"]);

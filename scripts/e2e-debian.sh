@@ -182,6 +182,64 @@ D3=$(run_compose "$MANIFEST" "$TMP/out3" "$TMP/cache" run3 --locked)
     --cache "$TMP/cache" --lock "$TMP/run1.lock" --quiet | sed 's/^/  /' \
     || fail "compose verify failed against $TMP/run1.lock"
 
+step "compose (4): outdated: locked against the point release, then offered the security pocket"
+# The same manifest without the debian-security source, locked: what the point release
+# pins. `compose outdated` of the whole manifest against that lock then reports what the
+# security pocket moved, with the CVE ids of the newer changelogs; an independent reader
+# (dpkg --compare-versions, zcat, a regex) must find the same ids in the same .debs.
+python3 - "$MANIFEST" "$TMP/point.toml" "$(pwd)" <<'PY' || fail "cannot write $TMP/point.toml"
+import re, sys, os
+text = open(sys.argv[1]).read()
+blocks = re.split(r'(?m)^(?=\[\[source\]\])', text)
+kept = [b for b in blocks if 'debian-security' not in b.split('\n', 3)[1]]
+out = ''.join(kept).replace('"../keys/', '"' + os.path.join(sys.argv[3], 'keys') + '/')
+open(sys.argv[2], 'w').write(out)
+PY
+"$COMPOSE" lock "$TMP/point.toml" --mirror "http://deb.debian.org=$SERVE_URL" \
+    --cache "$TMP/cache" --lock "$TMP/point.lock" --quiet >/dev/null \
+    || fail "compose lock of the point release failed"
+RC=0
+"$COMPOSE" outdated "$MANIFEST" --format json --mirror "http://deb.debian.org=$SERVE_URL" \
+    --cache "$TMP/cache" --lock "$TMP/point.lock" --quiet >"$TMP/outdated.json" || RC=$?
+[ "$RC" = 0 ] || [ "$RC" = 3 ] || fail "compose outdated exited $RC (want 0 or 3)"
+python3 - "$TMP/outdated.json" "$TMP/mirror" "$RC" <<'PY' || fail "compose outdated's report disagrees with the real changelogs"
+import gzip, json, re, subprocess, sys, glob, os
+report, mirror, rc = json.load(open(sys.argv[1])), sys.argv[2], int(sys.argv[3])
+packages = report["packages"]
+if (rc == 3) != bool(packages):
+    sys.exit(f"exit {rc} but {len(packages)} packages reported")
+def newer(a, b):
+    return subprocess.run(["dpkg", "--compare-versions", a, "gt", b]).returncode == 0
+for p in packages:
+    name, locked, avail = p["name"], p["locked"], p["available"]
+    print(f"  {p['arch']} {name} {locked} -> {avail} ({p['suite']}): {', '.join(p['cves']) or 'no CVE'}"
+          + (f" [{p['changelog']}]" if p["changelog"] else ""))
+    if not locked or not avail or p["changelog"]:
+        continue
+    ver = avail.split(":", 1)[-1]
+    debs = [d for d in glob.glob(f"{mirror}/**/{name}_{ver}_*.deb", recursive=True)]
+    if not debs:
+        sys.exit(f"{name} {avail}: no .deb in the mirror")
+    tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", debs[0]], capture_output=True, check=True).stdout
+    gz = subprocess.run(["tar", "-xO", f"./usr/share/doc/{name}/changelog.Debian.gz"], input=tar,
+                        capture_output=True, check=True).stdout
+    text = gzip.decompress(gz).decode("utf-8", "replace")
+    cves = []
+    for entry in re.split(r"(?m)^(?=\S+ \([^)]+\) )", text):
+        m = re.match(r"\S+ \(([^)]+)\)", entry)
+        if not m:
+            continue
+        if not newer(m.group(1), locked):
+            break
+        for c in re.findall(r"CVE-\s*(\d{4})-(\d{4,7})\b", entry):
+            cid = f"CVE-{c[0]}-{c[1]}"
+            if cid not in cves:
+                cves.append(cid)
+    if cves != p["cves"]:
+        sys.exit(f"{name}: compose says {p['cves']}, the changelog says {cves}")
+print(f"  {len(packages)} packages moved; every CVE list equals the changelogs'")
+PY
+
 echo "A OK: $TAG $D1"
 
 printf '\n===== B. %s + tests/e2e-assets/check.cc, %s =====\n' "$CC_MANIFEST" "$HOST_ARCH"

@@ -147,13 +147,13 @@ pub(crate) struct Plan {
     pub(crate) manifest: Manifest,
     /// The declared packages left out (`--exclude-package`).
     pub(crate) excluded: BTreeSet<String>,
-    archs: Vec<Arch>,
+    pub(crate) archs: Vec<Arch>,
     tag: String,
-    lock_path: PathBuf,
+    pub(crate) lock_path: PathBuf,
     /// The lock on disk, if any.
-    existing: Option<Lock>,
-    runtime: tokio::runtime::Runtime,
-    fetcher: Arc<Fetcher>,
+    pub(crate) existing: Option<Lock>,
+    pub(crate) runtime: tokio::runtime::Runtime,
+    pub(crate) fetcher: Arc<Fetcher>,
     /// HTTP timeouts, also for `--push`.
     timeouts: Timeouts,
 }
@@ -243,7 +243,10 @@ impl Plan {
     }
 
     /// Resolve every architecture from verified indexes into a lock without outputs.
-    fn resolve_all(&self, opts: &BuildOptions) -> Result<(Lock, BTreeMap<Arch, Vec<Resolved>>)> {
+    pub(crate) fn resolve_all(
+        &self,
+        opts: &BuildOptions,
+    ) -> Result<(Lock, BTreeMap<Arch, Vec<Resolved>>)> {
         let mut lock = Lock::new(self.manifest_sha(), opts.epoch, self.tag.clone());
         lock.excluded = self.excluded.clone();
         let mut pinned = BTreeMap::new();
@@ -346,8 +349,9 @@ fn pin(plan: &Plan, opts: &BuildOptions) -> Result<Pins> {
             let diff = existing.input_changes(&fresh);
             if !diff.is_empty() {
                 return Err(Error::Lock(format!(
-                    "--locked: resolving again would change the lock:\n{}\nrun `compose lock {}` to accept the new packages",
+                    "--locked: resolving again would change the lock:\n{}\n{}run `compose lock {}` to accept the new packages",
                     changes(&plan.lock_path, &diff),
+                    crate::outdated::fixes(plan, opts, existing, &packages),
                     opts.manifest.display()
                 )));
             }

@@ -20,6 +20,7 @@ pub mod interrupt;
 pub mod lock;
 pub mod manifest;
 pub mod oci;
+pub mod outdated;
 pub mod output;
 pub mod parallel;
 pub mod push;
@@ -34,6 +35,7 @@ pub mod text;
 pub mod timings;
 
 pub mod build;
+pub mod changelog;
 pub mod error;
 pub mod verify;
 

@@ -129,6 +129,25 @@ enum Command {
         manifest: PathBuf,
         #[arg(long = "arch", value_name = "ARCH")]
         arch: Vec<String>,
+        /// Move the lock to the current resolution (only the named packages, if any) and
+        /// report what moved and the CVEs the newer versions fix
+        #[arg(long, value_name = "PACKAGE", num_args = 0..)]
+        update: Option<Vec<String>>,
+        /// With --update: also write the report as Markdown (a pull-request body) to FILE
+        #[arg(long, value_name = "FILE", requires = "update")]
+        report: Option<PathBuf>,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+    /// Compare the lock with the archive's current signed metadata: what moved, and the
+    /// CVEs the newer versions fix. Exit 0 up to date, 3 updates available, 1 error
+    Outdated {
+        manifest: PathBuf,
+        #[arg(long = "arch", value_name = "ARCH")]
+        arch: Vec<String>,
+        /// text (default) or json
+        #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+        format: String,
         #[command(flatten)]
         source: SourceArgs,
     },
@@ -198,6 +217,43 @@ fn main() -> ExitCode {
         Some(Command::Lock {
             manifest,
             arch,
+            update: Some(only),
+            report,
+            source,
+        }) => match compose::outdated::update(
+            &options(manifest, arch, source, epoch),
+            &only,
+            report.as_deref(),
+        ) {
+            Ok(r) => {
+                print!("{}", r.text());
+                println!("{}", r.lock.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Some(Command::Outdated {
+            manifest,
+            arch,
+            format,
+            source,
+        }) => match compose::outdated::outdated(&options(manifest, arch, source, epoch)) {
+            Ok(r) => {
+                if format == "json" {
+                    use std::io::Write;
+                    let _ = std::io::stdout().write_all(&r.json());
+                } else {
+                    print!("{}", r.text());
+                }
+                ExitCode::from(if r.has_updates() { 3 } else { 0 })
+            }
+            Err(e) => fail(e),
+        },
+        Some(Command::Lock {
+            manifest,
+            arch,
+            update: None,
+            report: _,
             source,
         }) => match build::lock(&options(manifest, arch, source, epoch)) {
             Ok((path, changes)) => {

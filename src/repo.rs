@@ -301,6 +301,9 @@ pub struct Resolution {
     pub lock: ArchLock,
     /// `(package, dependency group)` for each `Depends` group no declared package meets.
     pub unmet: Vec<(String, String)>,
+    /// Declared packages no index offers (only with [`Repository::tolerate_missing`];
+    /// otherwise such a package is an error).
+    pub missing: Vec<String>,
 }
 
 /// A verified Release and what the lock records of it.
@@ -318,6 +321,9 @@ pub struct Repository<'a> {
     /// Verified Release files by `dists/<suite>` URL: several architectures share them.
     releases: HashMap<String, Arc<VerifiedRelease>>,
     keyrings: HashMap<PathBuf, Arc<Keyring>>,
+    /// A declared package no index offers is reported in [`Resolution::missing`] rather
+    /// than failing the resolution (what `compose outdated` needs to report removals).
+    tolerate_missing: bool,
 }
 
 fn now() -> i64 {
@@ -336,7 +342,14 @@ impl<'a> Repository<'a> {
             allow_expired,
             releases: HashMap::new(),
             keyrings: HashMap::new(),
+            tolerate_missing: false,
         }
+    }
+
+    /// Report declared packages no index offers instead of failing on them.
+    pub fn tolerate_missing(mut self) -> Self {
+        self.tolerate_missing = true;
+        self
     }
 
     /// Download (or take from the cache) every pinned `.deb`, each checked against its
@@ -465,9 +478,11 @@ impl<'a> Repository<'a> {
         crate::timings::mark(format_args!("{arch}: Packages indexes parsed"));
         let searched: Vec<&str> = suites.iter().map(|(_, _, _, d)| d.as_str()).collect();
         let mut chosen: Vec<&(PackageEntry, String, String)> = Vec::new();
+        let mut missing = Vec::new();
         for name in &wanted {
             match apt::resolve::highest(&candidates, name, |c| &c.0) {
                 Some(best) => chosen.push(best),
+                None if self.tolerate_missing => missing.push(name.to_string()),
                 None => {
                     return Err(RepoError::NotFound {
                         name: name.to_string(),
@@ -520,6 +535,7 @@ impl<'a> Repository<'a> {
             packages: resolved,
             lock: arch_lock,
             unmet,
+            missing,
         })
     }
 }

@@ -160,6 +160,13 @@ fn pool_path(control: &str, file: &str) -> String {
 /// signed with `key`. The `.deb`s are symbolic links to the files in `shared`
 /// (`../shared/data/ubuntu`): nothing is copied.
 pub fn build(shared: &Path, root: &Path, key: &TestKey) -> NobleMirror {
+    build_with(shared, root, key, true)
+}
+
+/// [`build`], with the newer versions of [`UPDATES`] published (in `noble-updates` and
+/// `noble-security`) or, with `updates` false, left out: the archive as it was before
+/// those updates, whose `-updates` and `-security` pockets then hold nothing.
+pub fn build_with(shared: &Path, root: &Path, key: &TestKey, updates: bool) -> NobleMirror {
     let available = std::fs::read_to_string(shared.join("noble-debootstrap-available"))
         .expect("noble-debootstrap-available");
     // (package, version) -> the real stanza
@@ -186,8 +193,11 @@ pub fn build(shared: &Path, root: &Path, key: &TestKey) -> NobleMirror {
     let mut suites: BTreeMap<&str, BTreeMap<(String, String), String>> = BTreeMap::new();
     let mut packages = Vec::new();
     for deb in &debs {
-        let bytes = std::fs::read(deb).unwrap();
         let file = deb.file_name().unwrap().to_string_lossy().into_owned();
+        if !updates && UPDATES.contains(&file.as_str()) {
+            continue;
+        }
+        let bytes = std::fs::read(deb).unwrap();
         let control = deb_control(&bytes);
         let name = field(&control, "Package").unwrap().to_string();
         let version = field(&control, "Version").unwrap().to_string();
@@ -232,7 +242,12 @@ pub fn build(shared: &Path, root: &Path, key: &TestKey) -> NobleMirror {
     }
     let now = SystemTime::now();
     for suite in SUITES {
-        let text: String = suites[suite].values().map(|s| format!("{s}\n\n")).collect();
+        let text: String = suites
+            .get(suite)
+            .into_iter()
+            .flat_map(|s| s.values())
+            .map(|s| format!("{s}\n\n"))
+            .collect();
         let index = "main/binary-amd64/Packages";
         let files = vec![
             (index.to_string(), text.clone().into_bytes()),

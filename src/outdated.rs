@@ -189,11 +189,7 @@ impl Report {
                     e.distribution,
                     e.urgency,
                     e.date,
-                    if e.cves.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", e.cves.join(", "))
-                    }
+                    listed(": ", &e.cves)
                 ));
             }
             if let Some(note) = &p.changelog {
@@ -206,11 +202,7 @@ impl Report {
             n => format!(
                 "{n} package{} can be updated{}",
                 if n == 1 { "" } else { "s" },
-                if cves.is_empty() {
-                    String::new()
-                } else {
-                    format!(", fixing {}", cves.join(", "))
-                }
+                listed(", fixing ", &cves)
             ),
         });
         if let Some(at) = &self.checked_at {
@@ -228,11 +220,7 @@ impl Report {
         let mut out = format!(
             "{n} package{} updated{}\n\n",
             if n == 1 { "" } else { "s" },
-            if cves.is_empty() {
-                String::new()
-            } else {
-                format!(", fixes {}", cves.join(", "))
-            }
+            listed(", fixes ", &cves)
         );
         out.push_str(&format!(
             "`compose lock --update` of `{}`",
@@ -259,11 +247,7 @@ impl Report {
                     e.distribution,
                     e.urgency,
                     e.date,
-                    if e.cves.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", e.cves.join(", "))
-                    }
+                    listed(": ", &e.cves)
                 ));
             }
             if let Some(note) = &p.changelog {
@@ -271,6 +255,15 @@ impl Report {
             }
         }
         out
+    }
+}
+
+/// `prefix` and the CVE ids joined by commas; nothing when there are none.
+fn listed(prefix: &str, cves: &[String]) -> String {
+    if cves.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}{}", cves.join(", "))
     }
 }
 

@@ -23,8 +23,6 @@ pub const MAX_COMPRESSED: u64 = 4 << 20;
 pub const MAX_ENTRIES: usize = 2000;
 /// A longer line is refused (changelog lines are short; a hostile one is not).
 const MAX_LINE: usize = 64 << 10;
-/// Values longer than this are cut, with `…`.
-const MAX_VALUE: usize = 200;
 
 /// One changelog entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,21 +68,10 @@ pub enum ChangelogError {
     NoEntries,
 }
 
-/// Printable and short: control characters as `\xNN`, at most [`MAX_VALUE`] characters.
+/// Printable and short, as messages show archive text ([`crate::text::shown`]): control
+/// and direction characters escaped, at most [`crate::text::SHOWN_CHARS`] characters.
 pub fn clean(s: &str) -> String {
-    let mut out = String::new();
-    for (n, c) in s.chars().enumerate() {
-        if n == MAX_VALUE {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.push_str(&format!("\\x{:02x}", c as u32 & 0xff));
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::text::shown(s).to_string()
 }
 
 /// `pkg (version) dist1 dist2; urgency=medium` → (version, distributions, urgency).
@@ -397,11 +384,14 @@ glibc (2.39-0ubuntu8) noble; urgency=medium
         );
         let evil = "x (1.0) evil\x07\x1b[31m; urgency=high\x1b\n -- A <a@b>  \x1b]0;t\x07\n";
         let e = entries_newer(evil.as_bytes(), None).unwrap();
-        assert_eq!(e[0].distribution, "evil\\x07\\x1b[31m");
+        assert_eq!(e[0].distribution, "evil\\u{7}\\u{1b}[31m");
         assert!(!e[0].date.contains('\x1b'), "{:?}", e[0].date);
         let long = format!("x (1.0) {}; urgency=low\n", "d".repeat(1000));
         let e = entries_newer(long.as_bytes(), None).unwrap();
-        assert_eq!(e[0].distribution.chars().count(), MAX_VALUE + 1);
+        assert_eq!(
+            e[0].distribution,
+            format!("{}… (1000 bytes)", "d".repeat(crate::text::SHOWN_CHARS))
+        );
         let huge_line = format!("x (1.0) a; urgency=low\n  {}\n", "y".repeat(MAX_LINE + 10));
         assert_eq!(
             entries_newer(huge_line.as_bytes(), None),

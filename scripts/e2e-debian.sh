@@ -190,8 +190,9 @@ step "compose (4): outdated: locked against the point release, then offered the 
 python3 - "$MANIFEST" "$TMP/point.toml" "$(pwd)" <<'PY' || fail "cannot write $TMP/point.toml"
 import re, sys, os
 text = open(sys.argv[1]).read()
-blocks = re.split(r'(?m)^(?=\[\[source\]\])', text)
-kept = [b for b in blocks if 'debian-security' not in b.split('\n', 3)[1]]
+# Cut before every table header: a [[source]] block ends where the next table begins.
+blocks = re.split(r'(?m)^(?=\[)', text)
+kept = [b for b in blocks if not (b.startswith('[[source]]') and 'debian-security' in b)]
 out = ''.join(kept).replace('"../keys/', '"' + os.path.join(sys.argv[3], 'keys') + '/')
 open(sys.argv[2], 'w').write(out)
 PY

@@ -222,8 +222,11 @@ for p in packages:
     if not debs:
         sys.exit(f"{name} {avail}: no .deb in the mirror")
     tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", debs[0]], capture_output=True, check=True).stdout
-    gz = subprocess.run(["tar", "-xO", f"./usr/share/doc/{name}/changelog.Debian.gz"], input=tar,
-                        capture_output=True, check=True).stdout
+    # changelog.Debian.gz, or changelog.gz for a native package (Debian policy 12.7).
+    names = subprocess.run(["tar", "-t"], input=tar, capture_output=True, check=True).stdout.decode().split("\n")
+    doc = f"./usr/share/doc/{name}/"
+    member = doc + "changelog.Debian.gz" if doc + "changelog.Debian.gz" in names else doc + "changelog.gz"
+    gz = subprocess.run(["tar", "-xO", member], input=tar, capture_output=True, check=True).stdout
     text = gzip.decompress(gz).decode("utf-8", "replace")
     cves = []
     for entry in re.split(r"(?m)^(?=\S+ \([^)]+\) )", text):

@@ -282,10 +282,13 @@ pub enum Found {
 }
 
 /// Look for the changelog of `package` in its verified `.deb` at `path` (`what` names the
-/// `.deb` in errors).
+/// `.deb` in errors): `changelog.Debian.gz`, or `changelog.gz` for a native package
+/// (Debian policy 12.7), which has no Debian changelog of its own.
 pub fn from_deb(path: &Path, what: &str, package: &str) -> Result<Found, ReadError> {
     let doc = format!("/usr/share/doc/{package}");
-    let file = format!("{doc}/changelog.Debian.gz");
+    let debian = format!("{doc}/changelog.Debian.gz");
+    let native = format!("{doc}/changelog.gz");
+    let mut from_debian = false;
     let f = std::fs::File::open(path).map_err(|source| ReadError::Open {
         path: path.to_path_buf(),
         source,
@@ -296,7 +299,11 @@ pub fn from_deb(path: &Path, what: &str, package: &str) -> Result<Found, ReadErr
         what,
         |entry, data| -> Result<(), ReadError> {
             match &entry.kind {
-                EntryKind::File if entry.path == file => {
+                EntryKind::File
+                    if entry.path == debian || (entry.path == native && !from_debian) =>
+                {
+                    from_debian = entry.path == debian;
+                    let file = &entry.path;
                     let mut bytes = Vec::new();
                     data.take(MAX_COMPRESSED + 1)
                         .read_to_end(&mut bytes)

@@ -469,3 +469,42 @@ fn a_bad_format_is_a_usage_error() {
         .unwrap();
     assert_eq!(code(&o), 2);
 }
+
+/// A native package has `changelog.gz` and no `changelog.Debian.gz`: its entries are read
+/// from there; when a package has both, the Debian changelog is the one read.
+#[test]
+fn a_native_package_changelog_is_read() {
+    let f = Fixture::new(&["libfoo1"]);
+    let a = Archive::new(&f.key, vec![libfoo("1.0", None)], vec![]);
+    assert!(f.compose(&a, &["lock"]).status.success());
+    let entry = |cve: &str| {
+        gzip(
+            format!(
+                "foo (1.2) noble-security; urgency=high\n\n  * {cve}\n\n -- M <m@x>  Mon, 01 Jan 2024 00:00:00 +0000\n\n"
+            )
+            .as_bytes(),
+        )
+    };
+    let native = libfoo("1.2", None).file(
+        "/usr/share/doc/libfoo1/changelog.gz",
+        entry("CVE-2024-1111"),
+        0o644,
+    );
+    let b = Archive::new(&f.key, vec![], vec![native]);
+    let o = f.compose(&b, &["outdated"]);
+    assert_eq!(code(&o), 3, "{}", err(&o));
+    assert!(out(&o).contains(": CVE-2024-1111"), "{}", out(&o));
+    let both = libfoo("1.2", Some(entry("CVE-2024-2222"))).file(
+        "/usr/share/doc/libfoo1/changelog.gz",
+        entry("CVE-2024-1111"),
+        0o644,
+    );
+    let c = Archive::new(&f.key, vec![], vec![both]);
+    let o = f.compose(&c, &["outdated"]);
+    assert_eq!(code(&o), 3, "{}", err(&o));
+    let t = out(&o);
+    assert!(
+        t.contains(": CVE-2024-2222") && !t.contains("CVE-2024-1111"),
+        "{t}"
+    );
+}

@@ -20,6 +20,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::rootfs::tree::{Conflict, Tree};
 
+pub mod archive;
 pub mod document;
 pub mod tree;
 
@@ -332,12 +333,48 @@ impl Layout {
         Ok(self.dir.join("blobs/sha256").join(hex))
     }
 
-    /// The entry of `index` tagged `tag`, or the only one when no tag is given.
+    /// The entry of `index` tagged `tag`, or the only image when no tag is given
+    /// (artifacts that refer to an image, such as its build record, are not images).
     pub fn select<'i>(
         &self,
         index: &'i Index,
         tag: Option<&str>,
     ) -> Result<&'i Descriptor, ReadError> {
+        select(&self.dir, index, tag)
+    }
+
+    /// The artifacts `index.json` lists whose `subject` is `subject` (a digest).
+    pub fn referrers(&self, subject: &str) -> Result<Vec<Descriptor>, ReadError> {
+        referrers_in(self, &self.index()?, subject)
+    }
+}
+
+/// The artifacts of a layout's `index` (entries with an `artifactType`) whose manifest's
+/// `subject` is the digest `subject`, in index order.
+pub fn referrers_in(
+    source: &dyn BlobSource,
+    index: &Index,
+    subject: &str,
+) -> Result<Vec<Descriptor>, ReadError> {
+    let mut found = Vec::new();
+    for d in index.manifests.iter().filter(|d| d.artifact_type.is_some()) {
+        let what = format!("artifact manifest {}", d.digest);
+        let m: Document<ImageManifest> = read_document(source, d, &what)?;
+        if m.content.subject.as_ref().map(|s| s.digest.as_str()) == Some(subject) {
+            found.push(d.clone());
+        }
+    }
+    Ok(found)
+}
+
+/// The entry of `index` (of the layout or archive at `dir`) tagged `tag`, or the only
+/// image when no tag is given.
+pub fn select<'i>(
+    dir: &Path,
+    index: &'i Index,
+    tag: Option<&str>,
+) -> Result<&'i Descriptor, ReadError> {
+    {
         let tags = || -> Vec<String> {
             index
                 .manifests
@@ -351,18 +388,24 @@ impl Layout {
                 .iter()
                 .find(|d| d.ref_name() == Some(t))
                 .ok_or_else(|| ReadError::NoSuchTag {
-                    dir: self.dir.clone(),
+                    dir: dir.to_path_buf(),
                     tag: t.to_string(),
                     tags: tags(),
                 }),
-            None => match index.manifests.as_slice() {
+            None => match index
+                .manifests
+                .iter()
+                .filter(|d| d.artifact_type.is_none())
+                .collect::<Vec<_>>()
+                .as_slice()
+            {
                 [one] => Ok(one),
                 [] => Err(ReadError::NotALayout {
-                    dir: self.dir.clone(),
+                    dir: dir.to_path_buf(),
                     reason: "index.json lists no image".into(),
                 }),
                 _ => Err(ReadError::Ambiguous {
-                    dir: self.dir.clone(),
+                    dir: dir.to_path_buf(),
                     tags: tags(),
                 }),
             },

@@ -647,3 +647,147 @@ fn package_view(a: &image_ref::Record, b: &image_ref::Record) -> Result<Vec<Stri
     }
     Ok(lines)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// Blobs by digest, in memory.
+    struct Blobs(BTreeMap<String, Vec<u8>>);
+
+    impl BlobSource for Blobs {
+        fn open_blob(&self, digest: &str) -> std::result::Result<Box<dyn Read + '_>, ReadError> {
+            Ok(Box::new(&self.0[digest][..]))
+        }
+    }
+
+    impl Blobs {
+        /// A gzip'd tar layer of `(path, content)` in the order given (`None`: a
+        /// directory; a name `.wh.x` is a whiteout).
+        fn layer(&mut self, entries: &[(&str, Option<&str>)]) -> Descriptor {
+            let mut tar = tar::Builder::new(Vec::new());
+            for (path, content) in entries {
+                let mut h = tar::Header::new_gnu();
+                h.set_mode(0o644);
+                h.set_mtime(0);
+                h.set_uid(0);
+                h.set_gid(0);
+                match content {
+                    Some(c) => {
+                        h.set_entry_type(tar::EntryType::Regular);
+                        h.set_size(c.len() as u64);
+                        tar.append_data(&mut h, path, c.as_bytes()).unwrap();
+                    }
+                    None => {
+                        h.set_entry_type(tar::EntryType::Directory);
+                        h.set_size(0);
+                        tar.append_data(&mut h, path, &[][..]).unwrap();
+                    }
+                }
+            }
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(&tar.into_inner().unwrap()).unwrap();
+            let bytes = gz.finish().unwrap();
+            let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+            let d = Descriptor {
+                media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+                digest: digest.clone(),
+                size: bytes.len() as u64,
+                platform: None,
+                annotations: BTreeMap::new(),
+                artifact_type: None,
+            };
+            self.0.insert(digest, bytes);
+            d
+        }
+    }
+
+    fn manifest(layers: Vec<Descriptor>) -> ImageManifest {
+        ImageManifest {
+            media_type: None,
+            config: layers[0].clone(),
+            layers,
+            annotations: BTreeMap::new(),
+            artifact_type: None,
+            subject: None,
+        }
+    }
+
+    fn names(changes: &[FileChange]) -> Vec<String> {
+        changes
+            .iter()
+            .map(|c| match c {
+                FileChange::OnlyA(e) => format!("-{}", e.path),
+                FileChange::OnlyB(e) => format!("+{}", e.path),
+                FileChange::Changed(e, _, f) => format!("~{} {}", e.path, f.join(", ")),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sorted_layers_merge_and_unsorted_or_layered_images_are_summarised() {
+        let mut blobs = Blobs(BTreeMap::new());
+        let sorted = manifest(vec![blobs.layer(&[
+            ("etc", None),
+            ("etc/a", Some("1")),
+            ("etc/b", Some("2")),
+            ("usr", None),
+        ])]);
+        // The same files out of order, b changed, c added, usr gone.
+        let unsorted = manifest(vec![blobs.layer(&[
+            ("etc/c", Some("3")),
+            ("etc/b", Some("22")),
+            ("etc", None),
+            ("etc/a", Some("1")),
+        ])]);
+        // Two layers: the second removes etc/b and replaces etc/a.
+        let layered = manifest(vec![
+            blobs.layer(&[("etc", None), ("etc/a", Some("1")), ("etc/b", Some("2"))]),
+            blobs.layer(&[("etc/.wh.b", Some("")), ("etc/a", Some("x"))]),
+        ]);
+        let side = |m| Side {
+            source: &blobs,
+            manifest: m,
+        };
+        assert!(compare_files(side(&sorted), side(&sorted))
+            .unwrap()
+            .is_empty());
+        let got = names(&compare_files(side(&sorted), side(&unsorted)).unwrap());
+        assert_eq!(
+            got,
+            [
+                "~/etc/b size 1 → 2, content sha256:d4735e3a265e → sha256:785f3ec7eb32",
+                "+/etc/c",
+                "-/usr"
+            ]
+        );
+        // Unsorted on the other side too.
+        let got = names(&compare_files(side(&unsorted), side(&sorted)).unwrap());
+        assert_eq!(got[1..], ["-/etc/c", "+/usr"]);
+        let got = names(&compare_files(side(&sorted), side(&layered)).unwrap());
+        assert_eq!(
+            got,
+            [
+                "~/etc/a content sha256:6b86b273ff34 → sha256:2d711642b726",
+                "-/etc/b",
+                "-/usr"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_damaged_layer_is_an_error_not_a_difference() {
+        let mut blobs = Blobs(BTreeMap::new());
+        let mut d = blobs.layer(&[("etc", None)]);
+        let good = manifest(vec![d.clone()]);
+        d.size += 1;
+        let bad = manifest(vec![d]);
+        let side = |m| Side {
+            source: &blobs,
+            manifest: m,
+        };
+        let e = compare_files(side(&good), side(&bad)).unwrap_err();
+        assert!(e.to_string().contains("the descriptor says"), "{e}");
+    }
+}

@@ -270,6 +270,12 @@ fn an_image_without_a_record_is_one_line_unless_manifest_and_lock_are_given() {
         format!("error: verify: {image} has no build record; give --manifest and --lock")
     );
     assert!(o.stdout.is_empty());
+    let o = compose(&b.ws, &["verify", "no-such-thing"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).trim_end(),
+        "error: `no-such-thing` is not an image reference; give oci:DIR[:TAG], oci-archive:FILE[:TAG] or REGISTRY/REPO[:TAG|@DIGEST]"
+    );
     let (m, l) = (
         b.manifest.display().to_string(),
         b.lock.display().to_string(),

@@ -1,5 +1,6 @@
 //! The one reader of OCI images: typed documents ([`document`]) fed by a [`BlobSource`]
-//! (today an image layout directory, [`Layout`]), every blob checked against its
+//! (an image layout directory, [`Layout`]; an `oci-archive` read in place,
+//! [`archive::ArchiveSource`]), every blob checked against its
 //! descriptor's SHA-256 and size as it is read ([`Verified`]). On top of it:
 //!
 //! - [`list`]: every manifest (exact bytes) and every blob of the image `index.json`

@@ -292,3 +292,48 @@ fn an_image_without_a_record_is_one_line_unless_manifest_and_lock_are_given() {
     let o = compose(&b.ws, &["verify", &m], &[]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+#[test]
+fn composes_own_oci_archive_verifies_and_a_deb_gone_is_one_line() {
+    let b = built(ZLIB_OLD);
+    let archive = b.ws.dir.join("run.tar");
+    build(&BuildOptions {
+        manifest: b.manifest.clone(),
+        output: Some(archive.clone()),
+        tag: Some("t".into()),
+        format: compose::output::Format::OciArchive,
+        cache: Some(b.ws.dir.join("cache")),
+        mirrors: vec![b.ws.mirror(UPSTREAM)],
+        archs: ARCHS.iter().map(|s| s.to_string()).collect(),
+        quiet: true,
+        ..BuildOptions::default()
+    })
+    .unwrap();
+    let image = format!("oci-archive:{}:t", archive.display());
+    let (m, l) = (
+        b.manifest.display().to_string(),
+        b.lock.display().to_string(),
+    );
+    let o = compose(
+        &b.ws,
+        &["verify", &image],
+        &["--manifest", &m, "--lock", &l],
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("linux/arm64/v8: equal"), "{out}");
+    // The archive drops a pinned .deb (and there is no snapshot service for it): the
+    // audit cannot rebuild, and says which file in one line.
+    let gone = b.ws.repo.package("zlib1g", "amd64").filename;
+    b.ws.repo.remove(&gone);
+    let o = compose(
+        &b.ws,
+        &["verify", &image],
+        &["--manifest", &m, "--lock", &l],
+    );
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: ") && err.contains(&gone), "{err}");
+    assert!(err.contains("not found (HTTP 404)"), "{err}");
+}

@@ -463,7 +463,8 @@ pub struct PlatformReport {
     pub lines: Vec<String>,
 }
 
-/// Names the package a path of image A came from on `platform`, when known.
+/// Says where a path of image A came from on `platform` (`package zlib1g 1.3-1`), when
+/// known.
 pub type Origins<'a> = &'a dyn Fn(&str, &str) -> Option<String>;
 
 /// Compare images `a` and `b` (called `labels.0` and `labels.1` in messages) platform by
@@ -550,7 +551,7 @@ pub fn compare_images(
             for c in changes.iter().take(MAX_LISTED) {
                 let from = |path: &str| {
                     origin(platform, path)
-                        .map(|p| format!(" (package {p})"))
+                        .map(|p| format!(" ({p})"))
                         .unwrap_or_default()
                 };
                 lines.push(match c {

@@ -98,7 +98,7 @@ pub struct Opened {
     /// The reference as the user wrote it, for messages.
     pub name: String,
     /// Where its blobs come from.
-    pub source: Box<dyn BlobSource + Sync>,
+    pub source: Box<dyn BlobSource>,
     /// The image index, or the one image manifest, the reference names.
     pub top: Descriptor,
     /// The artifacts whose subject is `top`, with their `artifactType`.
@@ -162,6 +162,14 @@ pub fn open(name: &str, reference: &ImageRef, insecure: bool) -> Result<Opened> 
 
 /// A registry image: the registry reader's blob source, the descriptor the tag or digest
 /// resolves to, and its referrers (the referrers API, else the `sha256-<hex>` tag).
+///
+/// What it needs of the registry reader (credentials as for `--push`):
+/// a value that is a [`BlobSource`] (`GET /v2/<repo>/blobs/<digest>`, streamed), a
+/// `resolve(tag or digest) -> Descriptor` (the index or manifest, with its media type,
+/// digest and size, from `GET /v2/<repo>/manifests/<ref>`, whose bytes
+/// `read::read_document` then checks) and a `referrers(subject_digest) ->
+/// Vec<Descriptor>` (each with its `artifactType`). Then:
+/// `Opened { name, source: Box::new(reader), top, referrers }`.
 fn open_registry(
     name: &str,
     _reference: &Reference,

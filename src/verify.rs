@@ -332,13 +332,20 @@ pub fn verify_image(reference: &str, audit: &ImageAudit) -> Result<Vec<AuditLine
         tag: Some(result.tag.clone()),
     };
     let rebuilt = image_ref::open("the rebuild", &rebuilt_ref, false)?;
-    let origins: BTreeMap<String, &BTreeMap<String, String>> = result
+    let images: BTreeMap<String, &crate::build::ArchImage> = result
         .images
         .iter()
-        .map(|i| (i.arch.platform(), &i.origins))
+        .map(|i| (i.arch.platform(), i))
         .collect();
+    // The rebuilt tree knows each path's origin: a package (with its pinned version) or
+    // one of compose's generators.
     let origin = |platform: &str, path: &str| -> Option<String> {
-        origins.get(platform).and_then(|m| m.get(path)).cloned()
+        let image = images.get(platform)?;
+        let from = image.origins.get(path)?;
+        Some(match image.packages.iter().find(|p| &p.name == from) {
+            Some(p) => format!("package {} {}", p.name, p.version),
+            None => format!("made by compose: {from}"),
+        })
     };
     let reports = crate::diff::compare_images(
         &rebuilt,

@@ -313,6 +313,15 @@ pub fn verify_image(reference: &str, audit: &ImageAudit) -> Result<Vec<AuditLine
                 )));
             };
             let (manifest, lock) = write_record(record_dir.path(), &record)?;
+            let pinned = Lock::load(&lock)?.expect("written above");
+            let sha = lock::Sha256::of(&record.manifest);
+            if pinned.manifest != sha {
+                return Err(Error::Lock(format!(
+                    "verify: the build record of {reference} does not hold together: its lock pins manifest {}, its manifest is {}",
+                    pinned.manifest.short(),
+                    sha.short()
+                )));
+            }
             lines.push(AuditLine {
                 ok: true,
                 text: format!(

@@ -291,6 +291,19 @@ fn an_image_without_a_record_is_one_line_unless_manifest_and_lock_are_given() {
     let out = text(&o);
     assert!(o.status.success(), "{out}");
     assert!(out.contains("linux/amd64: equal"), "{out}");
+    // A record whose lock was written for another manifest.
+    let edited = b.ws.dir.join("edited.toml");
+    let text_of = std::fs::read_to_string(&b.manifest).unwrap();
+    std::fs::write(&edited, format!("{text_of}\n# edited\n")).unwrap();
+    attach_record(&b.image, &edited, &b.lock);
+    let o = compose(&b.ws, &["verify", &image], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("does not hold together: its lock pins manifest sha256:"),
+        "{err}"
+    );
     // `compose verify MANIFEST` is today's audit of the lock.
     let o = compose(&b.ws, &["verify", &m], &[]);
     assert!(o.status.success(), "{}", text(&o));

@@ -260,9 +260,9 @@ fn write_record(tmp: &Path, record: &image_ref::Record) -> Result<(PathBuf, Path
     let depth = keyrings
         .iter()
         .filter_map(|k| depth_above(k))
+        .filter(|d| *d <= 32)
         .max()
-        .unwrap_or(0)
-        .min(32);
+        .unwrap_or(0);
     let mut dir = tmp.to_path_buf();
     for _ in 0..depth {
         dir.push("m");
@@ -278,7 +278,12 @@ fn write_record(tmp: &Path, record: &image_ref::Record) -> Result<(PathBuf, Path
     for (path, bytes) in [(&manifest, &record.manifest), (&lock, &record.lock)] {
         std::fs::write(path, bytes).map_err(io(path))?;
     }
-    for k in keyrings.iter().filter(|k| depth_above(k).is_some()) {
+    // Only inside the temporary directory: a record is untrusted input, and a keyring
+    // path reaching further up (or absolute) is left for the validation to report.
+    for k in keyrings
+        .iter()
+        .filter(|k| depth_above(k).is_some_and(|d| d <= depth))
+    {
         let path = dir.join(k);
         if path.exists() {
             continue;
@@ -387,4 +392,57 @@ pub fn verify_image(reference: &str, audit: &ImageAudit) -> Result<Vec<AuditLine
         },
     });
     Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(manifest: &str) -> image_ref::Record {
+        image_ref::Record {
+            manifest_name: "m.toml".into(),
+            manifest: manifest.as_bytes().to_vec(),
+            lock_name: "../m.toml.lock".into(),
+            lock: b"lock".to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_records_files_and_keyrings_stay_in_the_temporary_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("t");
+        std::fs::create_dir(&base).unwrap();
+        let far = format!("{}x/escaped.gpg", "../".repeat(40));
+        let toml = format!(
+            "[[source]]\nurl = \"u\"\nkeyring = \"../../keys/k.gpg\"\n[[source]]\nurl = \"v\"\nkeyring = \"{far}\"\n[[source]]\nurl = \"w\"\nkeyring = \"/abs/k.gpg\"\n"
+        );
+        let (manifest, lock) = write_record(&base, &record(&toml)).unwrap();
+        assert_eq!(manifest, base.join("m/m/m.toml"));
+        // A title that is not a plain name is replaced.
+        assert_eq!(lock, base.join("m/m/manifest.toml.lock"));
+        assert!(base.join("keys/k.gpg").is_file());
+        let mut written: Vec<PathBuf> = walk(tmp.path());
+        written.sort();
+        assert_eq!(
+            written,
+            [
+                base.join("keys/k.gpg"),
+                base.join("m/m/m.toml"),
+                base.join("m/m/manifest.toml.lock")
+            ]
+        );
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
 }

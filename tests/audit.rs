@@ -353,3 +353,40 @@ fn composes_own_oci_archive_verifies_and_a_deb_gone_is_one_line() {
     assert!(err.starts_with("error: ") && err.contains(&gone), "{err}");
     assert!(err.contains("not found (HTTP 404)"), "{err}");
 }
+
+#[test]
+fn an_image_skopeo_copied_verifies_with_manifest_and_lock() {
+    if !Command::new("skopeo")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        println!("SKIPPED: skopeo not installed; a layout written by another tool not verified");
+        return;
+    }
+    let b = built(ZLIB_OLD);
+    // skopeo rewrites the layout and the archive its own way (its tar framing, its
+    // index.json); the image digests stay.
+    let archive = b.ws.dir.join("copied.tar");
+    let st = Command::new("skopeo")
+        .args(["copy", "--all", "--quiet"])
+        .arg(format!("oci:{}:t", b.image.display()))
+        .arg(format!("oci-archive:{}:copied", archive.display()))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (m, l) = (
+        b.manifest.display().to_string(),
+        b.lock.display().to_string(),
+    );
+    let image = format!("oci-archive:{}:copied", archive.display());
+    let o = compose(
+        &b.ws,
+        &["verify", &image],
+        &["--manifest", &m, "--lock", &l],
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("linux/amd64: equal"), "{out}");
+    assert!(out.contains("linux/arm64/v8: equal"), "{out}");
+}

@@ -45,6 +45,15 @@ pub enum ReadError {
         /// Which of those it is.
         reason: String,
     },
+    /// The file is not a tar holding an image layout (an `oci-archive`), or a member is
+    /// missing.
+    #[error("{}: not an oci-archive ({reason}); give the tar file `compose --format oci-archive` or `skopeo copy … oci-archive:FILE` wrote", .file.display())]
+    NotAnArchive {
+        /// The file given.
+        file: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A blob (or the spool of the tree read back) cannot be opened or read.
     #[error("{context}: {source}")]
     Io {
@@ -135,6 +144,7 @@ impl ReadError {
         matches!(
             self,
             ReadError::NotALayout { .. }
+                | ReadError::NotAnArchive { .. }
                 | ReadError::NoSuchTag { .. }
                 | ReadError::Ambiguous { .. }
                 | ReadError::NoSuchPlatform { .. }
@@ -872,6 +882,49 @@ mod tests {
         top.digest = "sha256:../../etc/passwd".into();
         let e = list(&layout, &top).unwrap_err();
         assert!(e.to_string().contains("only sha256:<64 hex digits>"), "{e}");
+    }
+
+    #[test]
+    fn an_oci_archive_is_read_in_place() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("img");
+        let digest = write_layout(
+            &out,
+            &tree_with_files(),
+            &[("amd64", None), ("arm64", None)],
+        );
+        let file = tmp.path().join("img.tar");
+        crate::oci::archive::write_oci_archive(&out, &file, 0).unwrap();
+        let archive = archive::ArchiveSource::open(&file).unwrap();
+        let index = archive.index().unwrap();
+        let top = select(&file, &index, Some("t")).unwrap();
+        assert_eq!(top.digest, digest);
+        // Every manifest and blob, read from the tar at its offset and checked.
+        let listing = list(&archive, top).unwrap();
+        for b in listing.blobs() {
+            let r = archive.open_blob(&b.descriptor.digest).unwrap();
+            Verified::new(r, &b.descriptor.digest, b.descriptor.size)
+                .finish()
+                .unwrap();
+        }
+        let chosen = choose(&archive, top, &explicit("arm64", None)).unwrap();
+        let t = tree::read_tree(&archive, &chosen.manifest.content).unwrap();
+        assert!(t.get("/usr/lib/a").is_some());
+        // A blob the archive lacks is a damaged image, not a wrong argument.
+        let e = archive
+            .open_blob(&format!("sha256:{}", "0".repeat(64)))
+            .err()
+            .unwrap();
+        assert!(
+            !e.is_usage() && e.to_string().contains("no member blobs/sha256/000"),
+            "{e}"
+        );
+        // Not a tar, or a tar without oci-layout: a wrong argument.
+        let e = archive::ArchiveSource::open(&out.join("index.json")).unwrap_err();
+        assert!(
+            e.is_usage() && e.to_string().contains("not an oci-archive"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -30,8 +30,8 @@ pub struct ArchiveSource {
 impl ArchiveSource {
     /// Index the members of the archive at `path`; it must hold an `oci-layout` file.
     pub fn open(path: &Path) -> Result<ArchiveSource, ReadError> {
-        let not_archive = |reason: String| ReadError::NotALayout {
-            dir: path.to_path_buf(),
+        let not_archive = |reason: String| ReadError::NotAnArchive {
+            file: path.to_path_buf(),
             reason,
         };
         let file = File::open(path).map_err(|e| not_archive(format!("cannot open it: {e}")))?;
@@ -72,8 +72,8 @@ impl ArchiveSource {
         self.member("index.json")?
             .take(INDEX_LIMIT + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| ReadError::NotALayout {
-                dir: self.path.clone(),
+            .map_err(|e| ReadError::NotAnArchive {
+                file: self.path.clone(),
                 reason: format!("cannot read index.json: {e}"),
             })?;
         if bytes.len() as u64 > INDEX_LIMIT {
@@ -86,13 +86,17 @@ impl ArchiveSource {
     }
 
     fn member(&self, name: &str) -> Result<std::io::Take<File>, ReadError> {
-        let &(offset, size) = self
-            .members
-            .get(name)
-            .ok_or_else(|| ReadError::NotALayout {
-                dir: self.path.clone(),
-                reason: format!("no member {name}"),
-            })?;
+        let &(offset, size) = self.members.get(name).ok_or_else(|| match name {
+            "index.json" => ReadError::NotAnArchive {
+                file: self.path.clone(),
+                reason: "no index.json member".into(),
+            },
+            // A blob an index names but the archive lacks: a damaged image.
+            _ => ReadError::Io {
+                context: format!("{}: no member {name}", self.path.display()),
+                source: std::io::ErrorKind::NotFound.into(),
+            },
+        })?;
         let io = |source| ReadError::Io {
             context: format!("cannot read {name} of {}", self.path.display()),
             source,

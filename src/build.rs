@@ -119,6 +119,9 @@ pub struct ArchImage {
     /// Names of the packages the archive no longer had, fetched from the snapshot
     /// service ([`crate::snapshot`]), in name order.
     pub from_snapshot: Vec<String>,
+    /// With [`BuildOptions::audit`]: each path of the tree and the package (or
+    /// generator) it came from, for `compose verify`'s report; empty otherwise.
+    pub origins: BTreeMap<String, String>,
 }
 
 /// What a successful build did, for the summary ([`crate::summary::summary`]).
@@ -467,6 +470,13 @@ fn build_arch(
         setid: composed.setid,
         elf_files: linked.elf_files,
         from_snapshot,
+        origins: if opts.audit {
+            tree.iter()
+                .map(|(p, n)| (p.clone(), n.origin.clone()))
+                .collect()
+        } else {
+            BTreeMap::new()
+        },
     }))
 }
 

@@ -151,11 +151,31 @@ enum Command {
         #[command(flatten)]
         source: SourceArgs,
     },
-    /// Rebuild from the lock in a temporary directory and compare every digest
+    /// Rebuild from the lock in a temporary directory and compare every digest: of the
+    /// lock (MANIFEST), or of a published image (oci:DIR[:TAG], oci-archive:FILE[:TAG],
+    /// [docker://]REGISTRY/REPO[:TAG|@DIGEST]) rebuilt from its build record. Exit 0
+    /// identical, 1 different or unverifiable
     Verify {
-        manifest: PathBuf,
+        /// MANIFEST (a .toml file), or an image reference
+        target: String,
+        /// For an image without a build record: rebuild from this manifest (and --lock)
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<PathBuf>,
+        /// Allow reading a registry over plain HTTP
+        #[arg(long)]
+        insecure: bool,
         #[command(flatten)]
         source: SourceArgs,
+    },
+    /// What differs between two images (references as for verify): per platform the
+    /// config fields and the paths added, removed or changed, and the package versions
+    /// when both carry a build record. Exit 0 the same image, 1 different
+    Diff {
+        a: String,
+        b: String,
+        /// Allow reading a registry over plain HTTP
+        #[arg(long)]
+        insecure: bool,
     },
     /// Check the ELF linkage of an image, and whether native binaries would run on it
     Check {
@@ -265,8 +285,29 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(e),
         },
-        Some(Command::Verify { manifest, source }) => {
-            match compose::verify::verify(&options(manifest, Vec::new(), source, epoch)) {
+        Some(Command::Verify {
+            target,
+            manifest,
+            insecure,
+            source,
+        }) => {
+            let is_manifest = manifest.is_none()
+                && !target.starts_with("oci:")
+                && !target.starts_with("oci-archive:")
+                && std::path::Path::new(&target).is_file();
+            let run = if is_manifest {
+                compose::verify::verify(&options(target.into(), Vec::new(), source, epoch))
+            } else {
+                compose::verify::verify_image(
+                    &target,
+                    &compose::verify::ImageAudit {
+                        opts: options(PathBuf::new(), Vec::new(), source, epoch),
+                        manifest,
+                        insecure,
+                    },
+                )
+            };
+            match run {
                 Ok(lines) => {
                     let ok = lines.iter().all(|l| l.ok);
                     for l in &lines {
@@ -286,6 +327,15 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        Some(Command::Diff { a, b, insecure }) => match compose::diff::diff(&a, &b, insecure) {
+            Ok(report) => {
+                for l in &report.lines {
+                    println!("{}", for_terminal(l));
+                }
+                ExitCode::from(if report.identical { 0 } else { 1 })
+            }
+            Err(e) => fail(e),
+        },
         Some(Command::Check {
             image,
             binary,

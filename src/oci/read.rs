@@ -1,5 +1,6 @@
 //! The one reader of OCI images: typed documents ([`document`]) fed by a [`BlobSource`]
-//! (today an image layout directory, [`Layout`]), every blob checked against its
+//! (an image layout directory, [`Layout`]; an `oci-archive` read in place,
+//! [`archive::ArchiveSource`]), every blob checked against its
 //! descriptor's SHA-256 and size as it is read ([`Verified`]). On top of it:
 //!
 //! - [`list`]: every manifest (exact bytes) and every blob of the image `index.json`
@@ -20,6 +21,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::rootfs::tree::{Conflict, Tree};
 
+pub mod archive;
 pub mod document;
 pub mod tree;
 
@@ -41,6 +43,15 @@ pub enum ReadError {
         /// The directory given.
         dir: PathBuf,
         /// Which of those it is.
+        reason: String,
+    },
+    /// The file is not a tar holding an image layout (an `oci-archive`), or a member is
+    /// missing.
+    #[error("{}: not an oci-archive ({reason}); give the tar file `compose --format oci-archive` or `skopeo copy … oci-archive:FILE` wrote", .file.display())]
+    NotAnArchive {
+        /// The file given.
+        file: PathBuf,
+        /// What is wrong with it.
         reason: String,
     },
     /// A blob (or the spool of the tree read back) cannot be opened or read.
@@ -133,6 +144,7 @@ impl ReadError {
         matches!(
             self,
             ReadError::NotALayout { .. }
+                | ReadError::NotAnArchive { .. }
                 | ReadError::NoSuchTag { .. }
                 | ReadError::Ambiguous { .. }
                 | ReadError::NoSuchPlatform { .. }
@@ -332,12 +344,48 @@ impl Layout {
         Ok(self.dir.join("blobs/sha256").join(hex))
     }
 
-    /// The entry of `index` tagged `tag`, or the only one when no tag is given.
+    /// The entry of `index` tagged `tag`, or the only image when no tag is given
+    /// (artifacts that refer to an image, such as its build record, are not images).
     pub fn select<'i>(
         &self,
         index: &'i Index,
         tag: Option<&str>,
     ) -> Result<&'i Descriptor, ReadError> {
+        select(&self.dir, index, tag)
+    }
+
+    /// The artifacts `index.json` lists whose `subject` is `subject` (a digest).
+    pub fn referrers(&self, subject: &str) -> Result<Vec<Descriptor>, ReadError> {
+        referrers_in(self, &self.index()?, subject)
+    }
+}
+
+/// The artifacts of a layout's `index` (entries with an `artifactType`) whose manifest's
+/// `subject` is the digest `subject`, in index order.
+pub fn referrers_in(
+    source: &dyn BlobSource,
+    index: &Index,
+    subject: &str,
+) -> Result<Vec<Descriptor>, ReadError> {
+    let mut found = Vec::new();
+    for d in index.manifests.iter().filter(|d| d.artifact_type.is_some()) {
+        let what = format!("artifact manifest {}", d.digest);
+        let m: Document<ImageManifest> = read_document(source, d, &what)?;
+        if m.content.subject.as_ref().map(|s| s.digest.as_str()) == Some(subject) {
+            found.push(d.clone());
+        }
+    }
+    Ok(found)
+}
+
+/// The entry of `index` (of the layout or archive at `dir`) tagged `tag`, or the only
+/// image when no tag is given.
+pub fn select<'i>(
+    dir: &Path,
+    index: &'i Index,
+    tag: Option<&str>,
+) -> Result<&'i Descriptor, ReadError> {
+    {
         let tags = || -> Vec<String> {
             index
                 .manifests
@@ -351,18 +399,24 @@ impl Layout {
                 .iter()
                 .find(|d| d.ref_name() == Some(t))
                 .ok_or_else(|| ReadError::NoSuchTag {
-                    dir: self.dir.clone(),
+                    dir: dir.to_path_buf(),
                     tag: t.to_string(),
                     tags: tags(),
                 }),
-            None => match index.manifests.as_slice() {
+            None => match index
+                .manifests
+                .iter()
+                .filter(|d| d.artifact_type.is_none())
+                .collect::<Vec<_>>()
+                .as_slice()
+            {
                 [one] => Ok(one),
                 [] => Err(ReadError::NotALayout {
-                    dir: self.dir.clone(),
+                    dir: dir.to_path_buf(),
                     reason: "index.json lists no image".into(),
                 }),
                 _ => Err(ReadError::Ambiguous {
-                    dir: self.dir.clone(),
+                    dir: dir.to_path_buf(),
                     tags: tags(),
                 }),
             },
@@ -828,6 +882,49 @@ mod tests {
         top.digest = "sha256:../../etc/passwd".into();
         let e = list(&layout, &top).unwrap_err();
         assert!(e.to_string().contains("only sha256:<64 hex digits>"), "{e}");
+    }
+
+    #[test]
+    fn an_oci_archive_is_read_in_place() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("img");
+        let digest = write_layout(
+            &out,
+            &tree_with_files(),
+            &[("amd64", None), ("arm64", None)],
+        );
+        let file = tmp.path().join("img.tar");
+        crate::oci::archive::write_oci_archive(&out, &file, 0).unwrap();
+        let archive = archive::ArchiveSource::open(&file).unwrap();
+        let index = archive.index().unwrap();
+        let top = select(&file, &index, Some("t")).unwrap();
+        assert_eq!(top.digest, digest);
+        // Every manifest and blob, read from the tar at its offset and checked.
+        let listing = list(&archive, top).unwrap();
+        for b in listing.blobs() {
+            let r = archive.open_blob(&b.descriptor.digest).unwrap();
+            Verified::new(r, &b.descriptor.digest, b.descriptor.size)
+                .finish()
+                .unwrap();
+        }
+        let chosen = choose(&archive, top, &explicit("arm64", None)).unwrap();
+        let t = tree::read_tree(&archive, &chosen.manifest.content).unwrap();
+        assert!(t.get("/usr/lib/a").is_some());
+        // A blob the archive lacks is a damaged image, not a wrong argument.
+        let e = archive
+            .open_blob(&format!("sha256:{}", "0".repeat(64)))
+            .err()
+            .unwrap();
+        assert!(
+            !e.is_usage() && e.to_string().contains("no member blobs/sha256/000"),
+            "{e}"
+        );
+        // Not a tar, or a tar without oci-layout: a wrong argument.
+        let e = archive::ArchiveSource::open(&out.join("index.json")).unwrap_err();
+        assert!(
+            e.is_usage() && e.to_string().contains("not an oci-archive"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub struct Descriptor {
     /// Empty when absent.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// `artifactType`: on the descriptor of an artifact (a build record, an SBOM).
+    #[serde(default)]
+    pub artifact_type: Option<String>,
 }
 
 impl Descriptor {
@@ -124,6 +127,12 @@ pub struct ImageManifest {
     /// Empty when absent.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// `artifactType`, when the manifest is an artifact.
+    #[serde(default)]
+    pub artifact_type: Option<String>,
+    /// `subject`: the image an artifact refers to.
+    #[serde(default)]
+    pub subject: Option<Descriptor>,
 }
 
 /// What an image config says of its platform (the rest is not read).

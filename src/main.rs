@@ -89,6 +89,10 @@ struct BuildArgs {
     /// Allow --push over plain HTTP when the registry does not speak HTTPS
     #[arg(long, requires = "push")]
     insecure: bool,
+    /// When the linkage check names packages that ship what is missing, write their
+    /// blocks into the manifest (saying what was added) and build again
+    #[arg(long)]
+    fix: bool,
     #[command(flatten)]
     source: SourceArgs,
 }
@@ -154,6 +158,19 @@ enum Command {
     /// Rebuild from the lock in a temporary directory and compare every digest
     Verify {
         manifest: PathBuf,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+    /// Name the package blocks a native binary needs to start on the image a manifest
+    /// describes (nothing is written). Exit 0 it would start, 1 blocks to add, 2 usage
+    Suggest {
+        manifest: PathBuf,
+        /// The native binary (repeatable)
+        #[arg(long = "binary", value_name = "FILE", required = true)]
+        binary: Vec<PathBuf>,
+        /// Architecture (default: the binary's)
+        #[arg(long = "arch", value_name = "ARCH")]
+        arch: Vec<String>,
         #[command(flatten)]
         source: SourceArgs,
     },
@@ -286,6 +303,12 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        Some(Command::Suggest {
+            manifest,
+            binary,
+            arch,
+            source,
+        }) => suggest(&options(manifest, arch, source, epoch), &binary),
         Some(Command::Check {
             image,
             binary,
@@ -309,7 +332,12 @@ fn main() -> ExitCode {
             opts.push = b
                 .push
                 .map(|r| compose::push::PushOptions::new(r, b.insecure));
-            match build::build(&opts) {
+            let built = if b.fix {
+                build::build_fixing(&opts)
+            } else {
+                build::build(&opts)
+            };
+            match built {
                 Ok(result) => {
                     if !opts.quiet {
                         eprint!("{}", for_terminal(&compose::summary::summary(&result)));
@@ -323,6 +351,30 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+    }
+}
+
+// ---- compose suggest (src/suggest.rs) ----------------------------------------------
+
+/// `compose suggest MANIFEST --binary FILE...`: 0 every binary would start, 1 blocks to
+/// add (or an error), 2 usage.
+fn suggest(opts: &BuildOptions, binaries: &[PathBuf]) -> ExitCode {
+    let mut read = Vec::new();
+    for path in binaries {
+        match std::fs::read(path) {
+            Ok(bytes) => read.push((path.display().to_string(), bytes)),
+            Err(e) => {
+                eprintln!("error: --binary {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match build::suggest(opts, &read) {
+        Ok(report) => {
+            print!("{}", for_terminal(&report.text()));
+            ExitCode::from(u8::from(!report.would_start()))
+        }
+        Err(e) => fail(e),
     }
 }
 

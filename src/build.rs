@@ -495,6 +495,15 @@ impl SuggestReport {
         self.misses.iter().all(|(_, m)| m.is_empty())
     }
 
+    /// Every miss is a library one of the blocks ships: with the blocks added, every
+    /// binary would start.
+    pub fn blocks_cover_all(&self) -> bool {
+        (self.misses.iter().flat_map(|(_, m)| m)).all(|m| match &m.need {
+            linkage::Need::Library(n) => self.suggestions.block_for(n).is_some(),
+            linkage::Need::Interpreter(_) => false,
+        })
+    }
+
     /// What `compose suggest` prints on stdout.
     pub fn text(&self) -> String {
         let mut out = String::new();
@@ -562,6 +571,25 @@ pub fn suggest(opts: &BuildOptions, binaries: &[(String, Vec<u8>)]) -> Result<Su
         report.misses.push((arch, checked.misses));
     }
     Ok(report)
+}
+
+/// [`suggest`], then the blocks it names written into the manifest ([`crate::fix`],
+/// refused when the file changed on disk meanwhile): what `compose suggest --fix` does.
+pub fn suggest_fixing(
+    opts: &BuildOptions,
+    binaries: &[(String, Vec<u8>)],
+) -> Result<(SuggestReport, crate::fix::Fixed)> {
+    let read = std::fs::read(&opts.manifest).map_err(|source| Error::Io {
+        context: format!("cannot read {}", opts.manifest.display()),
+        source,
+    })?;
+    let report = suggest(opts, binaries)?;
+    let fixed = if report.suggestions.blocks.is_empty() {
+        crate::fix::Fixed::default()
+    } else {
+        crate::fix::apply(&opts.manifest, &read, &report.suggestions.blocks)?
+    };
+    Ok((report, fixed))
 }
 
 /// [`build`], and when the linkage check names packages to add: write their blocks into

@@ -171,6 +171,9 @@ enum Command {
         /// Architecture (default: the binary's)
         #[arg(long = "arch", value_name = "ARCH")]
         arch: Vec<String>,
+        /// Also write the blocks into the manifest (saying what was added)
+        #[arg(long)]
+        fix: bool,
         #[command(flatten)]
         source: SourceArgs,
     },
@@ -307,8 +310,9 @@ fn main() -> ExitCode {
             manifest,
             binary,
             arch,
+            fix,
             source,
-        }) => suggest(&options(manifest, arch, source, epoch), &binary),
+        }) => suggest(&options(manifest, arch, source, epoch), &binary, fix),
         Some(Command::Check {
             image,
             binary,
@@ -356,9 +360,10 @@ fn main() -> ExitCode {
 
 // ---- compose suggest (src/suggest.rs) ----------------------------------------------
 
-/// `compose suggest MANIFEST --binary FILE...`: 0 every binary would start, 1 blocks to
-/// add (or an error), 2 usage.
-fn suggest(opts: &BuildOptions, binaries: &[PathBuf]) -> ExitCode {
+/// `compose suggest MANIFEST --binary FILE... [--fix]`: 0 every binary would start (or,
+/// with `--fix`, will once the blocks written are built), 1 blocks to add (or an error),
+/// 2 usage.
+fn suggest(opts: &BuildOptions, binaries: &[PathBuf], fix: bool) -> ExitCode {
     let mut read = Vec::new();
     for path in binaries {
         match std::fs::read(path) {
@@ -368,6 +373,19 @@ fn suggest(opts: &BuildOptions, binaries: &[PathBuf]) -> ExitCode {
                 return ExitCode::from(2);
             }
         }
+    }
+    if fix {
+        return match build::suggest_fixing(opts, &read) {
+            Ok((report, fixed)) => {
+                print!("{}", for_terminal(&report.text()));
+                if !fixed.is_empty() {
+                    eprintln!("{}", for_terminal(&fixed.summary(&opts.manifest)));
+                }
+                let done = report.would_start() || (!fixed.is_empty() && report.blocks_cover_all());
+                ExitCode::from(u8::from(!done))
+            }
+            Err(e) => fail(e),
+        };
     }
     match build::suggest(opts, &read) {
         Ok(report) => {

@@ -405,6 +405,38 @@ fn a_binary_needing_libssl3_gets_libssl3t64_on_noble_and_an_unknown_name_is_said
     // Nothing written: no lock, no output.
     assert!(!n.dir.join("base.toml.lock").exists());
 
+    // --fix writes the block; the binary then starts on the image as the manifest is.
+    let before = std::fs::read_to_string(&manifest).unwrap();
+    let out = compose()
+        .arg("suggest")
+        .arg(&manifest)
+        .args(["--binary", &tls.display().to_string(), "--fix"])
+        .args(n.source_args())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.ends_with(&format!(
+            "\n{}: added [package.libssl3t64]\n",
+            manifest.display()
+        )),
+        "{stderr}"
+    );
+    let after = std::fs::read_to_string(&manifest).unwrap();
+    assert_eq!(
+        after,
+        format!("{before}\n# Added by compose --fix: ships libssl.so.3, libcrypto.so.3 (needed by libssl.so.3).\n[package.libssl3t64]\npaths = [\"/usr/lib/*-linux-gnu/libssl.so.3\", \"/usr/lib/*-linux-gnu/libcrypto.so.3\"]\n")
+    );
+    let out = n.suggest(&manifest, &tls);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(
+        stdout,
+        "amd64: every need resolves on the image as the manifest is\n"
+    );
+    std::fs::write(&manifest, &before).unwrap();
+
     // A name no package ships.
     let odd = binary_needing(&n.dir, "odd", &["libnothere.so.7", "libc.so.6"]);
     let out = n.suggest(&manifest, &odd);
@@ -467,5 +499,38 @@ fn a_binary_needing_libssl3_gets_libssl3_on_debian_12() {
     assert!(
         stdout.ends_with("  [package.libssl3]  # ships libssl.so.3, libcrypto.so.3 (needed by libssl.so.3)\n  paths = [\"/usr/lib/*-linux-gnu/libssl.so.3\", \"/usr/lib/*-linux-gnu/libcrypto.so.3\"]\n"),
         "{stdout}"
+    );
+}
+
+/// `--fix` never overwrites an edit made since the build read the manifest: the file as
+/// it is now stays, and the error says why.
+#[test]
+fn fix_refuses_a_manifest_changed_on_disk_since_it_was_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = tmp.path().join("app.toml");
+    let read = "[image]\nname = \"app\"\n";
+    let now = "[image]\nname = \"app\"   # edited meanwhile\n";
+    std::fs::write(&manifest, now).unwrap();
+    let block = compose::suggest::Block {
+        package: "libgcc-s1".into(),
+        version: "14".into(),
+        patterns: vec!["/usr/lib/*-linux-gnu/libgcc_s.so.1".into()],
+        ships: vec!["libgcc_s.so.1".into()],
+        needed_by: Vec::new(),
+        declared: false,
+    };
+    let e =
+        compose::fix::apply(&manifest, read.as_bytes(), std::slice::from_ref(&block)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("--fix: {} changed on disk since this build read it; build again to have the blocks named for the file as it is now; nothing was written to it", manifest.display())
+    );
+    assert_eq!(e.exit_code(), 1);
+    assert_eq!(std::fs::read_to_string(&manifest).unwrap(), now);
+    // As read, it is written, and says so.
+    let fixed = compose::fix::apply(&manifest, now.as_bytes(), &[block]).unwrap();
+    assert_eq!(
+        fixed.summary(&manifest),
+        format!("{}: added [package.libgcc-s1]", manifest.display())
     );
 }

@@ -264,6 +264,30 @@ fn a_cpp_program_without_its_runtime_names_both_packages_and_fix_makes_it_build_
     let out = n.build(&manifest, &[]);
     assert!(out.status.success(), "{}", text(&out).1);
 
+    // compose check on the finished image: an image records no sources, so a binary's
+    // misses are named by SONAME, and the note points to compose suggest.
+    let tls = binary_needing(&n.dir, "tls-client", &["libssl.so.3", "libc.so.6"]);
+    let out = compose()
+        .arg("check")
+        .arg(n.dir.join("out"))
+        .arg("--binary")
+        .arg(&tls)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "{} needs libssl.so.3, which is not in the image\n",
+            tls.display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("note: an image does not record the sources it was built from; `compose suggest MANIFEST --binary FILE` searches the manifest's for the packages that ship what is missing and prints the blocks to add (docs/suggest.md)\n"),
+        "{stderr}"
+    );
+
     // 3. The program runs in the image.
     run_in_image(&n, &n.dir.join("out"));
 }
@@ -436,6 +460,17 @@ fn a_binary_needing_libssl3_gets_libssl3t64_on_noble_and_an_unknown_name_is_said
         "amd64: every need resolves on the image as the manifest is\n"
     );
     std::fs::write(&manifest, &before).unwrap();
+
+    // What a library found needs in turn: libstdc++6's libstdc++.so.6.0.33 needs
+    // libgcc_s.so.1 (another package) and libm.so.6 (declared libc6 ships it, not selected).
+    let cxx = binary_needing(&n.dir, "cxx", &["libstdc++.so.6", "libc.so.6"]);
+    let out = n.suggest(&manifest, &cxx);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert_eq!(
+        stdout,
+        format!("amd64: {} needs libstdc++.so.6, which is not in the image; no declared package ships it; package libstdc++6 does: add its block below\nadd to the manifest (`--fix` writes these blocks into it):\n  # add to the paths of [package.libc6] (ships libm.so.6 (needed by libstdc++.so.6.0.33)): \"/usr/lib/*-linux-gnu/libm.so.6\"\n  [package.libgcc-s1]  # ships libgcc_s.so.1 (needed by libstdc++.so.6.0.33)\n  paths = [\"/usr/lib/*-linux-gnu/libgcc_s.so.1\"]\n  [package.\"libstdc++6\"]  # ships libstdc++.so.6\n  paths = [\"/usr/lib/*-linux-gnu/libstdc++.so.6\", \"/usr/lib/*-linux-gnu/libstdc++.so.6.0.33\"]\n", cxx.display())
+    );
 
     // A name no package ships.
     let odd = binary_needing(&n.dir, "odd", &["libnothere.so.7", "libc.so.6"]);

@@ -498,9 +498,9 @@ impl SuggestReport {
     /// Every miss is a library one of the blocks ships: with the blocks added, every
     /// binary would start.
     pub fn blocks_cover_all(&self) -> bool {
-        (self.misses.iter().flat_map(|(_, m)| m)).all(|m| match &m.need {
-            linkage::Need::Library(n) => self.suggestions.block_for(n).is_some(),
-            linkage::Need::Interpreter(_) => false,
+        (self.misses.iter().flat_map(|(_, m)| m)).all(|m| {
+            let (linkage::Need::Library(n) | linkage::Need::Interpreter(n)) = &m.need;
+            self.suggestions.block_for(n).is_some()
         })
     }
 
@@ -636,6 +636,10 @@ fn suggestions(
             linkage::Need::Library(n) if !n.contains('/') && shipped.lookup(n).is_empty() => {
                 Some(n.clone())
             }
+            linkage::Need::Interpreter(p) if p.starts_with('/') => {
+                let base = p.rsplit('/').next().unwrap_or(p);
+                shipped.lookup(base).is_empty().then(|| p.clone())
+            }
             _ => None,
         })
         .collect();
@@ -659,10 +663,9 @@ fn suggestions(
         },
     };
     for m in &mut report.misses {
-        if let linkage::Need::Library(n) = &m.need {
-            if let Some(hint) = found.hint(n) {
-                m.hint = hint;
-            }
+        let (linkage::Need::Library(n) | linkage::Need::Interpreter(n)) = &m.need;
+        if let Some(hint) = found.hint(n) {
+            m.hint = hint;
         }
     }
     found

@@ -222,7 +222,7 @@ impl Suggestions {
             ));
         }
         if self.unfound.iter().any(|n| n == name) {
-            let names = package_names(name);
+            let names = package_names(basename(name));
             let named = if names.is_empty() {
                 String::new()
             } else {
@@ -304,8 +304,9 @@ fn basename(path: &str) -> &str {
 }
 
 /// Search the manifest's indexes for `arch` for the packages that ship `missing` (names
-/// a file of `tree` needs that no declared package ships), confirm each by its `.deb`,
-/// and follow what those libraries need.
+/// a file of `tree` needs that no declared package ships: library names, or the absolute
+/// path of an interpreter), confirm each by its `.deb`, and follow what those libraries
+/// need.
 pub async fn suggest(
     repo: &mut Repository<'_>,
     manifest: &Manifest,
@@ -336,7 +337,9 @@ pub async fn suggest(
         if level.is_empty() {
             break;
         }
-        let rule: BTreeSet<String> = level.iter().flat_map(|n| package_names(n)).collect();
+        let rule: BTreeSet<String> = (level.iter())
+            .flat_map(|n| package_names(basename(n)))
+            .collect();
         let first = depth == 0;
         let accept = |e: &PackageEntry| {
             rule.contains(&e.name)
@@ -446,8 +449,13 @@ pub async fn suggest(
     })
 }
 
-/// The first file (by loader directory order) `shipped` has under the name `name`.
+/// The first file (by loader directory order) `shipped` has under the name `name`; for an
+/// absolute path (an interpreter), that path.
 fn ships_in<'s>(shipped: &'s Shipped, name: &str, dirs: &[String]) -> Option<&'s ShippedFile> {
+    if name.starts_with('/') {
+        let want = canonical(name, shipped.merged_usr());
+        return (shipped.lookup(basename(name)).iter()).find(|f| f.path == want);
+    }
     let files = shipped.lookup(name);
     dirs.iter()
         .find_map(|d| files.iter().find(|f| parent(&f.path) == d))

@@ -472,6 +472,29 @@ fn a_binary_needing_libssl3_gets_libssl3t64_on_noble_and_an_unknown_name_is_said
         format!("amd64: {} needs libstdc++.so.6, which is not in the image; no declared package ships it; package libstdc++6 does: add its block below\nadd to the manifest (`--fix` writes these blocks into it):\n  # add to the paths of [package.libc6] (ships libm.so.6 (needed by libstdc++.so.6.0.33)): \"/usr/lib/*-linux-gnu/libm.so.6\"\n  [package.libgcc-s1]  # ships libgcc_s.so.1 (needed by libstdc++.so.6.0.33)\n  paths = [\"/usr/lib/*-linux-gnu/libgcc_s.so.1\"]\n  [package.\"libstdc++6\"]  # ships libstdc++.so.6\n  paths = [\"/usr/lib/*-linux-gnu/libstdc++.so.6\", \"/usr/lib/*-linux-gnu/libstdc++.so.6.0.33\"]\n", cxx.display())
     );
 
+    // No C library at all, and a name the naming rule does not give (libm.so.6 is in
+    // libc6): found through the Depends of the declared zlib1g; the interpreter, an
+    // absolute path, with its link.
+    let zlib_only = n.dir.join("zlib-only.toml");
+    std::fs::write(
+        &zlib_only,
+        libc_only(UPSTREAM, &["noble", "noble-updates", "noble-security"], &ubuntu_keyring())
+            .replace("[package.libc6]", "[package.zlib1g]")
+            .replace(
+                "\"/usr/lib/*-linux-gnu/ld-linux-*.so.*\",\n    \"/usr/lib*/ld-linux-*.so.*\",\n    \"/usr/lib/*-linux-gnu/libc.so.6\",",
+                "\"/usr/lib/*-linux-gnu/libz.so.1*\",",
+            ),
+    )
+    .unwrap();
+    let maths = binary_needing(&n.dir, "maths", &["libm.so.6"]);
+    let out = n.suggest(&zlib_only, &maths);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert_eq!(
+        stdout,
+        format!("amd64: {m} needs the interpreter /lib64/ld-linux-x86-64.so.2, which is not in the image; no declared package ships it; package libc6 does: add its block below\namd64: {m} needs libm.so.6, which is not in the image; no declared package ships it; package libc6 does: add its block below\nadd to the manifest (`--fix` writes these blocks into it):\n  [package.libc6]  # ships /lib64/ld-linux-x86-64.so.2, libm.so.6, ld-linux-x86-64.so.2 (needed by libm.so.6), libc.so.6 (needed by libm.so.6)\n  paths = [\"/usr/lib64/ld-linux-x86-64.so.2\", \"/usr/lib/*-linux-gnu/ld-linux-x86-64.so.2\", \"/usr/lib/*-linux-gnu/libm.so.6\", \"/usr/lib/*-linux-gnu/libc.so.6\"]\n", m = maths.display())
+    );
+
     // A name no package ships.
     let odd = binary_needing(&n.dir, "odd", &["libnothere.so.7", "libc.so.6"]);
     let out = n.suggest(&manifest, &odd);

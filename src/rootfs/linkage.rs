@@ -137,6 +137,11 @@ impl Shipped {
         }
     }
 
+    /// Whether paths are kept in their merged-usr form.
+    pub fn merged_usr(&self) -> bool {
+        self.merged_usr
+    }
+
     /// Everything shipped under this base name.
     pub fn lookup(&self, name: &str) -> &[ShippedFile] {
         self.by_name.get(name).map(Vec::as_slice).unwrap_or(&[])

@@ -29,8 +29,9 @@ pub const MAX_DEPTH: usize = 4;
 /// Candidate `.deb`s read per level: far more than one missing name ever has.
 pub const MAX_CANDIDATES: usize = 32;
 
-/// Bytes of one library read to learn what it needs; a larger file is named without
-/// its needs.
+/// Bytes of the libraries of one `.deb` held at once to learn what they need (each is
+/// read whole: the dynamic section may be anywhere); the libraries beyond are named
+/// without their needs, so a hostile package cannot make the search hold more.
 const MAX_LIBRARY_BYTES: u64 = 256 << 20;
 
 /// Symbolic links followed from a library's name to its file.
@@ -571,6 +572,7 @@ fn read_contents(
     })?;
     let mut shipped = Shipped::new(merged);
     let mut libraries: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut held = 0u64;
     crate::deb::read_deb::<_, ComposeError>(
         std::io::BufReader::new(file),
         &what,
@@ -581,9 +583,11 @@ fn read_contents(
             if matches!(entry.kind, crate::deb::EntryKind::File)
                 && (base.ends_with(".so") || base.contains(".so."))
                 && dirs.iter().any(|d| d == parent(&at))
+                && held + entry.size <= MAX_LIBRARY_BYTES
             {
+                held += entry.size;
                 let mut bytes = Vec::new();
-                data.take(MAX_LIBRARY_BYTES)
+                data.take(entry.size)
                     .read_to_end(&mut bytes)
                     .map_err(|source| ComposeError::Read {
                         what: what.clone(),

@@ -405,8 +405,9 @@ enum ArchOutcome {
     Staged(ArchImage),
     /// Its linkage check passed; not staged, because an earlier architecture's failed.
     Checked,
-    /// Its linkage check failed: the report with the misses.
-    Unloadable(linkage::Report),
+    /// Its linkage check failed: the report with the misses, and the packages that ship
+    /// what no declared package ships.
+    Unloadable(linkage::Report, crate::suggest::Suggestions),
 }
 
 /// Stage 4 for one architecture: fetch (a pinned `.deb` the archive dropped from the
@@ -450,7 +451,14 @@ fn build_arch(
     phase.0.set_message(format!("{arch}: checking ELF linkage"));
     let linked = match linkage::check(tree, &[], Some(&composed.shipped)) {
         Ok(report) => report,
-        Err(failed) => return Ok(ArchOutcome::Unloadable(failed.report)),
+        Err(failed) => {
+            let mut report = failed.report;
+            phase.0.set_message(format!(
+                "{arch}: searching the indexes for the packages that ship the missing names"
+            ));
+            let found = suggestions(plan, opts, arch, tree, &composed.shipped, &mut report);
+            return Ok(ArchOutcome::Unloadable(report, found));
+        }
     };
     crate::timings::mark(format_args!("{arch}: linkage checked"));
     let Some(staging) = staging else {
@@ -478,6 +486,199 @@ fn build_arch(
             BTreeMap::new()
         },
     }))
+}
+
+/// What `compose suggest` found for each native binary on the image a manifest
+/// describes: per architecture, the binaries' needs the image lacks (with hints), and the
+/// blocks to add.
+#[derive(Debug, Clone, Default)]
+pub struct SuggestReport {
+    /// Per architecture checked: `(binary, missing name, hint)`.
+    pub misses: Vec<(Arch, Vec<linkage::Miss>)>,
+    /// The blocks, merged across architectures.
+    pub suggestions: crate::suggest::Suggestions,
+}
+
+impl SuggestReport {
+    /// Every binary would start on the image as the manifest is.
+    pub fn would_start(&self) -> bool {
+        self.misses.iter().all(|(_, m)| m.is_empty())
+    }
+
+    /// Every miss is a library one of the blocks ships: with the blocks added, every
+    /// binary would start.
+    pub fn blocks_cover_all(&self) -> bool {
+        (self.misses.iter().flat_map(|(_, m)| m)).all(|m| {
+            let (linkage::Need::Library(n) | linkage::Need::Interpreter(n)) = &m.need;
+            self.suggestions.block_for(n).is_some()
+        })
+    }
+
+    /// What `compose suggest` prints on stdout.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for (arch, misses) in &self.misses {
+            if misses.is_empty() {
+                out.push_str(&format!(
+                    "{arch}: every need resolves on the image as the manifest is\n"
+                ));
+                continue;
+            }
+            for m in misses {
+                out.push_str(&format!("{arch}: {m}\n"));
+            }
+        }
+        let blocks = self.suggestions.lines();
+        if !blocks.is_empty() {
+            // The lines are written to follow one summary line: indented, one per line.
+            for line in blocks.lines().filter(|l| !l.is_empty()) {
+                out.push_str(line.strip_prefix("  ").unwrap_or(line));
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+/// `compose suggest MANIFEST --binary FILE…`: compose the manifest's tree for each
+/// architecture in memory (writing no output and no lock), check each binary against it
+/// as if it were placed in the image, and name the blocks that would make it start.
+/// Architectures: `--arch`, else the first binary's, else the manifest's.
+pub fn suggest(opts: &BuildOptions, binaries: &[(String, Vec<u8>)]) -> Result<SuggestReport> {
+    let mut opts = opts.clone();
+    if opts.archs.is_empty() {
+        if let Some(arch) = binaries.iter().find_map(|(_, b)| linkage::elf_arch(b)) {
+            opts.archs = vec![arch.name().to_string()];
+        }
+    }
+    let plan = plan(&opts)?;
+    let Pins { mut packages, .. } = pin(&plan, &opts)?;
+    let mut report = SuggestReport::default();
+    for &arch in &plan.archs {
+        let packages = packages.remove(&arch).unwrap_or_default();
+        let repo = Repository::new(&plan.fetcher, opts.allow_expired);
+        let fetched = plan.runtime.block_on(repo.fetch(&packages, &[]))?;
+        let debs: Vec<PathBuf> = fetched.into_iter().map(|(path, _)| path).collect();
+        let generators = Generators::new(&plan.manifest, arch, &plan.tag, opts.epoch);
+        let composed = compose_tree(&plan.manifest, &generators, arch, &packages, &debs)?;
+        let mut checked = match linkage::check(&composed.tree, binaries, Some(&composed.shipped)) {
+            Ok(checked) => checked,
+            Err(failed) => failed.report,
+        };
+        // Only the binaries' needs: the image's own files are the build's business.
+        checked
+            .misses
+            .retain(|m| binaries.iter().any(|(name, _)| name == &m.file));
+        let found = suggestions(
+            &plan,
+            &opts,
+            arch,
+            &composed.tree,
+            &composed.shipped,
+            &mut checked,
+        );
+        report.suggestions.absorb(found);
+        report.misses.push((arch, checked.misses));
+    }
+    Ok(report)
+}
+
+/// [`suggest`], then the blocks it names written into the manifest ([`crate::fix`],
+/// refused when the file changed on disk meanwhile): what `compose suggest --fix` does.
+pub fn suggest_fixing(
+    opts: &BuildOptions,
+    binaries: &[(String, Vec<u8>)],
+) -> Result<(SuggestReport, crate::fix::Fixed)> {
+    let read = std::fs::read(&opts.manifest).map_err(|source| Error::Io {
+        context: format!("cannot read {}", opts.manifest.display()),
+        source,
+    })?;
+    let report = suggest(opts, binaries)?;
+    let fixed = if report.suggestions.blocks.is_empty() {
+        crate::fix::Fixed::default()
+    } else {
+        crate::fix::apply(&opts.manifest, &read, &report.suggestions.blocks)?
+    };
+    Ok((report, fixed))
+}
+
+/// [`build`], and when the linkage check names packages to add: write their blocks into
+/// the manifest ([`crate::fix`], refused when the file changed on disk meanwhile), say
+/// on stderr what was added, and build once more.
+pub fn build_fixing(opts: &BuildOptions) -> Result<BuildResult> {
+    let read = std::fs::read(&opts.manifest).map_err(|source| Error::Io {
+        context: format!("cannot read {}", opts.manifest.display()),
+        source,
+    })?;
+    let failed = match build(opts) {
+        Err(Error::Linkage(failed)) if !failed.suggestions.blocks.is_empty() => failed,
+        other => return other,
+    };
+    let fixed = crate::fix::apply(&opts.manifest, &read, &failed.suggestions.blocks)?;
+    if fixed.is_empty() {
+        return Err(Error::Linkage(failed));
+    }
+    eprintln!("{}", fixed.summary(&opts.manifest));
+    for block in &failed.suggestions.blocks {
+        for line in block.toml().lines() {
+            eprintln!("  {line}");
+        }
+    }
+    eprintln!("building again with the fixed manifest");
+    build(opts)
+}
+
+/// The library names of `report`'s misses that no declared package ships (`shipped`),
+/// searched for in the manifest's indexes ([`crate::suggest`]); the misses of the names
+/// found (or not) get the hint that says so. A search that fails leaves the misses as
+/// they are and says why under them.
+fn suggestions(
+    plan: &Plan,
+    opts: &BuildOptions,
+    arch: Arch,
+    tree: &crate::rootfs::tree::Tree,
+    shipped: &linkage::Shipped,
+    report: &mut linkage::Report,
+) -> crate::suggest::Suggestions {
+    use crate::suggest::Suggestions;
+    let missing: BTreeSet<String> = (report.misses.iter())
+        .filter_map(|m| match &m.need {
+            linkage::Need::Library(n) if !n.contains('/') && shipped.lookup(n).is_empty() => {
+                Some(n.clone())
+            }
+            linkage::Need::Interpreter(p) if p.starts_with('/') => {
+                let base = p.rsplit('/').next().unwrap_or(p);
+                shipped.lookup(base).is_empty().then(|| p.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    if missing.is_empty() {
+        return Suggestions::default();
+    }
+    if opts.offline {
+        return Suggestions {
+            skipped: Some("--offline (build once without it to have them named)".into()),
+            ..Suggestions::default()
+        };
+    }
+    let missing: Vec<String> = missing.into_iter().collect();
+    let mut repo = Repository::new(&plan.fetcher, opts.allow_expired);
+    let search = crate::suggest::suggest(&mut repo, &plan.manifest, arch, tree, shipped, &missing);
+    let found = match plan.runtime.block_on(search) {
+        Ok(found) => found,
+        Err(e) => Suggestions {
+            skipped: Some(e.to_string()),
+            ..Suggestions::default()
+        },
+    };
+    for m in &mut report.misses {
+        let (linkage::Need::Library(n) | linkage::Need::Interpreter(n)) = &m.need;
+        if let Some(hint) = found.hint(n) {
+            m.hint = hint;
+        }
+    }
+    found
 }
 
 /// Compose the image a manifest describes; write (or, with `--locked`, check) its lock.
@@ -513,6 +714,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let mut staging = outputs.stage(plan.fetcher.cache.root())?;
     let mut images = Vec::new();
     let mut unloadable = Vec::new();
+    let mut suggested = crate::suggest::Suggestions::default();
     for &arch in &plan.archs {
         let packages = packages.remove(&arch).unwrap_or_default();
         let unpinned = lock::ArchLock::default();
@@ -521,8 +723,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         let image = match build_arch(&plan, opts, arch, packages, pinned, stage)? {
             ArchOutcome::Staged(image) => image,
             ArchOutcome::Checked => continue,
-            ArchOutcome::Unloadable(report) => {
+            ArchOutcome::Unloadable(report, found) => {
                 unloadable.push((arch, report));
+                suggested.absorb(found);
                 continue;
             }
         };
@@ -535,7 +738,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         images.push(image);
     }
     if !unloadable.is_empty() {
-        return Err(ImageLinkageError { archs: unloadable }.into());
+        return Err(ImageLinkageError {
+            archs: unloadable,
+            suggestions: suggested,
+        }
+        .into());
     }
     let digest = staging.finish()?;
     lock.index = Some(Sha256::from_digest(&digest).map_err(Error::Internal)?);

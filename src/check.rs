@@ -120,6 +120,12 @@ impl CheckReport {
         );
         if self.failed {
             let files: BTreeSet<&str> = report.misses.iter().map(|m| m.file.as_str()).collect();
+            if (report.extras.iter()).any(|x| x.misses > 0) {
+                // A layout records no package sources: the manifest that built it does.
+                eprintln!(
+                    "note: an image does not record the sources it was built from; `compose suggest MANIFEST --binary FILE` searches the manifest's for the packages that ship what is missing and prints the blocks to add (docs/suggest.md)"
+                );
+            }
             println!(
                 "FAILED: {} unresolved in {} file{}",
                 report.misses.len(),

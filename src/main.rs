@@ -89,6 +89,10 @@ struct BuildArgs {
     /// Allow --push over plain HTTP when the registry does not speak HTTPS
     #[arg(long, requires = "push")]
     insecure: bool,
+    /// When the linkage check names packages that ship what is missing, write their
+    /// blocks into the manifest (saying what was added) and build again
+    #[arg(long)]
+    fix: bool,
     #[command(flatten)]
     source: SourceArgs,
 }
@@ -176,6 +180,22 @@ enum Command {
         /// Allow reading a registry over plain HTTP
         #[arg(long)]
         insecure: bool,
+    },
+    /// Name the package blocks a native binary needs to start on the image a manifest
+    /// describes (nothing is written). Exit 0 it would start, 1 blocks to add, 2 usage
+    Suggest {
+        manifest: PathBuf,
+        /// The native binary (repeatable)
+        #[arg(long = "binary", value_name = "FILE", required = true)]
+        binary: Vec<PathBuf>,
+        /// Architecture (default: the binary's)
+        #[arg(long = "arch", value_name = "ARCH")]
+        arch: Vec<String>,
+        /// Also write the blocks into the manifest (saying what was added)
+        #[arg(long)]
+        fix: bool,
+        #[command(flatten)]
+        source: SourceArgs,
     },
     /// Check the ELF linkage of an image, and whether native binaries would run on it
     Check {
@@ -336,6 +356,13 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(e),
         },
+        Some(Command::Suggest {
+            manifest,
+            binary,
+            arch,
+            fix,
+            source,
+        }) => suggest(&options(manifest, arch, source, epoch), &binary, fix),
         Some(Command::Check {
             image,
             binary,
@@ -359,7 +386,12 @@ fn main() -> ExitCode {
             opts.push = b
                 .push
                 .map(|r| compose::push::PushOptions::new(r, b.insecure));
-            match build::build(&opts) {
+            let built = if b.fix {
+                build::build_fixing(&opts)
+            } else {
+                build::build(&opts)
+            };
+            match built {
                 Ok(result) => {
                     if !opts.quiet {
                         eprint!("{}", for_terminal(&compose::summary::summary(&result)));
@@ -373,6 +405,44 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+    }
+}
+
+// ---- compose suggest (src/suggest.rs) ----------------------------------------------
+
+/// `compose suggest MANIFEST --binary FILE... [--fix]`: 0 every binary would start (or,
+/// with `--fix`, will once the blocks written are built), 1 blocks to add (or an error),
+/// 2 usage.
+fn suggest(opts: &BuildOptions, binaries: &[PathBuf], fix: bool) -> ExitCode {
+    let mut read = Vec::new();
+    for path in binaries {
+        match std::fs::read(path) {
+            Ok(bytes) => read.push((path.display().to_string(), bytes)),
+            Err(e) => {
+                eprintln!("error: --binary {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if fix {
+        return match build::suggest_fixing(opts, &read) {
+            Ok((report, fixed)) => {
+                print!("{}", for_terminal(&report.text()));
+                if !fixed.is_empty() {
+                    eprintln!("{}", for_terminal(&fixed.summary(&opts.manifest)));
+                }
+                let done = report.would_start() || (!fixed.is_empty() && report.blocks_cover_all());
+                ExitCode::from(u8::from(!done))
+            }
+            Err(e) => fail(e),
+        };
+    }
+    match build::suggest(opts, &read) {
+        Ok(report) => {
+            print!("{}", for_terminal(&report.text()));
+            ExitCode::from(u8::from(!report.would_start()))
+        }
+        Err(e) => fail(e),
     }
 }
 

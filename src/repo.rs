@@ -403,80 +403,19 @@ impl<'a> Repository<'a> {
             .collect();
         let keep = |name: &str| wanted.contains(name);
         let mut arch_lock = ArchLock::default();
-
-        // 1. Every suite's Release, fetched and verified concurrently (once per URL for
-        //    all architectures).
-        let mut suites = Vec::new(); // (source, base URL, suite, dists URL), in manifest order
-        for source in &manifest.sources {
-            let base = source.base_url(arch).to_string();
-            for suite in &source.suites {
-                let dists = format!("{base}/dists/{suite}");
-                suites.push((source, base.clone(), suite.clone(), dists));
-            }
-        }
-        let mut missing = Vec::new();
-        for (source, _, _, dists) in &suites {
-            if !self.releases.contains_key(dists) && !missing.iter().any(|(d, _, _)| d == dists) {
-                let allow_expired = self.allow_expired || source.snapshot.is_some();
-                missing.push((dists.clone(), self.keyring(source)?, allow_expired));
-            }
-        }
-        let fetcher: &Fetcher = self.fetcher;
-        let fetched = futures::future::try_join_all(
-            missing
-                .iter()
-                .map(|(dists, keyring, allow)| release(fetcher, dists, keyring, *allow)),
-        )
-        .await?;
-        for ((dists, _, _), r) in missing.iter().zip(fetched) {
-            self.releases.insert(dists.clone(), Arc::new(r));
-        }
-        crate::timings::mark(format_args!(
-            "{arch}: keyrings read, Release files verified"
-        ));
-
-        // 2. Every component's Packages index, fetched concurrently.
-        let mut indexes = Vec::new(); // (base URL, suite, dists, component, candidates)
-        for (source, base, suite, dists) in &suites {
-            let rel = &self.releases[dists];
-            arch_lock.releases.insert(
-                rel.url.clone(),
-                lock::ReleaseLock {
-                    sha256: rel.sha256.clone(),
-                    date: rel.release.date.clone(),
-                },
-            );
-            for component in &source.components {
-                let candidates = rel.release.packages_indexes(component, arch, dists)?;
-                indexes.push((base, suite, dists, component, candidates));
-            }
-        }
-        let releases = &self.releases;
-        let opened = futures::future::try_join_all(indexes.iter().map(
-            |(_, _, dists, component, candidates)| {
-                let rel = &releases[dists.as_str()];
-                packages_index(fetcher, rel, dists, component, arch, candidates)
-            },
-        ))
-        .await?;
-        crate::timings::mark(format_args!(
-            "{arch}: Packages indexes fetched and verified"
-        ));
+        let (opened, searched) = self.open_indexes(manifest, arch, &mut arch_lock).await?;
 
         // 3. Read them in manifest order (ties between equal versions go to the first),
         //    one at a time as each decompresses.
         let mut candidates: Vec<(PackageEntry, String, String)> = Vec::new();
-        for ((base, suite, dists, component, _), (url, index, compression, file)) in
-            indexes.iter().zip(opened)
-        {
-            let what = format!("{dists}/{component}/binary-{arch}/Packages");
-            for entry in read_index(file, compression, &url, &what, arch, &keep)? {
-                candidates.push((entry, base.to_string(), suite.to_string()));
+        for index in opened {
+            let accept = |_: &PackageEntry| true;
+            for entry in read_index(&index, arch, &keep, &accept)? {
+                candidates.push((entry, index.base.clone(), index.suite.clone()));
             }
-            arch_lock.indexes.insert(url, index);
+            arch_lock.indexes.insert(index.url, index.lock);
         }
         crate::timings::mark(format_args!("{arch}: Packages indexes parsed"));
-        let searched: Vec<&str> = suites.iter().map(|(_, _, _, d)| d.as_str()).collect();
         let mut chosen: Vec<&(PackageEntry, String, String)> = Vec::new();
         let mut missing = Vec::new();
         for name in &wanted {
@@ -538,6 +477,148 @@ impl<'a> Repository<'a> {
             missing,
         })
     }
+
+    /// Steps 1 and 2 of a resolution: every suite's Release fetched and verified
+    /// concurrently (once per URL for all architectures; recorded in `arch_lock`), then
+    /// every component's Packages index fetched and verified concurrently, in manifest
+    /// order; with the `dists/` URLs searched.
+    async fn open_indexes(
+        &mut self,
+        manifest: &Manifest,
+        arch: Arch,
+        arch_lock: &mut ArchLock,
+    ) -> Result<(Vec<OpenIndex>, Vec<String>), RepoError> {
+        let mut suites = Vec::new(); // (source, base URL, suite, dists URL), in manifest order
+        for source in &manifest.sources {
+            let base = source.base_url(arch).to_string();
+            for suite in &source.suites {
+                let dists = format!("{base}/dists/{suite}");
+                suites.push((source, base.clone(), suite.clone(), dists));
+            }
+        }
+        let mut missing = Vec::new();
+        for (source, _, _, dists) in &suites {
+            if !self.releases.contains_key(dists) && !missing.iter().any(|(d, _, _)| d == dists) {
+                let allow_expired = self.allow_expired || source.snapshot.is_some();
+                missing.push((dists.clone(), self.keyring(source)?, allow_expired));
+            }
+        }
+        let fetcher: &Fetcher = self.fetcher;
+        let fetched = futures::future::try_join_all(
+            missing
+                .iter()
+                .map(|(dists, keyring, allow)| release(fetcher, dists, keyring, *allow)),
+        )
+        .await?;
+        for ((dists, _, _), r) in missing.iter().zip(fetched) {
+            self.releases.insert(dists.clone(), Arc::new(r));
+        }
+        crate::timings::mark(format_args!(
+            "{arch}: keyrings read, Release files verified"
+        ));
+
+        let mut indexes = Vec::new(); // (base URL, suite, dists, component, candidates)
+        for (source, base, suite, dists) in &suites {
+            let rel = &self.releases[dists];
+            arch_lock.releases.insert(
+                rel.url.clone(),
+                lock::ReleaseLock {
+                    sha256: rel.sha256.clone(),
+                    date: rel.release.date.clone(),
+                },
+            );
+            for component in &source.components {
+                let candidates = rel.release.packages_indexes(component, arch, dists)?;
+                indexes.push((base, suite, dists, component, candidates));
+            }
+        }
+        let releases = &self.releases;
+        let opened = futures::future::try_join_all(indexes.iter().map(
+            |(_, _, dists, component, candidates)| {
+                let rel = &releases[dists.as_str()];
+                packages_index(fetcher, rel, dists, component, arch, candidates)
+            },
+        ))
+        .await?;
+        crate::timings::mark(format_args!(
+            "{arch}: Packages indexes fetched and verified"
+        ));
+        let opened = indexes
+            .iter()
+            .zip(opened)
+            .map(
+                |((base, suite, dists, component, _), (url, lock, compression, file))| OpenIndex {
+                    base: base.to_string(),
+                    suite: suite.to_string(),
+                    what: format!("{dists}/{component}/binary-{arch}/Packages"),
+                    url,
+                    lock,
+                    compression,
+                    file,
+                },
+            )
+            .collect();
+        let searched = suites.into_iter().map(|(_, _, _, d)| d).collect();
+        Ok((opened, searched))
+    }
+
+    /// A second pass over the verified indexes of the manifest's sources for `arch`
+    /// (from the cache when a resolution read them): the highest version of each package
+    /// `accept` keeps, every stanza parsed but only the kept ones held, each with its
+    /// index stanza (for its `Depends` and `Provides`). What `crate::suggest` searches
+    /// for the package that ships a missing library; a build never calls it.
+    pub async fn scan(
+        &mut self,
+        manifest: &Manifest,
+        arch: Arch,
+        accept: &dyn Fn(&PackageEntry) -> bool,
+    ) -> Result<Vec<(Resolved, PackageEntry)>, RepoError> {
+        let mut arch_lock = ArchLock::default();
+        let (opened, _) = self.open_indexes(manifest, arch, &mut arch_lock).await?;
+        let mut candidates: Vec<(PackageEntry, String, String)> = Vec::new();
+        for index in opened {
+            for entry in read_index(&index, arch, &|_| true, accept)? {
+                candidates.push((entry, index.base.clone(), index.suite.clone()));
+            }
+        }
+        let names: BTreeSet<String> = candidates.iter().map(|c| c.0.name.clone()).collect();
+        let mut out = Vec::new();
+        for name in &names {
+            let Some((entry, base, suite)) = apt::resolve::highest(&candidates, name, |c| &c.0)
+            else {
+                continue;
+            };
+            let Ok(url) = package_url(base, &entry.filename) else {
+                continue;
+            };
+            out.push((
+                Resolved {
+                    name: entry.name.clone(),
+                    version: entry.version.clone(),
+                    architecture: entry.architecture.clone(),
+                    suite: suite.clone(),
+                    url,
+                    size: entry.size,
+                    sha256: entry.sha256.clone(),
+                },
+                entry.clone(),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// One verified Packages index, open in the cache, with where it came from.
+struct OpenIndex {
+    base: String,
+    suite: String,
+    /// `<dists>/<component>/binary-<arch>/Packages`, for errors.
+    what: String,
+    /// The URL before `--mirror`.
+    url: String,
+    lock: lock::IndexLock,
+    compression: apt::Compression,
+    file: std::fs::File,
 }
 
 /// Fetch and verify `dists/<suite>/InRelease` (or `Release` + `Release.gpg`).
@@ -716,27 +797,38 @@ fn other_bytes(e: &FetchError) -> Option<String> {
 /// The stanzas of one verified index that resolution can choose for `arch`
 /// ([`apt::resolve::Newest`] of the packages `keep` accepts), read as it decompresses:
 /// memory stays flat whatever the index's size, and its decompressed size is limited.
-/// `url` names the file in decompression errors, `what` the index in the others.
+/// Of the stanzas parsed, only those `accept` takes are held. The index's URL names the
+/// file in decompression errors, its `what` the index in the others.
 fn read_index(
-    file: std::fs::File,
-    compression: apt::Compression,
-    url: &str,
-    what: &str,
+    index: &OpenIndex,
     arch: Arch,
     keep: &dyn Fn(&str) -> bool,
+    accept: &dyn Fn(&PackageEntry) -> bool,
 ) -> Result<Vec<PackageEntry>, RepoError> {
+    let what = index.what.as_str();
     let mut newest = apt::resolve::Newest::new(what);
     let mut offer = |entry: PackageEntry| {
-        if arch == entry.architecture.as_str() || entry.architecture == "all" {
+        if (arch == entry.architecture.as_str() || entry.architecture == "all") && accept(&entry) {
             newest.offer(entry)
         } else {
             Ok(())
         }
     };
     let mut stanzas = apt::packages::Stanzas::new(what, keep);
-    apt::decompress_into(file, compression, PACKAGES_LIMIT, url, &mut |chunk| {
-        stanzas.feed(chunk, &mut offer)
-    })?;
+    let file = index
+        .file
+        .try_clone()
+        .map_err(|source| RepoError::CachedIndex {
+            path: PathBuf::from(&index.url),
+            source,
+        })?;
+    apt::decompress_into(
+        file,
+        index.compression,
+        PACKAGES_LIMIT,
+        &index.url,
+        &mut |chunk| stanzas.feed(chunk, &mut offer),
+    )?;
     stanzas.finish(&mut offer)?;
     Ok(newest.into_entries())
 }

@@ -149,7 +149,9 @@ fn an_undeclared_library_package_fails_the_build() {
     );
     let e = f.build(&body).unwrap_err().to_string();
     assert!(
-        e.ends_with("\n  libgcc_s.so.1 (arm64), needed by /usr/bin/hello: no declared package ships it: declare the package that does (`apt-file search` names it)"),
+        // The fixture's index has libgcc-s1: its .deb's file list confirms it ships the
+        // name, and the error gives the block to add (crate::suggest).
+        e.ends_with("\n  libgcc_s.so.1 (arm64), needed by /usr/bin/hello: no declared package ships it; package libgcc-s1 does: add its block below\n  add to the manifest (`--fix` writes these blocks into it):\n    [package.libgcc-s1]  # ships libgcc_s.so.1\n    paths = [\"/usr/lib/*-linux-gnu/libgcc_s.so.1\"]"),
         "{e}"
     );
     assert!(!f.dir.join("out").exists());

@@ -137,6 +137,11 @@ impl Shipped {
         }
     }
 
+    /// Whether paths are kept in their merged-usr form.
+    pub fn merged_usr(&self) -> bool {
+        self.merged_usr
+    }
+
     /// Everything shipped under this base name.
     pub fn lookup(&self, name: &str) -> &[ShippedFile] {
         self.by_name.get(name).map(Vec::as_slice).unwrap_or(&[])
@@ -269,11 +274,15 @@ impl fmt::Display for LinkageError {
 ///
 /// The first line sums up (files that would not load, per architecture); under it, one
 /// indented line per missing name and hint, naming the architectures and the files that
-/// need it (the first [`FILES_NAMED`], then how many more) and what to do.
+/// need it (the first [`FILES_NAMED`], then how many more) and what to do; then the
+/// blocks to add for the names no declared package ships.
 #[derive(Debug, Clone, thiserror::Error)]
 pub struct ImageLinkageError {
     /// Each failed architecture's report, in build order (each has at least one miss).
     pub archs: Vec<(Arch, Report)>,
+    /// The packages that ship the names no declared package ships, with their blocks
+    /// ([`crate::suggest`]); printed under the lines of the misses.
+    pub suggestions: crate::suggest::Suggestions,
 }
 
 /// The misses of one need with one hint, across architectures.
@@ -364,7 +373,7 @@ impl fmt::Display for ImageLinkageError {
                 write!(f, ": {hint}")?;
             }
         }
-        Ok(())
+        write!(f, "{}", self.suggestions.lines())
     }
 }
 

@@ -543,6 +543,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         }
     }
     let write_lock = plan.existing.as_ref() != Some(&lock);
+    staging.record(
+        (&plan.manifest.path, plan.manifest.text.as_bytes()),
+        (&plan.lock_path, lock.to_text().as_bytes()),
+    );
     let committed = staging.commit(
         &digest,
         write_lock.then_some((&lock, plan.lock_path.as_path())),

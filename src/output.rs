@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::interrupt::{self, Cleanup};
 use crate::lock::Lock;
 use crate::oci::archive::{self, DockerImage};
+use crate::oci::referrers;
 use crate::oci::{CommittedLayout, ImageConfig, LayerCache, LayerInfo, LayoutWriter, WrittenImage};
 use crate::push::{PushOptions, PushReport};
 use crate::repo::Resolved;
@@ -194,6 +195,7 @@ impl Outputs {
             sbom_archs: Vec::new(),
             descriptors: Vec::new(),
             first: None,
+            record: None,
         })
     }
 }
@@ -219,6 +221,9 @@ pub struct Staging<'a> {
     descriptors: Vec<crate::oci::Descriptor>,
     /// The first image's config and layer digests (a docker archive holds one).
     first: Option<(String, String)>,
+    /// The build record ([`Staging::record`]): the manifest's and the lock's file names
+    /// and bytes.
+    record: Option<[(String, Vec<u8>); 2]>,
 }
 
 impl Staging<'_> {
@@ -262,13 +267,63 @@ impl Staging<'_> {
         Ok(self.layout.finish(descriptors, &self.outputs.tag)?)
     }
 
+    /// The build record to attach to the image: the manifest file and the lock (its
+    /// text as committed), each by its file name.
+    pub fn record(&mut self, manifest: (&Path, &[u8]), lock: (&Path, &[u8])) {
+        let name = |p: &Path| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        self.record = Some([
+            (name(manifest.0), manifest.1.to_vec()),
+            (name(lock.0), lock.1.to_vec()),
+        ]);
+    }
+
+    /// The referrers of the image (`oci::referrers`): the build record, when given, and
+    /// the SPDX document, when `--sbom` asked for one; added to the staged layout (so
+    /// the layout, an `oci-archive` and a push all carry them).
+    fn attach_referrers(&mut self, sbom: Option<&sbom::Document<'_>>) -> Result<()> {
+        let Some(subject) = self.layout.subject() else {
+            return Ok(());
+        };
+        let created = crate::oci::rfc3339(self.outputs.epoch);
+        let mut artifacts = Vec::new();
+        if let Some([(m_name, m), (l_name, l)]) = &self.record {
+            artifacts.push(referrers::build_record(
+                (m_name, m),
+                (l_name, l),
+                &subject,
+                &created,
+            )?);
+        }
+        if let Some(doc) = sbom {
+            let mut bytes = Vec::new();
+            doc.write_to(&mut bytes).map_err(|source| SbomError::Io {
+                context: "cannot serialise the SBOM".into(),
+                source,
+            })?;
+            artifacts.push(referrers::sbom(
+                &self.outputs.name,
+                &bytes,
+                &subject,
+                &created,
+            )?);
+        }
+        if artifacts.is_empty() {
+            return Ok(());
+        }
+        Ok(self.layout.attach(&artifacts)?)
+    }
+
     /// Stage what is not staged yet (the archive, the SBOM of the image `digest`, the
     /// lock when `lock` is given), push when asked, then put every output in place in
     /// this order: `--rootfs`, the layout or archive, the SBOM, the lock. When one cannot
     /// be put in place, those before it are taken back: all outputs or none. Ctrl-C waits
     /// until the renames are done.
     pub fn commit(
-        self,
+        mut self,
         digest: &str,
         lock: Option<(&Lock, &Path)>,
         runtime: &tokio::runtime::Runtime,
@@ -284,6 +339,18 @@ impl Staging<'_> {
             name: &repo,
             tag: &o.tag,
         };
+        let sbom_archs = std::mem::take(&mut self.sbom_archs);
+        let sbom_doc = match &o.sbom {
+            Some(_) => Some(sbom::document(&sbom::SbomImage {
+                name: &o.name,
+                tag: &o.tag,
+                digest,
+                epoch: o.epoch,
+                archs: &sbom_archs,
+            })?),
+            None => None,
+        };
+        self.attach_referrers(sbom_doc.as_ref())?;
         // Everything complete beside its destination before anything is committed.
         let image = match o.format {
             Format::Oci => StagedImageOutput::Layout(self.layout),
@@ -303,18 +370,9 @@ impl Staging<'_> {
             }
             StagedImageOutput::Layout(_) => None,
         };
-        let sbom = match &o.sbom {
-            Some(path) => Some(sbom::stage(
-                path,
-                &sbom::document(&sbom::SbomImage {
-                    name: &o.name,
-                    tag: &o.tag,
-                    digest,
-                    epoch: o.epoch,
-                    archs: &self.sbom_archs,
-                })?,
-            )?),
-            None => None,
+        let sbom = match (&o.sbom, &sbom_doc) {
+            (Some(path), Some(doc)) => Some(sbom::stage(path, doc)?),
+            _ => None,
         };
         let _sbom_cleanup = sbom
             .as_ref()

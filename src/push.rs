@@ -190,6 +190,28 @@ pub enum PushError {
         #[source]
         source: Box<PushError>,
     },
+    /// An image reference to read does not parse.
+    #[error("{reference}: {reason}; expected [docker://]REGISTRY/REPOSITORY[:TAG|@DIGEST], e.g. 127.0.0.1:5000/team/run-image:1.0")]
+    BadImage {
+        /// The reference as given.
+        reference: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The registry has no manifest under the tag or digest asked for.
+    #[error("{image}: the registry has no such image (HTTP 404)")]
+    NoSuchImage {
+        /// The reference read.
+        image: String,
+    },
+    /// The referrers tag (`sha256-<hex>`) holds something compose cannot add to.
+    #[error("the referrers tag {tag} cannot be updated: {message}; it must hold an OCI image index of the image's referrers")]
+    Referrers {
+        /// The tag.
+        tag: String,
+        /// What is wrong with what it holds.
+        message: String,
+    },
     /// The HTTP client could not be built.
     #[error("HTTP client: {0}")]
     Client(String),
@@ -198,7 +220,10 @@ pub enum PushError {
 impl PushError {
     /// A bad `--push` reference is a usage error (exit 2); the rest are failures.
     pub fn is_usage(&self) -> bool {
-        matches!(self, PushError::BadReference { .. })
+        matches!(
+            self,
+            PushError::BadReference { .. } | PushError::BadImage { .. }
+        )
     }
 }
 
@@ -548,6 +573,13 @@ pub struct PushReport {
     pub scheme: String,
     /// Wall time of the whole push, layout reading included.
     pub elapsed: Duration,
+    /// The `artifactType` of each artifact attached to the image, in the layout's order.
+    pub referrers: Vec<String>,
+    /// How the registry lists them: its referrers API, or the referrers tag compose
+    /// updated (`sha256-<hex>`).
+    pub referrers_via: Option<String>,
+    /// Blobs of those artifacts uploaded (the counts above are the image's alone).
+    pub referrer_blobs: usize,
 }
 
 impl fmt::Display for PushReport {
@@ -570,7 +602,17 @@ impl fmt::Display for PushReport {
             self.manifests,
             if self.manifests == 1 { "" } else { "s" },
             self.elapsed.as_secs_f64()
-        )
+        )?;
+        if let Some(via) = &self.referrers_via {
+            write!(
+                f,
+                "; attached {} ({} blob{} uploaded), listed by {via}",
+                self.referrers.join(" and "),
+                self.referrer_blobs,
+                if self.referrer_blobs == 1 { "" } else { "s" },
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -583,6 +625,8 @@ struct Blob {
     size: u64,
     /// `layer of linux/arm64/v8`, for messages.
     what: String,
+    /// A blob of an artifact referring to the image, not of the image.
+    referrer: bool,
 }
 
 /// A manifest (or index) to put: its exact bytes.
@@ -602,20 +646,36 @@ struct Image {
     manifests: Vec<Manifest>,
     /// The index, or the one manifest.
     top: Manifest,
+    /// The artifacts `index.json` lists beside the image (`oci::referrers`), in its order.
+    referrers: Vec<Referrer>,
+}
+
+/// An artifact referring to the image: its manifest, and its descriptor as a referrers
+/// list holds it.
+#[derive(Debug)]
+struct Referrer {
+    manifest: Manifest,
+    artifact_type: String,
+    descriptor: serde_json::Value,
 }
 
 /// The one image of the layout ([`read::list`]) as blobs and manifests to put.
 fn read_layout(layout: &Layout) -> Result<Image, PushError> {
     let index = layout.index()?;
-    let [top] = &index.manifests[..] else {
+    let (tops, artifacts): (Vec<_>, Vec<_>) = index
+        .manifests
+        .iter()
+        .partition(|d| d.artifact_type.is_none());
+    let [top] = &tops[..] else {
         return Err(PushError::Layout {
             path: layout.dir().join("index.json"),
             message: format!(
-                "{} manifests listed; compose pushes a layout with exactly one",
-                index.manifests.len()
+                "{} images listed; compose pushes a layout with exactly one (and its referrers)",
+                tops.len()
             ),
         });
     };
+    let top = *top;
     let listing = read::list(layout, top)?;
     // An index names each image by its platform; one image is "the image".
     let is_index = listing.index.is_some();
@@ -623,7 +683,7 @@ fn read_layout(layout: &Layout) -> Result<Image, PushError> {
         Some(p) if is_index => p.to_string(),
         _ => "the image".to_string(),
     };
-    let blobs = listing
+    let mut blobs: Vec<Blob> = listing
         .blobs()
         .into_iter()
         .map(|b| Blob {
@@ -633,8 +693,53 @@ fn read_layout(layout: &Layout) -> Result<Image, PushError> {
                 BlobRole::Config => format!("config of {}", name(b.image)),
                 BlobRole::Layer => format!("layer of {}", name(b.image)),
             },
+            referrer: false,
         })
         .collect();
+    let mut referrers = Vec::new();
+    for d in artifacts {
+        let artifact_type = d.artifact_type.clone().unwrap_or_default();
+        let doc: read::Document<read::ImageManifest> =
+            read::read_document(layout, d, &format!("artifact manifest {}", d.digest))?;
+        if doc.content.subject.as_ref().map(|s| &s.digest) != Some(&top.digest) {
+            return Err(PushError::Layout {
+                path: layout.dir().join("index.json"),
+                message: format!(
+                    "the artifact {} does not refer to the image {}",
+                    d.digest, top.digest
+                ),
+            });
+        }
+        for b in std::iter::once(&doc.content.config).chain(&doc.content.layers) {
+            if !blobs.iter().any(|x| x.digest == b.digest) {
+                blobs.push(Blob {
+                    digest: b.digest.clone(),
+                    size: b.size,
+                    what: format!("blob of the {artifact_type} artifact"),
+                    referrer: true,
+                });
+            }
+        }
+        let mut descriptor = serde_json::json!({
+            "mediaType": d.media_type,
+            "digest": d.digest,
+            "size": d.size,
+            "artifactType": artifact_type,
+        });
+        if !doc.content.annotations.is_empty() {
+            descriptor["annotations"] = serde_json::json!(doc.content.annotations);
+        }
+        referrers.push(Referrer {
+            manifest: Manifest {
+                digest: d.digest.clone(),
+                media_type: d.media_type.clone(),
+                bytes: doc.bytes.clone(),
+                what: format!("the {artifact_type} artifact"),
+            },
+            artifact_type,
+            descriptor,
+        });
+    }
     let manifest = |d: &read::Descriptor, bytes: &[u8], what: String| Manifest {
         digest: d.digest.clone(),
         media_type: d.media_type.clone(),
@@ -657,6 +762,7 @@ fn read_layout(layout: &Layout) -> Result<Image, PushError> {
         blobs,
         manifests,
         top: manifest(top, top_bytes, top_what.into()),
+        referrers,
     })
 }
 
@@ -753,7 +859,7 @@ enum Auth {
     Header(HeaderValue),
 }
 
-struct Session {
+pub(crate) struct Session {
     client: reqwest::Client,
     /// `scheme://host/`.
     base: Url,
@@ -761,6 +867,8 @@ struct Session {
     credentials: Option<Credentials>,
     helper: Option<String>,
     auth: Mutex<Auth>,
+    /// The token scope's actions: `pull,push`, or `pull` for a reader.
+    actions: &'static str,
 }
 
 /// A transfer error of reqwest, with its causes in one sentence.
@@ -800,7 +908,7 @@ impl Session {
     }
 
     fn scope(&self) -> String {
-        format!("repository:{}:pull,push", self.reference.repository)
+        format!("repository:{}:{}", self.reference.repository, self.actions)
     }
 
     /// Send `req` with the current authorisation; a `401` is answered once (a new token
@@ -1135,8 +1243,13 @@ impl Session {
         Ok(chunked)
     }
 
-    /// `PUT /v2/<repo>/manifests/<reference>` with the manifest's exact bytes.
-    async fn put_manifest(&self, m: &Manifest, reference: &str) -> Result<(), PushError> {
+    /// `PUT /v2/<repo>/manifests/<reference>` with the manifest's exact bytes. Returns
+    /// the `OCI-Subject` the registry answered (it tracks referrers itself).
+    async fn put_manifest(
+        &self,
+        m: &Manifest,
+        reference: &str,
+    ) -> Result<Option<String>, PushError> {
         let mut headers = HeaderMap::new();
         headers.insert(
             reqwest::header::CONTENT_TYPE,
@@ -1153,9 +1266,12 @@ impl Session {
             timeout: None,
             what: "PUT manifest",
         };
-        let got = with_retries(|| async {
+        let (got, subject) = with_retries(|| async {
             let resp = self.expect(&req, &[StatusCode::CREATED]).await?;
-            Ok(header(&resp, "docker-content-digest").map(str::to_string))
+            Ok((
+                header(&resp, "docker-content-digest").map(str::to_string),
+                header(&resp, "oci-subject").map(str::to_string),
+            ))
         })
         .await
         .map_err(|e| PushError::Manifest {
@@ -1169,8 +1285,168 @@ impl Session {
                 expected: m.digest.clone(),
                 got,
             }),
-            _ => Ok(()),
+            _ => Ok(subject),
         }
+    }
+}
+
+impl Session {
+    /// `GET /v2/<repo>/<path>` accepting `accept`, retried as every request; answers
+    /// with a status in `ok` are returned, others are errors.
+    pub(crate) async fn get(
+        &self,
+        path: &str,
+        accept: &str,
+        what: &'static str,
+        ok: &[StatusCode],
+    ) -> Result<reqwest::Response, PushError> {
+        let mut headers = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(accept) {
+            headers.insert(reqwest::header::ACCEPT, v);
+        }
+        let req = Req {
+            method: Method::GET,
+            url: self.url(path),
+            headers,
+            body: None,
+            timeout: None,
+            what,
+        };
+        with_retries(|| self.expect(&req, ok)).await
+    }
+
+    /// The registry as written in the reference.
+    pub(crate) fn reference(&self) -> &Reference {
+        &self.reference
+    }
+
+    /// `GET /v2/<repo>/referrers/<digest>`: does the registry answer with an image
+    /// index (distribution-spec 1.1)? A `404` (or any other answer) says no.
+    async fn has_referrers_api(&self, digest: &str) -> Result<bool, PushError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static(crate::oci::MEDIA_TYPE_INDEX),
+        );
+        let req = Req {
+            method: Method::GET,
+            url: self.url(&format!("referrers/{digest}")),
+            headers,
+            body: None,
+            timeout: None,
+            what: "GET referrers",
+        };
+        with_retries(|| async {
+            let resp = self.send(&req).await?;
+            if resp.status() != StatusCode::OK {
+                if retryable(resp.status()) {
+                    return Err(Failure::Retry(PushError::Status {
+                        what: req.what.to_string(),
+                        url: req.url.to_string(),
+                        status: resp.status().as_u16(),
+                        body: String::new(),
+                        attempts: 1,
+                    }));
+                }
+                return Ok(false);
+            }
+            let is_index = header(&resp, "content-type")
+                .is_some_and(|t| t.starts_with(crate::oci::MEDIA_TYPE_INDEX));
+            let body = resp.bytes().await.map_err(|e| transport(&req.url, &e))?;
+            let parsed: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+            Ok(is_index && parsed.is_some_and(|v| v["manifests"].is_array()))
+        })
+        .await
+    }
+
+    /// The referrers tag schema (distribution-spec 1.1's fallback): read the image index
+    /// under `sha256-<hex>` of `subject` (none yet: an empty one), add `ours` (replacing
+    /// a descriptor of the same digest, keeping every other one as it is), sort
+    /// (`oci::referrers::sort_descriptors`) and put it back when it changed. Returns
+    /// the tag.
+    async fn update_referrers_tag(
+        &self,
+        subject: &str,
+        ours: &[serde_json::Value],
+    ) -> Result<String, PushError> {
+        use canon_json::CanonJsonSerialize;
+        let tag = subject.replacen(':', "-", 1);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static(crate::oci::MEDIA_TYPE_INDEX),
+        );
+        let req = Req {
+            method: Method::GET,
+            url: self.url(&format!("manifests/{tag}")),
+            headers,
+            body: None,
+            timeout: None,
+            what: "GET referrers tag",
+        };
+        let existing: Option<Vec<u8>> = with_retries(|| async {
+            let resp = self
+                .expect(&req, &[StatusCode::OK, StatusCode::NOT_FOUND])
+                .await?;
+            if resp.status() == StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            let body = resp.bytes().await.map_err(|e| transport(&req.url, &e))?;
+            Ok(Some(body.to_vec()))
+        })
+        .await?;
+        let mut list: Vec<serde_json::Value> = match &existing {
+            None => Vec::new(),
+            Some(bytes) => {
+                let v: serde_json::Value =
+                    serde_json::from_slice(bytes).map_err(|e| PushError::Referrers {
+                        tag: tag.clone(),
+                        message: format!("it is not JSON ({e})"),
+                    })?;
+                if v["mediaType"] != crate::oci::MEDIA_TYPE_INDEX || !v["manifests"].is_array() {
+                    return Err(PushError::Referrers {
+                        tag,
+                        message: "it is not an OCI image index".into(),
+                    });
+                }
+                v["manifests"].as_array().cloned().unwrap_or_default()
+            }
+        };
+        let before = list.clone();
+        for d in ours {
+            list.retain(|x| x["digest"] != d["digest"]);
+            list.push(d.clone());
+        }
+        crate::oci::referrers::sort_descriptors(&mut list);
+        if existing.is_some() && {
+            let mut sorted = before;
+            crate::oci::referrers::sort_descriptors(&mut sorted);
+            sorted == list
+        } {
+            return Ok(tag);
+        }
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": crate::oci::MEDIA_TYPE_INDEX,
+            "manifests": list,
+        });
+        let bytes = index
+            .to_canon_json_vec()
+            .map_err(|e| PushError::Referrers {
+                tag: tag.clone(),
+                message: e.to_string(),
+            })?;
+        let m = Manifest {
+            digest: format!(
+                "sha256:{}",
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+            ),
+            media_type: crate::oci::MEDIA_TYPE_INDEX.into(),
+            bytes,
+            what: format!("the referrers index {tag}"),
+        };
+        self.put_manifest(&m, &tag).await?;
+        Ok(tag)
     }
 }
 
@@ -1227,6 +1503,7 @@ async fn connect(
     opts: &PushOptions,
     found: &Found,
     probe: Option<Duration>,
+    actions: &'static str,
 ) -> Result<Session, Failure> {
     let base = Url::parse(&format!("{scheme}://{}/", opts.reference.host())).map_err(|e| {
         PushError::BadReference {
@@ -1241,6 +1518,7 @@ async fn connect(
         credentials: found.credentials.clone(),
         helper: found.helper.clone(),
         auth: Mutex::new(Auth::Anonymous),
+        actions,
     };
     let ping = Req {
         method: Method::GET,
@@ -1275,6 +1553,18 @@ pub async fn push_layout(
         reference: opts.reference.to_string(),
         reason,
     })?;
+    let session = open_session(&opts, timeouts, "pull,push").await?;
+    push_image(&session, &layout, image, &opts, &tag, started).await
+}
+
+/// A session with `opts.reference`'s registry for `actions` (`pull` or `pull,push`):
+/// HTTPS, or plain HTTP with `--insecure` when HTTPS does not answer; credentials as
+/// given, else [`Credentials::lookup`].
+pub(crate) async fn open_session(
+    opts: &PushOptions,
+    timeouts: Timeouts,
+    actions: &'static str,
+) -> Result<Session, PushError> {
     let found = match &opts.credentials {
         Some(c) => Found {
             credentials: Some(c.clone()),
@@ -1283,10 +1573,16 @@ pub async fn push_layout(
         None => Credentials::lookup(&opts.reference.registry)?,
     };
     let client = client(timeouts)?;
+    let opts = &opts.clone();
+    let found = &found;
+    let client = &client;
+    let connect = |scheme: &'static str, probe: Option<Duration>| {
+        connect(client, scheme, opts, found, probe, actions)
+    };
     // HTTPS first; plain HTTP only with --insecure, when HTTPS does not answer.
     // One HTTPS attempt decides: a plain-HTTP server fails the TLS handshake at once.
     let probe = opts.insecure.then_some(INSECURE_PROBE);
-    let first = match connect(&client, "https", &opts, &found, probe).await {
+    let first = match connect("https", probe).await {
         Ok(s) => Ok(s),
         Err(Failure::Fatal(e)) => return Err(e),
         Err(Failure::Retry(e)) => Err(e),
@@ -1294,23 +1590,33 @@ pub async fn push_layout(
     let session = match first {
         Ok(s) => s,
         Err(PushError::Transport { .. }) if opts.insecure => {
-            with_retries(|| connect(&client, "http", &opts, &found, None)).await?
+            with_retries(|| connect("http", None)).await?
         }
-        Err(PushError::Transport { .. }) => {
-            match with_retries(|| connect(&client, "https", &opts, &found, None)).await {
-                Ok(s) => s,
-                Err(PushError::Transport { message, .. }) => {
-                    return Err(PushError::NoTls {
-                        registry: opts.reference.registry.clone(),
-                        message,
-                    })
-                }
-                Err(e) => return Err(e),
+        Err(PushError::Transport { .. }) => match with_retries(|| connect("https", None)).await {
+            Ok(s) => s,
+            Err(PushError::Transport { message, .. }) => {
+                return Err(PushError::NoTls {
+                    registry: opts.reference.registry.clone(),
+                    message,
+                })
             }
-        }
+            Err(e) => return Err(e),
+        },
         // A 5xx on the first attempt: the usual retries.
-        Err(_) => with_retries(|| connect(&client, "https", &opts, &found, None)).await?,
+        Err(_) => with_retries(|| connect("https", None)).await?,
     };
+    Ok(session)
+}
+
+/// Upload `image` (read from `layout`) through `session`, then its referrers.
+async fn push_image(
+    session: &Session,
+    layout: &Layout,
+    image: Image,
+    opts: &PushOptions,
+    tag: &str,
+    started: Instant,
+) -> Result<PushReport, PushError> {
     let chunk = opts.chunk.max(1);
     let results: Vec<Result<Option<bool>, PushError>> = futures::stream::iter(&image.blobs)
         .map(|blob| {
@@ -1346,9 +1652,17 @@ pub async fn push_layout(
         manifests: 0,
         scheme: session.base.scheme().to_string(),
         elapsed: Duration::ZERO,
+        referrers: Vec::new(),
+        referrers_via: None,
+        referrer_blobs: 0,
     };
     for (blob, r) in image.blobs.iter().zip(results) {
-        match r? {
+        let r = r?;
+        if blob.referrer {
+            report.referrer_blobs += usize::from(r.is_some());
+            continue;
+        }
+        match r {
             None => report.skipped += 1,
             Some(chunked) => {
                 report.pushed += 1;
@@ -1361,8 +1675,34 @@ pub async fn push_layout(
         session.put_manifest(m, &m.digest).await?;
         report.manifests += 1;
     }
-    session.put_manifest(&image.top, &tag).await?;
+    session.put_manifest(&image.top, tag).await?;
     report.manifests += 1;
+    // The referrers, once the image they refer to is there.
+    let mut tracked = false;
+    for r in &image.referrers {
+        tracked |= session
+            .put_manifest(&r.manifest, &r.manifest.digest)
+            .await?
+            .is_some();
+        report.referrers.push(r.artifact_type.clone());
+    }
+    if !image.referrers.is_empty() {
+        report.referrers_via = Some(
+            if tracked || session.has_referrers_api(&image.top.digest).await? {
+                "the registry's referrers API".to_string()
+            } else {
+                let descriptors: Vec<serde_json::Value> = image
+                    .referrers
+                    .iter()
+                    .map(|r| r.descriptor.clone())
+                    .collect();
+                let tag = session
+                    .update_referrers_tag(&image.top.digest, &descriptors)
+                    .await?;
+                format!("the referrers tag {tag}")
+            },
+        );
+    }
     report.elapsed = started.elapsed();
     Ok(report)
 }

@@ -355,7 +355,14 @@ impl Layout {
                     tag: t.to_string(),
                     tags: tags(),
                 }),
-            None => match index.manifests.as_slice() {
+            // Referrers of the image (entries with an `artifactType`) are not images.
+            None => match index
+                .manifests
+                .iter()
+                .filter(|d| d.artifact_type.is_none())
+                .collect::<Vec<_>>()
+                .as_slice()
+            {
                 [one] => Ok(one),
                 [] => Err(ReadError::NotALayout {
                     dir: self.dir.clone(),

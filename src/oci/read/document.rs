@@ -54,6 +54,9 @@ pub struct Descriptor {
     /// The platform, on the entries of an index.
     #[serde(default)]
     pub platform: Option<Platform>,
+    /// `artifactType`, on a descriptor of an artifact (a referrer of an image).
+    #[serde(default)]
+    pub artifact_type: Option<String>,
     /// Empty when absent.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
@@ -121,6 +124,12 @@ pub struct ImageManifest {
     pub config: Descriptor,
     /// The layers, bottom first.
     pub layers: Vec<Descriptor>,
+    /// `artifactType`, on an artifact manifest.
+    #[serde(default)]
+    pub artifact_type: Option<String>,
+    /// The image this manifest refers to, on a referrer.
+    #[serde(default)]
+    pub subject: Option<Descriptor>,
     /// Empty when absent.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,

@@ -89,6 +89,10 @@ struct BuildArgs {
     /// Allow --push over plain HTTP when the registry does not speak HTTPS
     #[arg(long, requires = "push")]
     insecure: bool,
+    /// Also list the build record (manifest and lock) and the --sbom document in the
+    /// layout's index.json, as referrers of the image (--push always attaches them)
+    #[arg(long)]
+    attach_record: bool,
     #[command(flatten)]
     source: SourceArgs,
 }
@@ -306,6 +310,7 @@ fn main() -> ExitCode {
             opts.rootfs = b.rootfs;
             opts.format = b.format;
             opts.sbom = b.sbom;
+            opts.attach_record = b.attach_record;
             opts.push = b
                 .push
                 .map(|r| compose::push::PushOptions::new(r, b.insecure));

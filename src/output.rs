@@ -95,6 +95,9 @@ pub struct Request {
     pub sbom: Option<PathBuf>,
     /// `--push REGISTRY/REPO[:TAG]`, `--insecure`.
     pub push: Option<PushOptions>,
+    /// `--attach-record`: the layout lists the build record and the SBOM as referrers
+    /// of the image (a push attaches them always).
+    pub attach_record: bool,
 }
 
 /// The outputs of one build, checked before any work.
@@ -106,6 +109,7 @@ pub struct Outputs {
     rootfs: Option<PathBuf>,
     sbom: Option<PathBuf>,
     push: Option<PushOptions>,
+    attach_record: bool,
     name: String,
     tag: String,
     epoch: u64,
@@ -168,6 +172,7 @@ impl Outputs {
             rootfs: request.rootfs.clone(),
             sbom: request.sbom.clone(),
             push: request.push.clone(),
+            attach_record: request.attach_record,
             name: name.to_string(),
             tag: tag.to_string(),
             epoch,
@@ -281,12 +286,21 @@ impl Staging<'_> {
         ]);
     }
 
-    /// The referrers of the image (`oci::referrers`): the build record, when given, and
-    /// the SPDX document, when `--sbom` asked for one; added to the staged layout (so
-    /// the layout, an `oci-archive` and a push all carry them).
-    fn attach_referrers(&mut self, sbom: Option<&sbom::Document<'_>>) -> Result<()> {
-        let Some(subject) = self.layout.subject() else {
-            return Ok(());
+    /// The referrers of the image (`oci::referrers`) when a push or `--attach-record`
+    /// wants them: the build record, when given, and the SPDX document, when `--sbom`
+    /// asked for one. With `--attach-record` they are added to the staged layout (so
+    /// the layout and an `oci-archive` carry them); the push takes them as they are.
+    fn attach_referrers(
+        &mut self,
+        sbom: Option<&sbom::Document<'_>>,
+    ) -> Result<Vec<referrers::Artifact>> {
+        let o = self.outputs;
+        let Some(subject) = self
+            .layout
+            .subject()
+            .filter(|_| o.attach_record || o.push.is_some())
+        else {
+            return Ok(Vec::new());
         };
         let created = crate::oci::rfc3339(self.outputs.epoch);
         let mut artifacts = Vec::new();
@@ -311,10 +325,10 @@ impl Staging<'_> {
                 &created,
             )?);
         }
-        if artifacts.is_empty() {
-            return Ok(());
+        if o.attach_record && !artifacts.is_empty() {
+            self.layout.attach(&artifacts)?;
         }
-        Ok(self.layout.attach(&artifacts)?)
+        Ok(artifacts)
     }
 
     /// Stage what is not staged yet (the archive, the SBOM of the image `digest`, the
@@ -350,7 +364,7 @@ impl Staging<'_> {
             })?),
             None => None,
         };
-        self.attach_referrers(sbom_doc.as_ref())?;
+        let referrers = self.attach_referrers(sbom_doc.as_ref())?;
         // Everything complete beside its destination before anything is committed.
         let image = match o.format {
             Format::Oci => StagedImageOutput::Layout(self.layout),
@@ -394,6 +408,7 @@ impl Staging<'_> {
                     p,
                     timeouts,
                     &o.tag,
+                    &referrers,
                 ));
                 bar.finish_and_clear();
                 Some(pushed?)

@@ -9,6 +9,11 @@
 //! digest and the top manifest (the index, or the one manifest) under the tag. Manifests
 //! go up as the exact bytes of the layout's blobs, so the registry's digest is the
 //! layout's; the `Docker-Content-Digest` the registry answers is checked against it.
+//! Then the artifacts that refer to the image (the build record and the SBOM, built by
+//! `oci::referrers`): their blobs, their manifests by digest, and their listing — the
+//! registry's referrers API when it has one (an `OCI-Subject` answer, or an image index
+//! at `GET /v2/<repo>/referrers/<digest>`), else the referrers tag `sha256-<hex>`,
+//! read, added to (every other descriptor kept) and put back (docs/referrers.md).
 //!
 //! Authentication: anonymous; HTTP basic; bearer tokens (a `401` with
 //! `WWW-Authenticate: Bearer realm=…,service=…,scope=…` → `GET realm` with the basic
@@ -16,7 +21,9 @@
 //! `COMPOSE_REGISTRY_PASSWORD`, else from `auths.<registry>.auth` in
 //! `$DOCKER_CONFIG/config.json` (default `~/.docker/config.json`).
 //!
-//! It must not parse OCI documents itself, write to the layout, or run credential helpers.
+//! The session (HTTP, authentication, `--insecure`) is also what `crate::registry` reads
+//! through ([`open_session`]). It must not parse OCI documents itself beyond the
+//! descriptor list of a referrers index, write to the layout, or run credential helpers.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -30,6 +37,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::fetch::Timeouts;
 use crate::oci::read::{self, BlobCheck, BlobRole, Layout, ReadError};
+use crate::oci::referrers::Artifact;
 use crate::retry::{self, with_retries};
 
 /// The user name for the registry (with [`PASSWORD_ENV`]).
@@ -627,6 +635,8 @@ struct Blob {
     what: String,
     /// A blob of an artifact referring to the image, not of the image.
     referrer: bool,
+    /// Where its bytes are, when not in the layout.
+    path: Option<PathBuf>,
 }
 
 /// A manifest (or index) to put: its exact bytes.
@@ -662,10 +672,13 @@ struct Referrer {
 /// The one image of the layout ([`read::list`]) as blobs and manifests to put.
 fn read_layout(layout: &Layout) -> Result<Image, PushError> {
     let index = layout.index()?;
-    let (tops, artifacts): (Vec<_>, Vec<_>) = index
+    // Referrers listed beside the image (`--attach-record`) go up from the build's own
+    // artifacts ([`push_layout`]'s `referrers`), not from here.
+    let tops: Vec<_> = index
         .manifests
         .iter()
-        .partition(|d| d.artifact_type.is_none());
+        .filter(|d| d.artifact_type.is_none())
+        .collect();
     let [top] = &tops[..] else {
         return Err(PushError::Layout {
             path: layout.dir().join("index.json"),
@@ -683,7 +696,7 @@ fn read_layout(layout: &Layout) -> Result<Image, PushError> {
         Some(p) if is_index => p.to_string(),
         _ => "the image".to_string(),
     };
-    let mut blobs: Vec<Blob> = listing
+    let blobs: Vec<Blob> = listing
         .blobs()
         .into_iter()
         .map(|b| Blob {
@@ -694,52 +707,9 @@ fn read_layout(layout: &Layout) -> Result<Image, PushError> {
                 BlobRole::Layer => format!("layer of {}", name(b.image)),
             },
             referrer: false,
+            path: None,
         })
         .collect();
-    let mut referrers = Vec::new();
-    for d in artifacts {
-        let artifact_type = d.artifact_type.clone().unwrap_or_default();
-        let doc: read::Document<read::ImageManifest> =
-            read::read_document(layout, d, &format!("artifact manifest {}", d.digest))?;
-        if doc.content.subject.as_ref().map(|s| &s.digest) != Some(&top.digest) {
-            return Err(PushError::Layout {
-                path: layout.dir().join("index.json"),
-                message: format!(
-                    "the artifact {} does not refer to the image {}",
-                    d.digest, top.digest
-                ),
-            });
-        }
-        for b in std::iter::once(&doc.content.config).chain(&doc.content.layers) {
-            if !blobs.iter().any(|x| x.digest == b.digest) {
-                blobs.push(Blob {
-                    digest: b.digest.clone(),
-                    size: b.size,
-                    what: format!("blob of the {artifact_type} artifact"),
-                    referrer: true,
-                });
-            }
-        }
-        let mut descriptor = serde_json::json!({
-            "mediaType": d.media_type,
-            "digest": d.digest,
-            "size": d.size,
-            "artifactType": artifact_type,
-        });
-        if !doc.content.annotations.is_empty() {
-            descriptor["annotations"] = serde_json::json!(doc.content.annotations);
-        }
-        referrers.push(Referrer {
-            manifest: Manifest {
-                digest: d.digest.clone(),
-                media_type: d.media_type.clone(),
-                bytes: doc.bytes.clone(),
-                what: format!("the {artifact_type} artifact"),
-            },
-            artifact_type,
-            descriptor,
-        });
-    }
     let manifest = |d: &read::Descriptor, bytes: &[u8], what: String| Manifest {
         digest: d.digest.clone(),
         media_type: d.media_type.clone(),
@@ -762,7 +732,7 @@ fn read_layout(layout: &Layout) -> Result<Image, PushError> {
         blobs,
         manifests,
         top: manifest(top, top_bytes, top_what.into()),
-        referrers,
+        referrers: Vec::new(),
     })
 }
 
@@ -1154,7 +1124,10 @@ impl Session {
     /// Upload one blob (a fresh upload session per attempt). Returns whether it went
     /// up in chunks.
     async fn upload(&self, layout: &Layout, blob: &Blob, chunk: u64) -> Result<bool, PushError> {
-        let path = layout.blob_path(&blob.digest)?;
+        let path = match &blob.path {
+            Some(p) => p.clone(),
+            None => layout.blob_path(&blob.digest)?,
+        };
         with_retries(|| self.upload_once(&path, blob, chunk)).await
     }
 
@@ -1539,10 +1512,17 @@ pub async fn push_layout(
     opts: &PushOptions,
     timeouts: Timeouts,
     default_tag: &str,
+    referrers: &[Artifact],
 ) -> Result<PushReport, PushError> {
     let started = Instant::now();
     let layout = Layout::open(layout)?;
-    let image = read_layout(&layout)?;
+    let mut image = read_layout(&layout)?;
+    // The referrers' blobs, spooled to files so that they go up as the layout's do.
+    let spool = tempfile::tempdir().map_err(|e| PushError::Layout {
+        path: std::env::temp_dir(),
+        message: format!("cannot create a temporary directory: {e}"),
+    })?;
+    add_referrers(&mut image, referrers, spool.path())?;
     let mut opts = opts.clone();
     let tag = opts
         .reference
@@ -1555,6 +1535,41 @@ pub async fn push_layout(
     })?;
     let session = open_session(&opts, timeouts, "pull,push").await?;
     push_image(&session, &layout, image, &opts, &tag, started).await
+}
+
+/// Add `artifacts` (each refers to the image) to what goes up: their blobs, written to
+/// `spool`, and their manifests.
+fn add_referrers(image: &mut Image, artifacts: &[Artifact], spool: &Path) -> Result<(), PushError> {
+    for a in artifacts {
+        for (digest, _, bytes) in &a.blobs {
+            if image.blobs.iter().any(|b| &b.digest == digest) {
+                continue;
+            }
+            let path = spool.join(digest.trim_start_matches("sha256:"));
+            std::fs::write(&path, bytes).map_err(|e| PushError::Layout {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            image.blobs.push(Blob {
+                digest: digest.clone(),
+                size: bytes.len() as u64,
+                what: format!("blob of the {} artifact", a.artifact_type),
+                referrer: true,
+                path: Some(path),
+            });
+        }
+        image.referrers.push(Referrer {
+            manifest: Manifest {
+                digest: a.digest.clone(),
+                media_type: crate::oci::MEDIA_TYPE_MANIFEST.into(),
+                bytes: a.manifest.clone(),
+                what: format!("the {} artifact", a.artifact_type),
+            },
+            artifact_type: a.artifact_type.clone(),
+            descriptor: a.descriptor_json(),
+        });
+    }
+    Ok(())
 }
 
 /// A session with `opts.reference`'s registry for `actions` (`pull` or `pull,push`):

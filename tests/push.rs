@@ -305,31 +305,6 @@ fn rep_referrers(r: &compose::push::PushReport) -> Vec<&str> {
     r.referrers.iter().map(String::as_str).collect()
 }
 
-/// The sizes of the blobs of the build record the layout lists beside its image.
-fn record_of(layout: &Path) -> Vec<u64> {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let d = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["artifactType"] == "application/vnd.compose.build-record.v1")
-        .expect("the layout lists the build record");
-    let m: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(
-            layout
-                .join("blobs/sha256")
-                .join(&d["digest"].as_str().unwrap()[7..]),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    std::iter::once(&m["config"])
-        .chain(m["layers"].as_array().unwrap())
-        .map(|l| l["size"].as_u64().unwrap())
-        .collect()
-}
-
 #[test]
 fn push_two_architectures_to_a_real_registry_and_again_uploads_nothing() {
     let Some(reg) = Registry::start(None) else {
@@ -446,9 +421,15 @@ fn large_blobs_go_up_in_chunks() {
     let layers: Vec<u64> = r.images.iter().map(|i| i.layer.size).collect();
     assert!(layers.iter().all(|s| *s > 2048), "{layers:?}");
     assert_eq!((rep.pushed, rep.chunked), (4, 2));
-    // And the build record's blobs larger than 1 KiB (the manifest and the lock).
-    let layout = f.dir.join("layout");
-    let record = record_of(&layout);
+    // And the build record's blobs larger than 1 KiB: the empty config (2 bytes), the
+    // manifest and the lock, as they are beside each other.
+    let record = [
+        2,
+        std::fs::metadata(&f.manifest).unwrap().len(),
+        std::fs::metadata(f.manifest.with_extension("toml.lock"))
+            .unwrap()
+            .len(),
+    ];
     let patches: u64 = layers
         .iter()
         .chain(record.iter())
@@ -1026,6 +1007,7 @@ fn the_build_record_and_sbom_travel_with_the_image_through_the_referrers_tag() {
             "--insecure",
             "--sbom",
             sbom.to_str().unwrap(),
+            "--attach-record",
         ],
         &[],
     );
@@ -1057,6 +1039,24 @@ fn the_build_record_and_sbom_travel_with_the_image_through_the_referrers_tag() {
         .map(|d| d["artifactType"].as_str().unwrap())
         .collect();
     assert_eq!(types, [SPDX, RECORD]);
+    // Readers of the layout still find the one image: compose check without a tag, and
+    // skopeo by the tag.
+    let check = Command::new(env!("CARGO_BIN_EXE_compose"))
+        .arg("check")
+        .arg(&layout)
+        .args(["--arch", "amd64"])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "compose check: {}", stderr(&check));
+    if have("skopeo") {
+        let out = Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("oci:{}:pushfix", layout.display()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "skopeo: {}", stderr(&out));
+        assert_eq!(sha256(&out.stdout), plain.digest);
+    }
 
     // skopeo reads the referrers tag: the signature kept, the record and the SBOM added,
     // sorted by artifactType.
@@ -1159,6 +1159,11 @@ fn the_build_record_and_sbom_travel_with_the_image_through_the_referrers_tag() {
         &[],
     );
     assert_eq!(support::digest_of(&out), plain.digest);
+    // Without --attach-record the layout is as a build without a push writes it.
+    assert_eq!(
+        snapshot(&f.dir.join("again")),
+        snapshot(&f.dir.join("plain"))
+    );
     if let Some(before) = before {
         assert_eq!(skopeo_raw(&format!("{repo}:{tag}"), None), before);
     }
@@ -1184,7 +1189,7 @@ fn a_registry_with_the_referrers_api_tracks_the_subject_itself() {
     let r = build(&opts).expect("push");
     let rep = r.push.unwrap();
     println!("{rep}");
-    assert_eq!(rep_referrers(&rep), [SPDX, RECORD]);
+    assert_eq!(rep_referrers(&rep), [RECORD, SPDX]);
     assert_eq!(
         rep.referrers_via.as_deref(),
         Some("the registry's referrers API")
@@ -1233,6 +1238,63 @@ fn a_registry_with_the_referrers_api_tracks_the_subject_itself() {
     std::io::Read::read_to_end(&mut v, &mut bytes).unwrap();
     v.finish().unwrap();
     assert!(bytes == std::fs::read(f.dir.join("image.spdx.json")).unwrap());
+    fake.stop.store(true, Ordering::SeqCst);
+    handle.join().unwrap();
+}
+
+#[test]
+fn a_referrers_tag_that_is_not_an_index_is_refused_and_a_missing_image_named() {
+    let (fake, base, handle) = fake_registry();
+    let f = Fixture::new();
+    let plain = build(&f.opts("plain", None)).expect("build");
+    let tag = format!("sha256-{}", &plain.digest[7..]);
+    // Something else under the referrers tag: an image manifest, not an index.
+    fake.manifests.lock().unwrap().insert(
+        tag.clone(),
+        (
+            "application/vnd.oci.image.manifest.v1+json".into(),
+            br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#
+                .to_vec(),
+        ),
+    );
+    let creds = Credentials {
+        user: "compose".into(),
+        password: "pw".into(),
+        from: "the test".into(),
+    };
+    let mut p = push_opts(&format!("{base}/team/app:v1"), true);
+    p.credentials = Some(creds.clone());
+    let e = build(&f.opts("layout", Some(p))).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!("the referrers tag {tag} cannot be updated: it is not an OCI image index; it must hold an OCI image index of the image's referrers")
+    );
+    assert!(
+        !f.dir.join("layout").exists(),
+        "a failed push writes nothing"
+    );
+
+    // The reader: no such tag, and a reference that does not parse.
+    let missing = format!("{base}/team/app:nope");
+    let e = RegistryImage::open(
+        &ImageRef::parse(&missing).unwrap(),
+        true,
+        Some(creds),
+        compose::fetch::Timeouts::default(),
+    )
+    .err()
+    .expect("no such image")
+    .to_string();
+    assert_eq!(
+        e,
+        format!("{missing}: the registry has no such image (HTTP 404)")
+    );
+    let e = ImageRef::parse("127.0.0.1:5000/app@sha256:00").unwrap_err();
+    assert!(e.is_usage());
+    assert_eq!(
+        e.to_string(),
+        "127.0.0.1:5000/app@sha256:00: `sha256:00` is not a sha256:<64 lowercase hex> digest; expected [docker://]REGISTRY/REPOSITORY[:TAG|@DIGEST], e.g. 127.0.0.1:5000/team/run-image:1.0"
+    );
     fake.stop.store(true, Ordering::SeqCst);
     handle.join().unwrap();
 }

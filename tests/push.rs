@@ -1298,3 +1298,96 @@ fn a_referrers_tag_that_is_not_an_index_is_refused_and_a_missing_image_named() {
     fake.stop.store(true, Ordering::SeqCst);
     handle.join().unwrap();
 }
+
+#[test]
+fn attach_record_puts_the_record_in_the_layout_and_the_oci_archive() {
+    let f = Fixture::new();
+    let plain = build(&f.opts("plain", None)).expect("build");
+    let sbom = f.dir.join("image.spdx.json");
+    let mut opts = f.opts("recorded", None);
+    opts.attach_record = true;
+    opts.sbom = Some(sbom.clone());
+    let r = build(&opts).expect("build with --attach-record");
+    assert_eq!(r.digest, plain.digest, "the image's digest does not change");
+    let layout = f.dir.join("recorded");
+    // Every blob of the plain layout is there, unchanged; index.json lists the image first.
+    let (with, without) = (snapshot(&layout), snapshot(&f.dir.join("plain")));
+    for (path, bytes) in &without {
+        if path != Path::new("index.json") {
+            assert!(with.get(path) == Some(bytes), "{} changed", path.display());
+        }
+    }
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let plain_index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(f.dir.join("plain/index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"][0], plain_index["manifests"][0]);
+    // The referrers, read back through the one reader of layouts.
+    let reader = read::Layout::open(&layout).unwrap();
+    let listed = reader.index().unwrap().manifests;
+    assert_eq!(listed.len(), 3);
+    let mut titles = Vec::new();
+    for d in &listed[1..] {
+        let m: read::Document<read::ImageManifest> =
+            read::read_document(&reader, d, "artifact").unwrap();
+        assert_eq!(m.content.subject.as_ref().unwrap().digest, r.digest);
+        assert_eq!(m.content.artifact_type, d.artifact_type);
+        assert_eq!(
+            d.annotations["org.opencontainers.image.created"],
+            "1970-01-01T00:00:00Z"
+        );
+        for l in &m.content.layers {
+            let mut v =
+                read::Verified::new(reader.open_blob(&l.digest).unwrap(), &l.digest, l.size);
+            std::io::copy(&mut v, &mut std::io::sink()).unwrap();
+            v.finish().unwrap();
+            titles.push(l.annotations["org.opencontainers.image.title"].clone());
+        }
+    }
+    let lock = f.manifest.with_extension("toml.lock");
+    assert_eq!(
+        titles,
+        [
+            "pushfix.spdx.json".to_string(),
+            file_name(&f.manifest),
+            file_name(&lock)
+        ]
+    );
+    // The same build gives the same record: a second layout is byte-identical.
+    let mut again = f.opts("recorded-again", None);
+    again.attach_record = true;
+    again.sbom = Some(f.dir.join("again.spdx.json"));
+    build(&again).unwrap();
+    assert_eq!(snapshot(&f.dir.join("recorded-again")), with);
+
+    // An oci-archive carries the same: its index.json is the layout's.
+    let mut archive = f.opts("image.tar", None);
+    archive.format = compose::output::Format::OciArchive;
+    archive.attach_record = true;
+    archive.sbom = Some(f.dir.join("archive.spdx.json"));
+    let a = build(&archive).unwrap();
+    assert_eq!(a.digest, plain.digest);
+    let out = Command::new("tar")
+        .arg("-xOf")
+        .arg(f.dir.join("image.tar"))
+        .arg("index.json")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tar: {}", stderr(&out));
+    assert_eq!(
+        out.stdout,
+        std::fs::read(layout.join("index.json")).unwrap()
+    );
+    if have("skopeo") {
+        let out = Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!(
+                "oci-archive:{}:pushfix",
+                f.dir.join("image.tar").display()
+            ))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "skopeo: {}", stderr(&out));
+        assert_eq!(sha256(&out.stdout), plain.digest);
+    }
+}

@@ -527,17 +527,15 @@ impl Session {
                 v["manifests"].as_array().cloned().unwrap_or_default()
             }
         };
-        let before = list.clone();
+        let mut before = list.clone();
+        crate::oci::referrers::sort_descriptors(&mut before);
         for d in ours {
             list.retain(|x| x["digest"] != d["digest"]);
             list.push(d.clone());
         }
         crate::oci::referrers::sort_descriptors(&mut list);
-        if existing.is_some() && {
-            let mut sorted = before;
-            crate::oci::referrers::sort_descriptors(&mut sorted);
-            sorted == list
-        } {
+        // Nothing to add (the same build pushed again): the tag is left as it is.
+        if existing.is_some() && before == list {
             return Ok(tag);
         }
         let index = serde_json::json!({

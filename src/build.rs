@@ -82,6 +82,8 @@ pub struct BuildOptions {
     pub http_timeout: Option<std::time::Duration>,
     /// `--push REGISTRY/REPO[:TAG]` and `--insecure`.
     pub push: Option<crate::push::PushOptions>,
+    /// `--attach-record`: the layout lists the build record (and the SBOM) as referrers.
+    pub attach_record: bool,
 }
 
 impl BuildOptions {
@@ -92,6 +94,7 @@ impl BuildOptions {
             rootfs: self.rootfs.clone(),
             sbom: self.sbom.clone(),
             push: self.push.clone(),
+            attach_record: self.attach_record,
             lock: None,
         }
     }
@@ -760,6 +763,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         }
     }
     let write_lock = plan.existing.as_ref() != Some(&lock);
+    staging.record(
+        (&plan.manifest.path, plan.manifest.text.as_bytes()),
+        (&plan.lock_path, lock.to_text().as_bytes()),
+    );
     let committed = staging.commit(
         &digest,
         write_lock.then_some((&lock, plan.lock_path.as_path())),

@@ -160,25 +160,34 @@ pub fn open(name: &str, reference: &ImageRef, insecure: bool) -> Result<Opened> 
     }
 }
 
-/// A registry image: the registry reader's blob source, the descriptor the tag or digest
-/// resolves to, and its referrers (the referrers API, else the `sha256-<hex>` tag).
-///
-/// What it needs of the registry reader (credentials as for `--push`):
-/// a value that is a [`BlobSource`] (`GET /v2/<repo>/blobs/<digest>`, streamed), a
-/// `resolve(tag or digest) -> Descriptor` (the index or manifest, with its media type,
-/// digest and size, from `GET /v2/<repo>/manifests/<ref>`, whose bytes
-/// `read::read_document` then checks) and a `referrers(subject_digest) ->
-/// Vec<Descriptor>` (each with its `artifactType`). Then:
-/// `Opened { name, source: Box::new(reader), top, referrers }`.
+/// A registry image: [`crate::registry::RegistryImage`] as the blob source (credentials
+/// as for `--push`, timeouts from `COMPOSE_HTTP_TIMEOUT`), the descriptor the tag or
+/// digest resolves to, and its referrers (the referrers API, else the `sha256-<hex>` tag).
 fn open_registry(
     name: &str,
-    _reference: &Reference,
-    _digest: Option<&str>,
-    _insecure: bool,
+    reference: &Reference,
+    digest: Option<&str>,
+    insecure: bool,
 ) -> Result<Opened> {
-    Err(Error::Usage(format!(
-        "{name}: this build of compose cannot read images from a registry yet; copy the image to a layout first (skopeo copy docker://… oci:DIR) and give oci:DIR"
-    )))
+    use crate::registry::{ImageRef as RegistryRef, RegistryImage};
+    let timeouts = crate::fetch::Timeouts::from_env()
+        .map_err(Error::Usage)?
+        .unwrap_or_default()
+        .with_env_min_rate()
+        .map_err(Error::Usage)?;
+    let wanted = RegistryRef {
+        reference: reference.clone(),
+        digest: digest.map(str::to_string),
+    };
+    let image = RegistryImage::open(&wanted, insecure, None, timeouts)?;
+    let top = image.top().clone();
+    let referrers = image.referrers(&top.digest)?;
+    Ok(Opened {
+        name: name.to_string(),
+        source: Box::new(image),
+        top,
+        referrers,
+    })
 }
 
 /// Read a small blob (a record's file) whole, checked against its descriptor; larger

@@ -27,6 +27,7 @@ pub mod outdated;
 pub mod output;
 pub mod parallel;
 pub mod push;
+pub mod registry;
 pub mod repo;
 pub mod retry;
 pub mod rootfs;

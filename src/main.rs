@@ -93,6 +93,10 @@ struct BuildArgs {
     /// blocks into the manifest (saying what was added) and build again
     #[arg(long)]
     fix: bool,
+    /// Also list the build record (manifest and lock) and the --sbom document in the
+    /// layout's index.json, as referrers of the image (--push always attaches them)
+    #[arg(long)]
+    attach_record: bool,
     #[command(flatten)]
     source: SourceArgs,
 }
@@ -383,6 +387,7 @@ fn main() -> ExitCode {
             opts.rootfs = b.rootfs;
             opts.format = b.format;
             opts.sbom = b.sbom;
+            opts.attach_record = b.attach_record;
             opts.push = b
                 .push
                 .map(|r| compose::push::PushOptions::new(r, b.insecure));

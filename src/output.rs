@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::interrupt::{self, Cleanup};
 use crate::lock::Lock;
 use crate::oci::archive::{self, DockerImage};
+use crate::oci::referrers;
 use crate::oci::{CommittedLayout, ImageConfig, LayerCache, LayerInfo, LayoutWriter, WrittenImage};
 use crate::push::{PushOptions, PushReport};
 use crate::repo::Resolved;
@@ -94,6 +95,9 @@ pub struct Request {
     pub sbom: Option<PathBuf>,
     /// `--push REGISTRY/REPO[:TAG]`, `--insecure`.
     pub push: Option<PushOptions>,
+    /// `--attach-record`: the layout lists the build record and the SBOM as referrers
+    /// of the image (a push attaches them always).
+    pub attach_record: bool,
 }
 
 /// The outputs of one build, checked before any work.
@@ -105,6 +109,7 @@ pub struct Outputs {
     rootfs: Option<PathBuf>,
     sbom: Option<PathBuf>,
     push: Option<PushOptions>,
+    attach_record: bool,
     name: String,
     tag: String,
     epoch: u64,
@@ -167,6 +172,7 @@ impl Outputs {
             rootfs: request.rootfs.clone(),
             sbom: request.sbom.clone(),
             push: request.push.clone(),
+            attach_record: request.attach_record,
             name: name.to_string(),
             tag: tag.to_string(),
             epoch,
@@ -194,6 +200,7 @@ impl Outputs {
             sbom_archs: Vec::new(),
             descriptors: Vec::new(),
             first: None,
+            record: None,
         })
     }
 }
@@ -219,6 +226,9 @@ pub struct Staging<'a> {
     descriptors: Vec<crate::oci::Descriptor>,
     /// The first image's config and layer digests (a docker archive holds one).
     first: Option<(String, String)>,
+    /// The build record ([`Staging::record`]): the manifest's and the lock's file names
+    /// and bytes.
+    record: Option<[(String, Vec<u8>); 2]>,
 }
 
 impl Staging<'_> {
@@ -262,13 +272,72 @@ impl Staging<'_> {
         Ok(self.layout.finish(descriptors, &self.outputs.tag)?)
     }
 
+    /// The build record to attach to the image: the manifest file and the lock (its
+    /// text as committed), each by its file name.
+    pub fn record(&mut self, manifest: (&Path, &[u8]), lock: (&Path, &[u8])) {
+        let name = |p: &Path| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        self.record = Some([
+            (name(manifest.0), manifest.1.to_vec()),
+            (name(lock.0), lock.1.to_vec()),
+        ]);
+    }
+
+    /// The referrers of the image (`oci::referrers`) when a push or `--attach-record`
+    /// wants them: the build record, when given, and the SPDX document, when `--sbom`
+    /// asked for one. With `--attach-record` they are added to the staged layout (so
+    /// the layout and an `oci-archive` carry them); the push takes them as they are.
+    fn attach_referrers(
+        &mut self,
+        sbom: Option<&sbom::Document<'_>>,
+    ) -> Result<Vec<referrers::Artifact>> {
+        let o = self.outputs;
+        let Some(subject) = self
+            .layout
+            .subject()
+            .filter(|_| o.attach_record || o.push.is_some())
+        else {
+            return Ok(Vec::new());
+        };
+        let created = crate::oci::rfc3339(self.outputs.epoch);
+        let mut artifacts = Vec::new();
+        if let Some([(m_name, m), (l_name, l)]) = &self.record {
+            artifacts.push(referrers::build_record(
+                (m_name, m),
+                (l_name, l),
+                &subject,
+                &created,
+            )?);
+        }
+        if let Some(doc) = sbom {
+            let mut bytes = Vec::new();
+            doc.write_to(&mut bytes).map_err(|source| SbomError::Io {
+                context: "cannot serialise the SBOM".into(),
+                source,
+            })?;
+            artifacts.push(referrers::sbom(
+                &self.outputs.name,
+                &bytes,
+                &subject,
+                &created,
+            )?);
+        }
+        if o.attach_record && !artifacts.is_empty() {
+            self.layout.attach(&artifacts)?;
+        }
+        Ok(artifacts)
+    }
+
     /// Stage what is not staged yet (the archive, the SBOM of the image `digest`, the
     /// lock when `lock` is given), push when asked, then put every output in place in
     /// this order: `--rootfs`, the layout or archive, the SBOM, the lock. When one cannot
     /// be put in place, those before it are taken back: all outputs or none. Ctrl-C waits
     /// until the renames are done.
     pub fn commit(
-        self,
+        mut self,
         digest: &str,
         lock: Option<(&Lock, &Path)>,
         runtime: &tokio::runtime::Runtime,
@@ -284,6 +353,18 @@ impl Staging<'_> {
             name: &repo,
             tag: &o.tag,
         };
+        let sbom_archs = std::mem::take(&mut self.sbom_archs);
+        let sbom_doc = match &o.sbom {
+            Some(_) => Some(sbom::document(&sbom::SbomImage {
+                name: &o.name,
+                tag: &o.tag,
+                digest,
+                epoch: o.epoch,
+                archs: &sbom_archs,
+            })?),
+            None => None,
+        };
+        let referrers = self.attach_referrers(sbom_doc.as_ref())?;
         // Everything complete beside its destination before anything is committed.
         let image = match o.format {
             Format::Oci => StagedImageOutput::Layout(self.layout),
@@ -303,18 +384,9 @@ impl Staging<'_> {
             }
             StagedImageOutput::Layout(_) => None,
         };
-        let sbom = match &o.sbom {
-            Some(path) => Some(sbom::stage(
-                path,
-                &sbom::document(&sbom::SbomImage {
-                    name: &o.name,
-                    tag: &o.tag,
-                    digest,
-                    epoch: o.epoch,
-                    archs: &self.sbom_archs,
-                })?,
-            )?),
-            None => None,
+        let sbom = match (&o.sbom, &sbom_doc) {
+            (Some(path), Some(doc)) => Some(sbom::stage(path, doc)?),
+            _ => None,
         };
         let _sbom_cleanup = sbom
             .as_ref()
@@ -336,6 +408,7 @@ impl Staging<'_> {
                     p,
                     timeouts,
                     &o.tag,
+                    &referrers,
                 ));
                 bar.finish_and_clear();
                 Some(pushed?)

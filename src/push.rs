@@ -9,18 +9,19 @@
 //! digest and the top manifest (the index, or the one manifest) under the tag. Manifests
 //! go up as the exact bytes of the layout's blobs, so the registry's digest is the
 //! layout's; the `Docker-Content-Digest` the registry answers is checked against it.
+//! Then the artifacts that refer to the image (the build record and the SBOM, built by
+//! `oci::referrers`): their blobs, their manifests by digest, and their listing — the
+//! registry's referrers API when it has one (an `OCI-Subject` answer, or an image index
+//! at `GET /v2/<repo>/referrers/<digest>`), else the referrers tag `sha256-<hex>`,
+//! read, added to (every other descriptor kept) and put back (docs/referrers.md).
 //!
-//! Authentication: anonymous; HTTP basic; bearer tokens (a `401` with
-//! `WWW-Authenticate: Bearer realm=…,service=…,scope=…` → `GET realm` with the basic
-//! credentials, if any → the token). Credentials come from `COMPOSE_REGISTRY_USER` and
-//! `COMPOSE_REGISTRY_PASSWORD`, else from `auths.<registry>.auth` in
-//! `$DOCKER_CONFIG/config.json` (default `~/.docker/config.json`).
-//!
-//! It must not parse OCI documents itself, write to the layout, or run credential helpers.
+//! The session with the registry (HTTP, authentication, `--insecure`) is
+//! `crate::registry`'s, opened for `pull,push`. This module must not parse OCI
+//! documents itself beyond the descriptor list of a referrers index, write to the
+//! layout, or run credential helpers.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -29,477 +30,21 @@ use reqwest::{Method, StatusCode, Url};
 use tokio::io::AsyncReadExt;
 
 use crate::fetch::Timeouts;
-use crate::oci::read::{self, BlobCheck, BlobRole, Layout, ReadError};
-use crate::retry::{self, with_retries};
+use crate::oci::read::{self, BlobCheck, BlobRole, Layout};
+use crate::oci::referrers::Artifact;
+use crate::registry::{
+    check_tag, header, open_session, retryable, transport, Failure, Req, Session, SessionOptions,
+};
+pub use crate::registry::{
+    docker_config_auth, parse_challenges, Challenge, Credentials, Found, Reference,
+    RegistryError as PushError, PASSWORD_ENV, USER_ENV,
+};
+use crate::retry::with_retries;
 
-/// The user name for the registry (with [`PASSWORD_ENV`]).
-pub const USER_ENV: &str = "COMPOSE_REGISTRY_USER";
-/// The password or token for the registry (with [`USER_ENV`]).
-pub const PASSWORD_ENV: &str = "COMPOSE_REGISTRY_PASSWORD";
 /// Blobs up to this size go up in one `PUT`; larger ones in `PATCH` chunks of this size.
 pub const CHUNK: u64 = 8 << 20;
 /// Blobs checked and uploaded at the same time.
 const PARALLEL: usize = 4;
-const DOCKER_HUB: &str = "docker.io";
-const DOCKER_HUB_HOST: &str = "registry-1.docker.io";
-const DOCKER_HUB_AUTH_KEY: &str = "https://index.docker.io/v1/";
-
-/// Why a `--push` failed. [`PushError::BadReference`] is a usage error
-/// ([`PushError::is_usage`]); the rest are failures. `attempts` counts the tries made
-/// before giving up (set by [`retry::Attempts`]; 1 when the error was not retried).
-#[derive(Debug, thiserror::Error)]
-pub enum PushError {
-    /// The `--push` value (or the tag it gets) does not parse as `REGISTRY/REPOSITORY[:TAG]`.
-    #[error("--push {reference}: {reason}; expected REGISTRY/REPOSITORY[:TAG], e.g. 127.0.0.1:5000/team/run-image:1.0")]
-    BadReference {
-        /// The reference as given.
-        reference: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The layout's `index.json` lists other than one manifest, a blob file cannot be
-    /// read, or a manifest's media type is not a header value.
-    #[error("--push: cannot read the layout {}: {message}", path.display())]
-    Layout {
-        /// The file concerned (for a manifest whose media type is not a header value,
-        /// its digest).
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-    /// The layout cannot be opened or listed by [`read`], or a blob did not match its
-    /// digest or size as it went up.
-    #[error("--push: cannot read the layout: {0}")]
-    Read(#[from] ReadError),
-    /// A request got no HTTP answer (connection, TLS, timeout, redirect refused).
-    #[error("{url}: {message}{}", gave_up(*.attempts))]
-    Transport {
-        /// The URL requested.
-        url: String,
-        /// The transfer error with its causes.
-        message: String,
-        /// Tries made.
-        attempts: u32,
-    },
-    /// The registry answered with an unexpected HTTP status (or a `202` without a usable
-    /// `Location`).
-    #[error("{url}: {what} answered HTTP {status}{}{}", detail(.body), gave_up(*.attempts))]
-    Status {
-        /// The request, e.g. `PUT blob`.
-        what: String,
-        /// The URL requested.
-        url: String,
-        /// The HTTP status code.
-        status: u16,
-        /// The answer's body (the message shows its first 300 characters).
-        body: String,
-        /// Tries made.
-        attempts: u32,
-    },
-    /// HTTPS failed and `--insecure` was not given.
-    #[error("registry {registry} does not answer over HTTPS ({message}); if it is a plain-HTTP registry (a local one on 127.0.0.1, say), pass --insecure")]
-    NoTls {
-        /// The registry as written in the reference.
-        registry: String,
-        /// The last transport error.
-        message: String,
-    },
-    /// The registry answered `401` and there are no credentials to offer.
-    #[error("registry {registry} requires authentication; set {USER_ENV} and {PASSWORD_ENV}, or log in with `docker login {registry}` (credentials stored in ~/.docker/config.json under auths.{registry}.auth){}", hint(.helper))]
-    AuthRequired {
-        /// The registry as written in the reference.
-        registry: String,
-        /// `docker-credential-<name>` that the Docker config names for this registry;
-        /// compose does not run it.
-        helper: Option<String>,
-    },
-    /// The registry or its token server refused the credentials offered.
-    #[error(
-        "registry {registry} refused the credentials of user `{user}` (from {from}): {message}"
-    )]
-    Unauthorized {
-        /// The registry as written in the reference.
-        registry: String,
-        /// The user name offered.
-        user: String,
-        /// Where the credentials came from ([`Credentials::from`]).
-        from: String,
-        /// The refusal: HTTP status and body.
-        message: String,
-    },
-    /// The bearer-token flow failed (bad realm, HTTP error, no token in the answer).
-    #[error("registry {registry}: token from {realm}: {message}")]
-    Token {
-        /// The registry as written in the reference.
-        registry: String,
-        /// The challenge's `realm` URL (empty if it had none).
-        realm: String,
-        /// What went wrong.
-        message: String,
-    },
-    /// A `401` challenged with neither `Bearer` nor `Basic`.
-    #[error(
-        "registry {registry} asks for an authentication scheme compose does not speak: {challenge}"
-    )]
-    Scheme {
-        /// The registry as written in the reference.
-        registry: String,
-        /// The first challenge's scheme, or a note that the `401` had none.
-        challenge: String,
-    },
-    /// The credentials cannot be read: the Docker config is unreadable or malformed, or
-    /// only one of [`USER_ENV`] and [`PASSWORD_ENV`] is set.
-    #[error("{}: {message}", path.display())]
-    Credentials {
-        /// The Docker config file (`environment` for the variables).
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
-    /// The registry's `Docker-Content-Digest` differs from the layout's digest.
-    #[error("{what}: the registry stored it as {got}, the layout has {expected}")]
-    DigestMismatch {
-        /// The blob or manifest, for the message.
-        what: String,
-        /// The layout's `sha256:<hex>`.
-        expected: String,
-        /// The digest the registry answered.
-        got: String,
-    },
-    /// Checking or uploading one blob failed.
-    #[error("push of blob {digest} ({what}, {size} bytes) failed: {source}")]
-    Blob {
-        /// The blob's `sha256:<hex>`.
-        digest: String,
-        /// Its role, e.g. `layer of linux/arm64/v8`.
-        what: String,
-        /// Its size in bytes.
-        size: u64,
-        /// Why.
-        #[source]
-        source: Box<PushError>,
-    },
-    /// Putting one manifest (or the index) failed.
-    #[error("push of manifest {digest} ({what}) failed: {source}")]
-    Manifest {
-        /// The manifest's `sha256:<hex>`.
-        digest: String,
-        /// Which one, e.g. `the image index`.
-        what: String,
-        /// Why.
-        #[source]
-        source: Box<PushError>,
-    },
-    /// The HTTP client could not be built.
-    #[error("HTTP client: {0}")]
-    Client(String),
-}
-
-impl PushError {
-    /// A bad `--push` reference is a usage error (exit 2); the rest are failures.
-    pub fn is_usage(&self) -> bool {
-        matches!(self, PushError::BadReference { .. })
-    }
-}
-
-impl retry::Attempts for PushError {
-    fn after(mut self, n: u32) -> PushError {
-        if let PushError::Status { attempts, .. } | PushError::Transport { attempts, .. } =
-            &mut self
-        {
-            *attempts = n;
-        }
-        self
-    }
-}
-
-fn gave_up(attempts: u32) -> String {
-    if attempts > 1 {
-        format!(", gave up after {attempts} attempts")
-    } else {
-        String::new()
-    }
-}
-
-fn detail(body: &str) -> String {
-    let body = body.trim();
-    if body.is_empty() {
-        String::new()
-    } else {
-        let short: String = body.chars().take(300).collect();
-        format!(": {short}")
-    }
-}
-
-fn hint(helper: &Option<String>) -> String {
-    match helper {
-        Some(h) => format!(
-            "; note: ~/.docker/config.json keeps credentials in the helper `{h}`, which compose does not run: use {USER_ENV}/{PASSWORD_ENV}"
-        ),
-        None => String::new(),
-    }
-}
-
-// ---- the reference -------------------------------------------------------------------
-
-/// `REGISTRY/REPOSITORY[:TAG]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reference {
-    /// As written (`127.0.0.1:5000`, `ghcr.io`); `docker.io` when none was.
-    pub registry: String,
-    /// `team/run-image` (`library/x` on Docker Hub for a one-part name).
-    pub repository: String,
-    /// None: the build's tag.
-    pub tag: Option<String>,
-}
-
-impl Reference {
-    /// Parse `--push`'s value; the message says what is wrong with it.
-    pub fn parse(s: &str) -> Result<Reference, PushError> {
-        let bad = |reason: &str| PushError::BadReference {
-            reference: s.to_string(),
-            reason: reason.to_string(),
-        };
-        if s.contains("://") {
-            return Err(bad(
-                "no URL scheme: give the registry host (plain HTTP needs --insecure)",
-            ));
-        }
-        if s.contains('@') {
-            return Err(bad("a digest cannot be pushed to; give a tag"));
-        }
-        let (name, tag) = match s.rfind(':') {
-            Some(i) if !s[i..].contains('/') => (&s[..i], Some(&s[i + 1..])),
-            _ => (s, None),
-        };
-        let (registry, repository) = match name.split_once('/') {
-            Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
-                (first.to_string(), rest.to_string())
-            }
-            _ if name.contains('/') => (DOCKER_HUB.to_string(), name.to_string()),
-            _ => (DOCKER_HUB.to_string(), format!("library/{name}")),
-        };
-        if registry.is_empty() || registry.contains(|c: char| c.is_whitespace()) {
-            return Err(bad("empty registry host"));
-        }
-        if let Some((_, port)) = registry.rsplit_once(':') {
-            if port.parse::<u16>().is_err() {
-                return Err(bad("the registry port is not a number"));
-            }
-        }
-        check_repository(&repository).map_err(|r| bad(&r))?;
-        if let Some(t) = tag {
-            check_tag(t).map_err(|r| bad(&r))?;
-        }
-        Ok(Reference {
-            registry,
-            repository,
-            tag: tag.map(str::to_string),
-        })
-    }
-
-    /// The host the API is spoken to.
-    fn host(&self) -> &str {
-        if self.registry == DOCKER_HUB {
-            DOCKER_HUB_HOST
-        } else {
-            &self.registry
-        }
-    }
-}
-
-impl fmt::Display for Reference {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.registry, self.repository)?;
-        if let Some(t) = &self.tag {
-            write!(f, ":{t}")?;
-        }
-        Ok(())
-    }
-}
-
-/// The distribution spec's repository grammar:
-/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`.
-fn check_repository(repo: &str) -> Result<(), String> {
-    if repo.is_empty() {
-        return Err("no repository name".into());
-    }
-    if repo.len() > 255 {
-        return Err("the repository name is longer than 255 characters".into());
-    }
-    for part in repo.split('/') {
-        let ok = !part.is_empty()
-            && part.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && part.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && part.chars().all(|c| {
-                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
-            })
-            && !part.contains("..")
-            && !part.contains("___")
-            && !["._", "_.", ".-", "-.", "_-", "-_"]
-                .iter()
-                .any(|p| part.contains(p));
-        if !ok {
-            return Err(format!(
-                "repository component `{part}` is not lowercase letters and digits separated by `.`, `_`, `__` or `-`"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
-fn check_tag(tag: &str) -> Result<(), String> {
-    let ok = !tag.is_empty()
-        && tag.len() <= 128
-        && !tag.starts_with(['.', '-'])
-        && tag
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "tag `{tag}` is not 1 to 128 of A-Z a-z 0-9 _ . - (not starting with . or -)"
-        ))
-    }
-}
-
-// ---- credentials ---------------------------------------------------------------------
-
-/// A user name and password (or token) for HTTP basic and token requests.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    /// The user name.
-    pub user: String,
-    /// The password or token; hidden from `Debug`.
-    pub password: String,
-    /// Where they came from, for messages.
-    pub from: String,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("user", &self.user)
-            .field("password", &"<hidden>")
-            .field("from", &self.from)
-            .finish()
-    }
-}
-
-/// What [`Credentials::lookup`] found.
-#[derive(Debug, Clone, Default)]
-pub struct Found {
-    /// None: no credentials for the registry (the push goes anonymous).
-    pub credentials: Option<Credentials>,
-    /// A `credsStore`/`credHelpers` entry that may hold the credentials instead.
-    pub helper: Option<String>,
-}
-
-impl Credentials {
-    /// `COMPOSE_REGISTRY_USER` + `COMPOSE_REGISTRY_PASSWORD` if set (both or neither),
-    /// else the registry's `auth` in the Docker client config.
-    pub fn lookup(registry: &str) -> Result<Found, PushError> {
-        let user = std::env::var(USER_ENV).ok();
-        let password = std::env::var(PASSWORD_ENV).ok();
-        match (user, password) {
-            (Some(user), Some(password)) => {
-                return Ok(Found {
-                    credentials: Some(Credentials {
-                        user,
-                        password,
-                        from: format!("{USER_ENV}/{PASSWORD_ENV}"),
-                    }),
-                    helper: None,
-                })
-            }
-            (Some(_), None) | (None, Some(_)) => {
-                return Err(PushError::Credentials {
-                    path: PathBuf::from("environment"),
-                    message: format!("set both {USER_ENV} and {PASSWORD_ENV}, or neither"),
-                })
-            }
-            (None, None) => {}
-        }
-        let dir = match std::env::var_os("DOCKER_CONFIG") {
-            Some(d) => PathBuf::from(d),
-            None => match dirs::home_dir() {
-                Some(h) => h.join(".docker"),
-                None => return Ok(Found::default()),
-            },
-        };
-        let path = dir.join("config.json");
-        match std::fs::read(&path) {
-            Ok(bytes) => docker_config_auth(&path, &bytes, registry),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Found::default()),
-            Err(e) => Err(PushError::Credentials {
-                path,
-                message: e.to_string(),
-            }),
-        }
-    }
-}
-
-/// `auths.<registry>.auth` (base64 of `user:password`) of a Docker client config. Keys
-/// may carry a scheme and a path (`https://host/v1/`); Docker Hub's is
-/// `https://index.docker.io/v1/`.
-pub fn docker_config_auth(path: &Path, bytes: &[u8], registry: &str) -> Result<Found, PushError> {
-    use base64::Engine as _;
-    let bad = |message: String| PushError::Credentials {
-        path: path.to_path_buf(),
-        message,
-    };
-    let v: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
-    let want = if registry == DOCKER_HUB {
-        host_of(DOCKER_HUB_AUTH_KEY)
-    } else {
-        registry
-    };
-    let helper = v["credHelpers"][registry]
-        .as_str()
-        .or_else(|| v["credsStore"].as_str())
-        .map(|h| format!("docker-credential-{h}"));
-    let entry = v["auths"]
-        .as_object()
-        .and_then(|auths| auths.iter().find(|(k, _)| host_of(k) == want))
-        .map(|(_, e)| e);
-    let Some(auth) = entry
-        .and_then(|e| e["auth"].as_str())
-        .filter(|a| !a.is_empty())
-    else {
-        return Ok(Found {
-            credentials: None,
-            helper,
-        });
-    };
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(auth.trim())
-        .map_err(|e| bad(format!("auths.{want}.auth is not base64: {e}")))?;
-    let text = String::from_utf8(decoded)
-        .map_err(|_| bad(format!("auths.{want}.auth is not UTF-8 user:password")))?;
-    let (user, password) = text
-        .split_once(':')
-        .ok_or_else(|| bad(format!("auths.{want}.auth is not user:password")))?;
-    Ok(Found {
-        credentials: Some(Credentials {
-            user: user.to_string(),
-            password: password.to_string(),
-            from: format!("{}", path.display()),
-        }),
-        helper: None,
-    })
-}
-
-/// `https://host:port/path` → `host:port`.
-fn host_of(key: &str) -> &str {
-    let rest = key.split_once("://").map_or(key, |(_, r)| r);
-    rest.split('/').next().unwrap_or(rest)
-}
-
 // ---- options and report --------------------------------------------------------------
 
 /// What `--push`/`--insecure` ask for.
@@ -548,6 +93,13 @@ pub struct PushReport {
     pub scheme: String,
     /// Wall time of the whole push, layout reading included.
     pub elapsed: Duration,
+    /// The `artifactType` of each artifact attached to the image, in the layout's order.
+    pub referrers: Vec<String>,
+    /// How the registry lists them: its referrers API, or the referrers tag compose
+    /// updated (`sha256-<hex>`).
+    pub referrers_via: Option<String>,
+    /// Blobs of those artifacts uploaded (the counts above are the image's alone).
+    pub referrer_blobs: usize,
 }
 
 impl fmt::Display for PushReport {
@@ -570,7 +122,17 @@ impl fmt::Display for PushReport {
             self.manifests,
             if self.manifests == 1 { "" } else { "s" },
             self.elapsed.as_secs_f64()
-        )
+        )?;
+        if let Some(via) = &self.referrers_via {
+            write!(
+                f,
+                "; attached {} ({} blob{} uploaded), listed by {via}",
+                self.referrers.join(" and "),
+                self.referrer_blobs,
+                if self.referrer_blobs == 1 { "" } else { "s" },
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -583,6 +145,10 @@ struct Blob {
     size: u64,
     /// `layer of linux/arm64/v8`, for messages.
     what: String,
+    /// A blob of an artifact referring to the image, not of the image.
+    referrer: bool,
+    /// Where its bytes are, when not in the layout.
+    path: Option<PathBuf>,
 }
 
 /// A manifest (or index) to put: its exact bytes.
@@ -602,20 +168,39 @@ struct Image {
     manifests: Vec<Manifest>,
     /// The index, or the one manifest.
     top: Manifest,
+    /// The artifacts `index.json` lists beside the image (`oci::referrers`), in its order.
+    referrers: Vec<Referrer>,
+}
+
+/// An artifact referring to the image: its manifest, and its descriptor as a referrers
+/// list holds it.
+#[derive(Debug)]
+struct Referrer {
+    manifest: Manifest,
+    artifact_type: String,
+    descriptor: serde_json::Value,
 }
 
 /// The one image of the layout ([`read::list`]) as blobs and manifests to put.
 fn read_layout(layout: &Layout) -> Result<Image, PushError> {
     let index = layout.index()?;
-    let [top] = &index.manifests[..] else {
+    // Referrers listed beside the image (`--attach-record`) go up from the build's own
+    // artifacts ([`push_layout`]'s `referrers`), not from here.
+    let tops: Vec<_> = index
+        .manifests
+        .iter()
+        .filter(|d| d.artifact_type.is_none())
+        .collect();
+    let [top] = &tops[..] else {
         return Err(PushError::Layout {
             path: layout.dir().join("index.json"),
             message: format!(
-                "{} manifests listed; compose pushes a layout with exactly one",
-                index.manifests.len()
+                "{} images listed; compose pushes a layout with exactly one (and its referrers)",
+                tops.len()
             ),
         });
     };
+    let top = *top;
     let listing = read::list(layout, top)?;
     // An index names each image by its platform; one image is "the image".
     let is_index = listing.index.is_some();
@@ -623,7 +208,7 @@ fn read_layout(layout: &Layout) -> Result<Image, PushError> {
         Some(p) if is_index => p.to_string(),
         _ => "the image".to_string(),
     };
-    let blobs = listing
+    let blobs: Vec<Blob> = listing
         .blobs()
         .into_iter()
         .map(|b| Blob {
@@ -633,6 +218,8 @@ fn read_layout(layout: &Layout) -> Result<Image, PushError> {
                 BlobRole::Config => format!("config of {}", name(b.image)),
                 BlobRole::Layer => format!("layer of {}", name(b.image)),
             },
+            referrer: false,
+            path: None,
         })
         .collect();
     let manifest = |d: &read::Descriptor, bytes: &[u8], what: String| Manifest {
@@ -657,349 +244,11 @@ fn read_layout(layout: &Layout) -> Result<Image, PushError> {
         blobs,
         manifests,
         top: manifest(top, top_bytes, top_what.into()),
+        referrers: Vec::new(),
     })
 }
 
-// ---- the registry session ------------------------------------------------------------
-
-/// How one attempt failed: worth another attempt, or final.
-type Failure = retry::Failure<PushError>;
-
-impl From<PushError> for Failure {
-    fn from(e: PushError) -> Failure {
-        Failure::Fatal(e)
-    }
-}
-
-fn retryable(status: StatusCode) -> bool {
-    retry::retryable_status(status.as_u16())
-}
-
-/// A `WWW-Authenticate` challenge: the scheme and its parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Challenge {
-    /// As written, e.g. `Bearer` (compared case-insensitively).
-    pub scheme: String,
-    /// `(name, value)` in header order; names lowercased, values unquoted and unescaped.
-    pub params: Vec<(String, String)>,
-}
-
-impl Challenge {
-    fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Parse `Bearer realm="https://auth",service="reg",scope="a:b:pull,push"` (quoted
-/// values may hold commas; several challenges may share the header).
-pub fn parse_challenges(header: &str) -> Vec<Challenge> {
-    let mut out: Vec<Challenge> = Vec::new();
-    let mut rest = header.trim();
-    while !rest.is_empty() {
-        rest = rest.trim_start_matches([',', ' ', '\t']);
-        // A token followed by `=` is a parameter of the current challenge; else a scheme.
-        let end = rest
-            .find(|c: char| c == '=' || c == ',' || c.is_whitespace())
-            .unwrap_or(rest.len());
-        let token = &rest[..end];
-        let after = rest[end..].trim_start();
-        if token.is_empty() {
-            break;
-        }
-        if let (Some(value_part), Some(current)) = (after.strip_prefix('='), out.last_mut()) {
-            let value_part = value_part.trim_start();
-            let (value, remaining) = if let Some(q) = value_part.strip_prefix('"') {
-                let mut value = String::new();
-                let mut chars = q.char_indices();
-                let mut close = q.len();
-                while let Some((i, c)) = chars.next() {
-                    match c {
-                        '\\' => {
-                            if let Some((_, n)) = chars.next() {
-                                value.push(n);
-                            }
-                        }
-                        '"' => {
-                            close = i + 1;
-                            break;
-                        }
-                        c => value.push(c),
-                    }
-                }
-                (value, &q[close.min(q.len())..])
-            } else {
-                let e = value_part.find(',').unwrap_or(value_part.len());
-                (value_part[..e].trim().to_string(), &value_part[e..])
-            };
-            current.params.push((token.to_ascii_lowercase(), value));
-            rest = remaining;
-        } else {
-            out.push(Challenge {
-                scheme: token.to_string(),
-                params: Vec::new(),
-            });
-            rest = after;
-        }
-    }
-    out
-}
-
-#[derive(Debug, Clone)]
-enum Auth {
-    Anonymous,
-    Header(HeaderValue),
-}
-
-struct Session {
-    client: reqwest::Client,
-    /// `scheme://host/`.
-    base: Url,
-    reference: Reference,
-    credentials: Option<Credentials>,
-    helper: Option<String>,
-    auth: Mutex<Auth>,
-}
-
-/// A transfer error of reqwest, with its causes in one sentence.
-fn transport(url: &Url, e: &reqwest::Error) -> Failure {
-    let err = PushError::Transport {
-        url: url.to_string(),
-        message: crate::fetch::describe(e),
-        attempts: 1,
-    };
-    if e.is_redirect() || e.is_builder() {
-        Failure::Fatal(err)
-    } else {
-        Failure::Retry(err)
-    }
-}
-
-fn header<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
-    resp.headers().get(name).and_then(|v| v.to_str().ok())
-}
-
-/// A request to send (possibly twice: again after a `401` was answered).
-struct Req<'a> {
-    method: Method,
-    url: Url,
-    headers: HeaderMap,
-    body: Option<&'a [u8]>,
-    what: &'a str,
-    /// A bound on the whole request (the HTTPS probe of `--insecure`).
-    timeout: Option<Duration>,
-}
-
 impl Session {
-    fn url(&self, path: &str) -> Url {
-        self.base
-            .join(&format!("v2/{}/{path}", self.reference.repository))
-            .expect("a registry path is a valid URL")
-    }
-
-    fn scope(&self) -> String {
-        format!("repository:{}:pull,push", self.reference.repository)
-    }
-
-    /// Send `req` with the current authorisation; a `401` is answered once (a new token
-    /// for the scope asked, or the basic credentials) and the request sent again.
-    async fn send(&self, req: &Req<'_>) -> Result<reqwest::Response, Failure> {
-        let mut answered = false;
-        loop {
-            let mut b = self
-                .client
-                .request(req.method.clone(), req.url.clone())
-                .headers(req.headers.clone());
-            if let Auth::Header(h) = &*self.auth.lock().expect("auth lock") {
-                b = b.header(reqwest::header::AUTHORIZATION, h.clone());
-            }
-            if let Some(t) = req.timeout {
-                b = b.timeout(t);
-            }
-            if let Some(body) = req.body {
-                b = b.body(body.to_vec());
-            } else if matches!(req.method, Method::PUT | Method::POST | Method::PATCH) {
-                b = b.header(reqwest::header::CONTENT_LENGTH, "0");
-            }
-            let resp = b.send().await.map_err(|e| transport(&req.url, &e))?;
-            if resp.status() != StatusCode::UNAUTHORIZED {
-                return Ok(resp);
-            }
-            if answered {
-                return Err(self.refused(resp).await.into());
-            }
-            self.answer(&resp).await?;
-            answered = true;
-        }
-    }
-
-    /// The error for a `401` that authentication did not cure.
-    async fn refused(&self, resp: reqwest::Response) -> PushError {
-        let status = resp.status().as_u16();
-        let body = resp.text().await.unwrap_or_default();
-        match &self.credentials {
-            Some(c) => PushError::Unauthorized {
-                registry: self.reference.registry.clone(),
-                user: c.user.clone(),
-                from: c.from.clone(),
-                message: format!("HTTP {status}{}", detail(&body)),
-            },
-            None => PushError::AuthRequired {
-                registry: self.reference.registry.clone(),
-                helper: self.helper.clone(),
-            },
-        }
-    }
-
-    /// Answer a `401`'s challenge: set the authorisation for the next request.
-    async fn answer(&self, resp: &reqwest::Response) -> Result<(), Failure> {
-        let challenges: Vec<Challenge> = resp
-            .headers()
-            .get_all(reqwest::header::WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(parse_challenges)
-            .collect();
-        let registry = self.reference.registry.clone();
-        if let Some(bearer) = challenges
-            .iter()
-            .find(|c| c.scheme.eq_ignore_ascii_case("bearer"))
-        {
-            let token = self.token(bearer).await?;
-            let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                PushError::Token {
-                    registry: registry.clone(),
-                    realm: bearer.param("realm").unwrap_or_default().to_string(),
-                    message: "the token is not a valid header value".into(),
-                }
-            })?;
-            *self.auth.lock().expect("auth lock") = Auth::Header(value);
-            return Ok(());
-        }
-        if challenges
-            .iter()
-            .any(|c| c.scheme.eq_ignore_ascii_case("basic"))
-        {
-            let Some(c) = &self.credentials else {
-                return Err(PushError::AuthRequired {
-                    registry,
-                    helper: self.helper.clone(),
-                }
-                .into());
-            };
-            *self.auth.lock().expect("auth lock") = Auth::Header(basic(c));
-            return Ok(());
-        }
-        Err(PushError::Scheme {
-            registry,
-            challenge: challenges
-                .first()
-                .map(|c| c.scheme.clone())
-                .unwrap_or_else(|| "a 401 without WWW-Authenticate".into()),
-        }
-        .into())
-    }
-
-    /// The token flow: `GET realm?service=…&scope=…` (with the basic credentials, when
-    /// there are any) → `{"token": …}` or `{"access_token": …}`.
-    async fn token(&self, challenge: &Challenge) -> Result<String, Failure> {
-        let registry = self.reference.registry.clone();
-        let realm = challenge.param("realm").unwrap_or_default().to_string();
-        let fail = |message: String| PushError::Token {
-            registry: registry.clone(),
-            realm: realm.clone(),
-            message,
-        };
-        let mut url =
-            Url::parse(&realm).map_err(|e| fail(format!("the realm is not a URL: {e}")))?;
-        if url.scheme() == "http" && self.base.scheme() == "https" {
-            return Err(fail(
-                "refusing to send credentials to a plain-HTTP realm of an HTTPS registry".into(),
-            )
-            .into());
-        }
-        {
-            let mut q = url.query_pairs_mut();
-            if let Some(service) = challenge.param("service") {
-                q.append_pair("service", service);
-            }
-            let ours = self.scope();
-            q.append_pair("scope", &ours);
-            if let Some(scope) = challenge.param("scope").filter(|s| *s != ours) {
-                for s in scope.split(' ') {
-                    q.append_pair("scope", s);
-                }
-            }
-        }
-        let mut b = self.client.get(url.clone());
-        if let Some(c) = &self.credentials {
-            b = b.header(reqwest::header::AUTHORIZATION, basic(c));
-        }
-        let resp = b.send().await.map_err(|e| transport(&url, &e))?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| transport(&url, &e))?;
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            let text = String::from_utf8_lossy(&body).into_owned();
-            return Err(match &self.credentials {
-                Some(c) => PushError::Unauthorized {
-                    registry,
-                    user: c.user.clone(),
-                    from: c.from.clone(),
-                    message: format!(
-                        "the token server {realm} answered HTTP {}{}",
-                        status.as_u16(),
-                        detail(&text)
-                    ),
-                },
-                None => PushError::AuthRequired {
-                    registry,
-                    helper: self.helper.clone(),
-                },
-            }
-            .into());
-        }
-        if !status.is_success() {
-            let e = fail(format!("HTTP {}", status.as_u16()));
-            return Err(if retryable(status) {
-                Failure::Retry(e)
-            } else {
-                Failure::Fatal(e)
-            });
-        }
-        let v: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| fail(format!("the answer is not JSON: {e}")))?;
-        v["token"]
-            .as_str()
-            .or_else(|| v["access_token"].as_str())
-            .filter(|t| !t.is_empty())
-            .map(str::to_string)
-            .ok_or_else(|| fail("the answer holds no token".into()).into())
-    }
-
-    /// Send and expect one of `ok`; 5xx/408/429 may be retried, the rest are final.
-    async fn expect(&self, req: &Req<'_>, ok: &[StatusCode]) -> Result<reqwest::Response, Failure> {
-        let resp = self.send(req).await?;
-        let status = resp.status();
-        if ok.contains(&status) {
-            return Ok(resp);
-        }
-        let body = resp.text().await.unwrap_or_default();
-        let err = PushError::Status {
-            what: req.what.to_string(),
-            url: req.url.to_string(),
-            status: status.as_u16(),
-            body,
-            attempts: 1,
-        };
-        Err(if retryable(status) {
-            Failure::Retry(err)
-        } else {
-            Failure::Fatal(err)
-        })
-    }
-
     /// `HEAD /v2/<repo>/blobs/<digest>`: does the registry have it?
     async fn has_blob(&self, digest: &str) -> Result<bool, PushError> {
         let req = Req {
@@ -1046,7 +295,10 @@ impl Session {
     /// Upload one blob (a fresh upload session per attempt). Returns whether it went
     /// up in chunks.
     async fn upload(&self, layout: &Layout, blob: &Blob, chunk: u64) -> Result<bool, PushError> {
-        let path = layout.blob_path(&blob.digest)?;
+        let path = match &blob.path {
+            Some(p) => p.clone(),
+            None => layout.blob_path(&blob.digest)?,
+        };
         with_retries(|| self.upload_once(&path, blob, chunk)).await
     }
 
@@ -1135,8 +387,13 @@ impl Session {
         Ok(chunked)
     }
 
-    /// `PUT /v2/<repo>/manifests/<reference>` with the manifest's exact bytes.
-    async fn put_manifest(&self, m: &Manifest, reference: &str) -> Result<(), PushError> {
+    /// `PUT /v2/<repo>/manifests/<reference>` with the manifest's exact bytes. Returns
+    /// the `OCI-Subject` the registry answered (it tracks referrers itself).
+    async fn put_manifest(
+        &self,
+        m: &Manifest,
+        reference: &str,
+    ) -> Result<Option<String>, PushError> {
         let mut headers = HeaderMap::new();
         headers.insert(
             reqwest::header::CONTENT_TYPE,
@@ -1153,9 +410,12 @@ impl Session {
             timeout: None,
             what: "PUT manifest",
         };
-        let got = with_retries(|| async {
+        let (got, subject) = with_retries(|| async {
             let resp = self.expect(&req, &[StatusCode::CREATED]).await?;
-            Ok(header(&resp, "docker-content-digest").map(str::to_string))
+            Ok((
+                header(&resp, "docker-content-digest").map(str::to_string),
+                header(&resp, "oci-subject").map(str::to_string),
+            ))
         })
         .await
         .map_err(|e| PushError::Manifest {
@@ -1169,18 +429,138 @@ impl Session {
                 expected: m.digest.clone(),
                 got,
             }),
-            _ => Ok(()),
+            _ => Ok(subject),
         }
     }
 }
 
-fn basic(c: &Credentials) -> HeaderValue {
-    use base64::Engine as _;
-    let encoded =
-        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.user, c.password));
-    let mut v = HeaderValue::from_str(&format!("Basic {encoded}")).expect("base64 is ASCII");
-    v.set_sensitive(true);
-    v
+impl Session {
+    /// `GET /v2/<repo>/referrers/<digest>`: does the registry answer with an image
+    /// index (distribution-spec 1.1)? A `404` (or any other answer) says no.
+    async fn has_referrers_api(&self, digest: &str) -> Result<bool, PushError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static(crate::oci::MEDIA_TYPE_INDEX),
+        );
+        let req = Req {
+            method: Method::GET,
+            url: self.url(&format!("referrers/{digest}")),
+            headers,
+            body: None,
+            timeout: None,
+            what: "GET referrers",
+        };
+        with_retries(|| async {
+            let resp = self.send(&req).await?;
+            if resp.status() != StatusCode::OK {
+                if retryable(resp.status()) {
+                    return Err(Failure::Retry(PushError::Status {
+                        what: req.what.to_string(),
+                        url: req.url.to_string(),
+                        status: resp.status().as_u16(),
+                        body: String::new(),
+                        attempts: 1,
+                    }));
+                }
+                return Ok(false);
+            }
+            let is_index = header(&resp, "content-type")
+                .is_some_and(|t| t.starts_with(crate::oci::MEDIA_TYPE_INDEX));
+            let body = resp.bytes().await.map_err(|e| transport(&req.url, &e))?;
+            let parsed: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+            Ok(is_index && parsed.is_some_and(|v| v["manifests"].is_array()))
+        })
+        .await
+    }
+
+    /// The referrers tag schema (distribution-spec 1.1's fallback): read the image index
+    /// under `sha256-<hex>` of `subject` (none yet: an empty one), add `ours` (replacing
+    /// a descriptor of the same digest, keeping every other one as it is), sort
+    /// (`oci::referrers::sort_descriptors`) and put it back when it changed. Returns
+    /// the tag.
+    async fn update_referrers_tag(
+        &self,
+        subject: &str,
+        ours: &[serde_json::Value],
+    ) -> Result<String, PushError> {
+        use canon_json::CanonJsonSerialize;
+        let tag = subject.replacen(':', "-", 1);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static(crate::oci::MEDIA_TYPE_INDEX),
+        );
+        let req = Req {
+            method: Method::GET,
+            url: self.url(&format!("manifests/{tag}")),
+            headers,
+            body: None,
+            timeout: None,
+            what: "GET referrers tag",
+        };
+        let existing: Option<Vec<u8>> = with_retries(|| async {
+            let resp = self
+                .expect(&req, &[StatusCode::OK, StatusCode::NOT_FOUND])
+                .await?;
+            if resp.status() == StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            let body = resp.bytes().await.map_err(|e| transport(&req.url, &e))?;
+            Ok(Some(body.to_vec()))
+        })
+        .await?;
+        let mut list: Vec<serde_json::Value> = match &existing {
+            None => Vec::new(),
+            Some(bytes) => {
+                let v: serde_json::Value =
+                    serde_json::from_slice(bytes).map_err(|e| PushError::Referrers {
+                        tag: tag.clone(),
+                        message: format!("it is not JSON ({e})"),
+                    })?;
+                if v["mediaType"] != crate::oci::MEDIA_TYPE_INDEX || !v["manifests"].is_array() {
+                    return Err(PushError::Referrers {
+                        tag,
+                        message: "it is not an OCI image index".into(),
+                    });
+                }
+                v["manifests"].as_array().cloned().unwrap_or_default()
+            }
+        };
+        let mut before = list.clone();
+        crate::oci::referrers::sort_descriptors(&mut before);
+        for d in ours {
+            list.retain(|x| x["digest"] != d["digest"]);
+            list.push(d.clone());
+        }
+        crate::oci::referrers::sort_descriptors(&mut list);
+        // Nothing to add (the same build pushed again): the tag is left as it is.
+        if existing.is_some() && before == list {
+            return Ok(tag);
+        }
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": crate::oci::MEDIA_TYPE_INDEX,
+            "manifests": list,
+        });
+        let bytes = index
+            .to_canon_json_vec()
+            .map_err(|e| PushError::Referrers {
+                tag: tag.clone(),
+                message: e.to_string(),
+            })?;
+        let m = Manifest {
+            digest: format!(
+                "sha256:{}",
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+            ),
+            media_type: crate::oci::MEDIA_TYPE_INDEX.into(),
+            bytes,
+            what: format!("the referrers index {tag}"),
+        };
+        self.put_manifest(&m, &tag).await?;
+        Ok(tag)
+    }
 }
 
 /// Fill `buf` unless the file ends first; the number of bytes read.
@@ -1196,64 +576,6 @@ async fn read_full(file: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Resul
     Ok(n)
 }
 
-fn client(timeouts: Timeouts) -> Result<reqwest::Client, PushError> {
-    // One process-wide crypto provider for rustls; a second install is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let redirect =
-        reqwest::redirect::Policy::custom(|attempt| {
-            match crate::fetch::redirect_verdict(attempt.previous(), attempt.url()) {
-                Ok(()) => attempt.follow(),
-                Err(why) => attempt.error(why),
-            }
-        });
-    reqwest::Client::builder()
-        .user_agent(concat!("compose/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(timeouts.connect)
-        .read_timeout(timeouts.read)
-        .redirect(redirect)
-        .build()
-        .map_err(|e| PushError::Client(e.to_string()))
-}
-
-/// How long `--insecure` waits for an HTTPS answer before it tries plain HTTP. A
-/// plain-HTTP server usually fails the handshake at once; some never answer it.
-const INSECURE_PROBE: Duration = Duration::from_secs(3);
-
-/// `GET /v2/` over `scheme` (within `probe`, if given): a transport error, or the
-/// session (authenticated when the registry asked for it).
-async fn connect(
-    client: &reqwest::Client,
-    scheme: &str,
-    opts: &PushOptions,
-    found: &Found,
-    probe: Option<Duration>,
-) -> Result<Session, Failure> {
-    let base = Url::parse(&format!("{scheme}://{}/", opts.reference.host())).map_err(|e| {
-        PushError::BadReference {
-            reference: opts.reference.to_string(),
-            reason: format!("not a host name: {e}"),
-        }
-    })?;
-    let session = Session {
-        client: client.clone(),
-        base: base.clone(),
-        reference: opts.reference.clone(),
-        credentials: found.credentials.clone(),
-        helper: found.helper.clone(),
-        auth: Mutex::new(Auth::Anonymous),
-    };
-    let ping = Req {
-        method: Method::GET,
-        url: base.join("v2/").expect("valid"),
-        headers: HeaderMap::new(),
-        body: None,
-        timeout: probe,
-        what: "GET /v2/ (API version check)",
-    };
-    session.expect(&ping, &[StatusCode::OK]).await?;
-    Ok(session)
-}
-
 /// Push the image of the OCI layout at `layout` to `opts.reference` (its tag, else
 /// `default_tag`).
 pub async fn push_layout(
@@ -1261,10 +583,17 @@ pub async fn push_layout(
     opts: &PushOptions,
     timeouts: Timeouts,
     default_tag: &str,
+    referrers: &[Artifact],
 ) -> Result<PushReport, PushError> {
     let started = Instant::now();
     let layout = Layout::open(layout)?;
-    let image = read_layout(&layout)?;
+    let mut image = read_layout(&layout)?;
+    // The referrers' blobs, spooled to files so that they go up as the layout's do.
+    let spool = tempfile::tempdir().map_err(|e| PushError::Layout {
+        path: std::env::temp_dir(),
+        message: format!("cannot create a temporary directory: {e}"),
+    })?;
+    add_referrers(&mut image, referrers, spool.path())?;
     let mut opts = opts.clone();
     let tag = opts
         .reference
@@ -1275,42 +604,63 @@ pub async fn push_layout(
         reference: opts.reference.to_string(),
         reason,
     })?;
-    let found = match &opts.credentials {
-        Some(c) => Found {
-            credentials: Some(c.clone()),
-            helper: None,
+    let session = open_session(
+        &SessionOptions {
+            reference: opts.reference.clone(),
+            insecure: opts.insecure,
+            credentials: opts.credentials.clone(),
         },
-        None => Credentials::lookup(&opts.reference.registry)?,
-    };
-    let client = client(timeouts)?;
-    // HTTPS first; plain HTTP only with --insecure, when HTTPS does not answer.
-    // One HTTPS attempt decides: a plain-HTTP server fails the TLS handshake at once.
-    let probe = opts.insecure.then_some(INSECURE_PROBE);
-    let first = match connect(&client, "https", &opts, &found, probe).await {
-        Ok(s) => Ok(s),
-        Err(Failure::Fatal(e)) => return Err(e),
-        Err(Failure::Retry(e)) => Err(e),
-    };
-    let session = match first {
-        Ok(s) => s,
-        Err(PushError::Transport { .. }) if opts.insecure => {
-            with_retries(|| connect(&client, "http", &opts, &found, None)).await?
-        }
-        Err(PushError::Transport { .. }) => {
-            match with_retries(|| connect(&client, "https", &opts, &found, None)).await {
-                Ok(s) => s,
-                Err(PushError::Transport { message, .. }) => {
-                    return Err(PushError::NoTls {
-                        registry: opts.reference.registry.clone(),
-                        message,
-                    })
-                }
-                Err(e) => return Err(e),
+        timeouts,
+        "pull,push",
+    )
+    .await?;
+    push_image(&session, &layout, image, &opts, &tag, started).await
+}
+
+/// Add `artifacts` (each refers to the image) to what goes up: their blobs, written to
+/// `spool`, and their manifests.
+fn add_referrers(image: &mut Image, artifacts: &[Artifact], spool: &Path) -> Result<(), PushError> {
+    for a in artifacts {
+        for (digest, _, bytes) in &a.blobs {
+            if image.blobs.iter().any(|b| &b.digest == digest) {
+                continue;
             }
+            let path = spool.join(digest.trim_start_matches("sha256:"));
+            std::fs::write(&path, bytes).map_err(|e| PushError::Layout {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            image.blobs.push(Blob {
+                digest: digest.clone(),
+                size: bytes.len() as u64,
+                what: format!("blob of the {} artifact", a.artifact_type),
+                referrer: true,
+                path: Some(path),
+            });
         }
-        // A 5xx on the first attempt: the usual retries.
-        Err(_) => with_retries(|| connect(&client, "https", &opts, &found, None)).await?,
-    };
+        image.referrers.push(Referrer {
+            manifest: Manifest {
+                digest: a.digest.clone(),
+                media_type: crate::oci::MEDIA_TYPE_MANIFEST.into(),
+                bytes: a.manifest.clone(),
+                what: format!("the {} artifact", a.artifact_type),
+            },
+            artifact_type: a.artifact_type.clone(),
+            descriptor: a.descriptor_json(),
+        });
+    }
+    Ok(())
+}
+
+/// Upload `image` (read from `layout`) through `session`, then its referrers.
+async fn push_image(
+    session: &Session,
+    layout: &Layout,
+    image: Image,
+    opts: &PushOptions,
+    tag: &str,
+    started: Instant,
+) -> Result<PushReport, PushError> {
     let chunk = opts.chunk.max(1);
     let results: Vec<Result<Option<bool>, PushError>> = futures::stream::iter(&image.blobs)
         .map(|blob| {
@@ -1346,9 +696,17 @@ pub async fn push_layout(
         manifests: 0,
         scheme: session.base.scheme().to_string(),
         elapsed: Duration::ZERO,
+        referrers: Vec::new(),
+        referrers_via: None,
+        referrer_blobs: 0,
     };
     for (blob, r) in image.blobs.iter().zip(results) {
-        match r? {
+        let r = r?;
+        if blob.referrer {
+            report.referrer_blobs += usize::from(r.is_some());
+            continue;
+        }
+        match r {
             None => report.skipped += 1,
             Some(chunked) => {
                 report.pushed += 1;
@@ -1361,82 +719,34 @@ pub async fn push_layout(
         session.put_manifest(m, &m.digest).await?;
         report.manifests += 1;
     }
-    session.put_manifest(&image.top, &tag).await?;
+    session.put_manifest(&image.top, tag).await?;
     report.manifests += 1;
+    // The referrers, once the image they refer to is there.
+    let mut tracked = false;
+    for r in &image.referrers {
+        tracked |= session
+            .put_manifest(&r.manifest, &r.manifest.digest)
+            .await?
+            .is_some();
+        report.referrers.push(r.artifact_type.clone());
+    }
+    if !image.referrers.is_empty() {
+        report.referrers_via = Some(
+            if tracked || session.has_referrers_api(&image.top.digest).await? {
+                "the registry's referrers API".to_string()
+            } else {
+                let descriptors: Vec<serde_json::Value> = image
+                    .referrers
+                    .iter()
+                    .map(|r| r.descriptor.clone())
+                    .collect();
+                let tag = session
+                    .update_referrers_tag(&image.top.digest, &descriptors)
+                    .await?;
+                format!("the referrers tag {tag}")
+            },
+        );
+    }
     report.elapsed = started.elapsed();
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn references() {
-        let r = Reference::parse("127.0.0.1:5000/team/run:1.0").unwrap();
-        assert_eq!(
-            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
-            ("127.0.0.1:5000", "team/run", Some("1.0"))
-        );
-        let r = Reference::parse("localhost/x").unwrap();
-        assert_eq!((r.registry.as_str(), r.tag), ("localhost", None));
-        let r = Reference::parse("ubuntu:noble").unwrap();
-        assert_eq!(
-            (r.registry.as_str(), r.repository.as_str()),
-            ("docker.io", "library/ubuntu")
-        );
-        assert_eq!(r.host(), "registry-1.docker.io");
-        let r = Reference::parse("ghcr.io/a/b").unwrap();
-        assert_eq!(r.to_string(), "ghcr.io/a/b");
-        for bad in [
-            "http://127.0.0.1:5000/x:1",
-            "127.0.0.1:5000/X:1",
-            "127.0.0.1:5000/x:-1",
-            "127.0.0.1:5000/x@sha256:00",
-            "127.0.0.1:5000/",
-            "127.0.0.1:port/x",
-            "127.0.0.1:5000/a//b",
-            "127.0.0.1:5000/a-:t",
-        ] {
-            let e = Reference::parse(bad).unwrap_err();
-            assert!(e.is_usage(), "{bad}: {e}");
-        }
-    }
-
-    #[test]
-    fn challenges() {
-        let c = parse_challenges(
-            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#,
-        );
-        assert_eq!(c.len(), 1);
-        assert_eq!(c[0].scheme, "Bearer");
-        assert_eq!(c[0].param("realm"), Some("https://auth.example/token"));
-        assert_eq!(c[0].param("scope"), Some("repository:a/b:pull,push"));
-        let c = parse_challenges(r#"Basic realm="basic-realm", Bearer realm="x\"y""#);
-        assert_eq!(c.len(), 2);
-        assert_eq!(c[0].param("realm"), Some("basic-realm"));
-        assert_eq!(c[1].scheme, "Bearer");
-        assert_eq!(c[1].param("realm"), Some("x\"y"));
-        let c = parse_challenges("Basic");
-        assert_eq!((c.len(), c[0].params.len()), (1, 0));
-    }
-
-    #[test]
-    fn docker_config() {
-        let path = Path::new("config.json");
-        // "user:pa:ss" — a password may contain a colon.
-        let cfg = br#"{"auths":{"https://127.0.0.1:5000/v2/":{"auth":"dXNlcjpwYTpzcw=="},
-            "https://index.docker.io/v1/":{"auth":"aHViOnNlY3JldA=="}},"credsStore":"desktop"}"#;
-        let f = docker_config_auth(path, cfg, "127.0.0.1:5000").unwrap();
-        let c = f.credentials.unwrap();
-        assert_eq!((c.user.as_str(), c.password.as_str()), ("user", "pa:ss"));
-        assert!(!format!("{c:?}").contains("pa:ss"));
-        let hub = docker_config_auth(path, cfg, "docker.io").unwrap();
-        assert_eq!(hub.credentials.unwrap().user, "hub");
-        let none = docker_config_auth(path, cfg, "ghcr.io").unwrap();
-        assert!(none.credentials.is_none());
-        assert_eq!(none.helper.as_deref(), Some("docker-credential-desktop"));
-        assert!(docker_config_auth(path, b"{", "x").is_err());
-        assert!(docker_config_auth(path, br#"{"auths":{"x":{"auth":"!!"}}}"#, "x").is_err());
-    }
 }

@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::layer_cache::LayerCache;
+use super::referrers::{sort_descriptors, Artifact};
 use super::{
     Descriptor, ImageConfig, LayerInfo, OciError, WrittenImage, ANNOTATION_REF_NAME,
     MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX, MEDIA_TYPE_LAYER, MEDIA_TYPE_MANIFEST,
@@ -31,6 +32,8 @@ pub struct LayoutWriter {
     dir: tempfile::TempDir,
     /// The owner's lock on the temporary directory ([`crate::temporary`]).
     _lock: Option<File>,
+    /// `index.json`'s image descriptor (tagged), once [`LayoutWriter::finish`] wrote it.
+    top: Option<Descriptor>,
 }
 
 /// The start of the temporary layout's name beside `output`: `.<name>.tmp-` (the PID
@@ -72,7 +75,11 @@ impl LayoutWriter {
         let blobs = dir.path().join("blobs/sha256");
         fs::create_dir_all(&blobs)
             .map_err(OciError::io(format!("cannot create {}", blobs.display())))?;
-        Ok(LayoutWriter { dir, _lock: lock })
+        Ok(LayoutWriter {
+            dir,
+            _lock: lock,
+            top: None,
+        })
     }
 
     /// The temporary directory (for tests and diagnostics).
@@ -262,20 +269,55 @@ impl LayoutWriter {
         };
         top.annotations
             .insert(ANNOTATION_REF_NAME.into(), tag.to_string());
-        let index = json!({
-            "schemaVersion": 2,
-            "mediaType": MEDIA_TYPE_INDEX,
-            "manifests": [descriptor_json(&top)],
-        });
-        let bytes = index
-            .to_canon_json_vec()
-            .map_err(OciError::io("cannot serialise JSON"))?;
-        write_synced(&self.dir.path().join("index.json"), &bytes)?;
+        self.write_index(&top, &[])?;
         write_synced(
             &self.dir.path().join("oci-layout"),
             br#"{"imageLayoutVersion":"1.0.0"}"#,
         )?;
-        Ok(top.digest)
+        let digest = top.digest.clone();
+        self.top = Some(top);
+        Ok(digest)
+    }
+
+    /// The image `index.json` points to (index or manifest), without its tag: the
+    /// `subject` of its referrers. None before [`LayoutWriter::finish`].
+    pub fn subject(&self) -> Option<Descriptor> {
+        self.top.clone().map(|mut d| {
+            d.annotations.clear();
+            d.platform = None;
+            d
+        })
+    }
+
+    /// Add `artifacts` (referrers of the image, `oci::referrers`): their blobs, and their
+    /// descriptors in `index.json` after the tagged image (sorted by `artifactType`, then
+    /// digest; untagged, so the image stays the one tagged entry). The image's own
+    /// blobs and digest do not change.
+    pub fn attach(&mut self, artifacts: &[Artifact]) -> Result<(), OciError> {
+        let top = self.top.clone().ok_or(OciError::NoManifests)?;
+        for a in artifacts {
+            for (digest, _, bytes) in &a.blobs {
+                write_synced(&self.blobs().join(hex_of(digest)), bytes)?;
+            }
+            write_synced(&self.blobs().join(hex_of(&a.digest)), &a.manifest)?;
+        }
+        let mut referrers: Vec<Value> = artifacts.iter().map(Artifact::descriptor_json).collect();
+        sort_descriptors(&mut referrers);
+        self.write_index(&top, &referrers)
+    }
+
+    fn write_index(&self, top: &Descriptor, referrers: &[Value]) -> Result<(), OciError> {
+        let mut manifests = vec![descriptor_json(top)];
+        manifests.extend(referrers.iter().cloned());
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_TYPE_INDEX,
+            "manifests": manifests,
+        });
+        let bytes = index
+            .to_canon_json_vec()
+            .map_err(OciError::io("cannot serialise JSON"))?;
+        write_synced(&self.dir.path().join("index.json"), &bytes)
     }
 
     /// Make the layout durable and rename it to `output`. An existing OCI layout (or

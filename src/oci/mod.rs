@@ -16,6 +16,7 @@ mod layer;
 pub mod layer_cache;
 mod layout;
 pub mod read;
+pub mod referrers;
 
 pub use layer::{diff_id, write_layer, GZIP_LEVEL};
 pub use layer_cache::LayerCache;

@@ -403,6 +403,7 @@ pub fn select<'i>(
                     tag: t.to_string(),
                     tags: tags(),
                 }),
+            // Referrers of the image (entries with an `artifactType`) are not images.
             None => match index
                 .manifests
                 .iter()

@@ -54,12 +54,12 @@ pub struct Descriptor {
     /// The platform, on the entries of an index.
     #[serde(default)]
     pub platform: Option<Platform>,
+    /// `artifactType`, on a descriptor of an artifact (a referrer of an image).
+    #[serde(default)]
+    pub artifact_type: Option<String>,
     /// Empty when absent.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
-    /// `artifactType`: on the descriptor of an artifact (a build record, an SBOM).
-    #[serde(default)]
-    pub artifact_type: Option<String>,
 }
 
 impl Descriptor {
@@ -124,15 +124,15 @@ pub struct ImageManifest {
     pub config: Descriptor,
     /// The layers, bottom first.
     pub layers: Vec<Descriptor>,
+    /// `artifactType`, on an artifact manifest.
+    #[serde(default)]
+    pub artifact_type: Option<String>,
+    /// The image this manifest refers to, on a referrer.
+    #[serde(default)]
+    pub subject: Option<Descriptor>,
     /// Empty when absent.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
-    /// `artifactType`, when the manifest is an artifact.
-    #[serde(default)]
-    pub artifact_type: Option<String>,
-    /// `subject`: the image an artifact refers to.
-    #[serde(default)]
-    pub subject: Option<Descriptor>,
 }
 
 /// What an image config says of its platform (the rest is not read).

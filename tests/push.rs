@@ -1126,6 +1126,33 @@ fn the_build_record_and_sbom_travel_with_the_image_through_the_referrers_tag() {
     let listing = read::list(&image, image.top()).unwrap();
     assert_eq!(listing.images.len(), 2);
 
+    // An auditor with only the published image: `compose verify REGISTRY/REPO:TAG` from an
+    // empty cache, in a directory without the manifest or the lock, finds the record and
+    // rebuilds the same image.
+    let audit = f.dir.join("audit");
+    std::fs::create_dir_all(&audit).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_compose"))
+        .current_dir(&audit)
+        .args(["verify", &format!("{repo}:v1"), "--insecure"])
+        .arg("--cache")
+        .arg(audit.join("cache"))
+        .arg("--mirror")
+        .arg(f.ws.mirror_arg(UPSTREAM))
+        .env("HOME", f.dir.join("home-empty"))
+        .env_remove("DOCKER_CONFIG")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "compose verify of the registry image: {said}{}",
+        stderr(&out)
+    );
+    assert!(
+        said.contains("linux/amd64: equal") && said.contains("linux/arm64/v8: equal"),
+        "{said}"
+    );
+
     // oras (which lists no referrers without the API) pulls the record by its digest.
     if let Some(py) = &py {
         let record = &listed[2]["digest"];

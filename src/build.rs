@@ -224,11 +224,49 @@ impl Plan {
         Sha256::of(self.manifest.text.as_bytes())
     }
 
+    /// The SHA256 of each file the manifest includes, by name: the lock's `include` lines.
+    pub(crate) fn includes_sha(&self) -> BTreeMap<String, Sha256> {
+        self.manifest
+            .includes
+            .iter()
+            .map(|i| (i.name.clone(), Sha256::of(i.text.as_bytes())))
+            .collect()
+    }
+
+    /// Why the lock's `include` lines do not describe the files the manifest includes
+    /// now (one sentence naming the first difference and its lock line), or `None`.
+    pub(crate) fn includes_changed(&self, existing: &Lock) -> Option<String> {
+        let now = self.includes_sha();
+        let names: BTreeSet<&String> = now.keys().chain(existing.includes.keys()).collect();
+        let why = names.into_iter().find_map(|name| {
+            let fact = lock::Fact::Include { name: name.clone() };
+            match (existing.includes.get(name), now.get(name)) {
+                (Some(a), Some(b)) if a == b => None,
+                (Some(a), Some(b)) => Some(format!(
+                    "the included {name} changed since the lock was written ({}: {}, now {})",
+                    existing.locate(&self.lock_path, &fact),
+                    a.short(),
+                    b.short()
+                )),
+                (Some(_), None) => Some(format!(
+                    "the manifest no longer includes {name} ({})",
+                    existing.locate(&self.lock_path, &fact)
+                )),
+                _ => Some(format!(
+                    "the manifest includes {name}, which the lock {} does not record",
+                    self.lock_path.display()
+                )),
+            }
+        });
+        why
+    }
+
     /// The lock on disk if it pins exactly this manifest, these architectures and epoch,
     /// with the same packages left out.
     fn matching_lock(&self, epoch: u64) -> Option<&Lock> {
         self.existing.as_ref().filter(|l| {
             l.manifest == self.manifest_sha()
+                && l.includes == self.includes_sha()
                 && l.excluded == self.excluded
                 && l.epoch == epoch
                 && l.archs
@@ -248,6 +286,7 @@ impl Plan {
         opts: &BuildOptions,
     ) -> Result<(Lock, BTreeMap<Arch, Vec<Resolved>>)> {
         let mut lock = Lock::new(self.manifest_sha(), opts.epoch, self.tag.clone());
+        lock.includes = self.includes_sha();
         lock.excluded = self.excluded.clone();
         let mut pinned = BTreeMap::new();
         let mut repo = Repository::new(&self.fetcher, opts.allow_expired);
@@ -320,6 +359,12 @@ fn pin(plan: &Plan, opts: &BuildOptions) -> Result<Pins> {
                 existing.locate(&plan.lock_path, &lock::Fact::Manifest),
                 existing.manifest.short(),
                 plan.manifest_sha().short(),
+                opts.manifest.display()
+            )));
+        }
+        if let Some(why) = plan.includes_changed(existing) {
+            return Err(Error::Lock(format!(
+                "--locked: {why}; run `compose lock {}` to accept the change",
                 opts.manifest.display()
             )));
         }

@@ -1,0 +1,218 @@
+//! A family of images: base manifests (`[image] include`) and several manifests built
+//! in one run, over the hermetic fixture repository, through the real binary.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::{DebSpec, IndexVariants, Member, Repo, Server, SuiteSpec, TestKey};
+
+fn lib(name: &str, soname: &str) -> DebSpec {
+    DebSpec::new(name, "1.0-1", "amd64", Member::Zstd)
+        .file(
+            &format!("/usr/lib/x86_64-linux-gnu/{soname}"),
+            format!("{name} 1.0").into_bytes(),
+            0o644,
+        )
+        .copyright()
+}
+
+struct Fx {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    _repo: Repo,
+    server: Server,
+}
+
+impl Fx {
+    fn new() -> Fx {
+        let key = TestKey::generate("compose family test <family@example.invalid>");
+        let suites = ["noble", "noble-updates"].map(|name| {
+            let mut s = SuiteSpec::new(name, &["main"], &["amd64"]);
+            if name == "noble" {
+                s = s
+                    .package("main", lib("libfoo1", "libfoo.so.1"))
+                    .package("main", lib("libbar1", "libbar.so.1"))
+                    .package(
+                        "main",
+                        DebSpec::new("tzdata", "2024a-1", "all", Member::Xz)
+                            .file("/usr/share/zoneinfo/UTC", b"TZif".to_vec(), 0o644)
+                            .copyright(),
+                    );
+            } else {
+                s = s.package("main", lib("libbaz1", "libbaz.so.1"));
+            }
+            s
+        });
+        let repo = Repo::build(&key, &suites, IndexVariants::ALL);
+        let server = repo.serve();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        std::fs::create_dir_all(dir.join("base")).unwrap();
+        support::write_keyring(dir.join("base"), "archive.gpg", &key);
+        let fx = Fx {
+            _tmp: tmp,
+            dir,
+            _repo: repo,
+            server,
+        };
+        fx.write("base/base.toml", &fx.base(""));
+        fx
+    }
+
+    fn base(&self, extra: &str) -> String {
+        format!(
+            "# The family's base.\n[image]\narchitectures = [\"amd64\"]\nuser = \"nonroot\"\nenv = {{ TZ = \"UTC\" }}\n{extra}\n{}\n[package.tzdata]\npaths = [\"/usr/share/zoneinfo/**\"]\n\n[generate]\npasswd = true\n\n[[user]]\nname = \"nonroot\"\nuid = 65532\ngid = 65532\n\n[[dir]]\npath = \"/tmp\"\nmode = \"1777\"\n",
+            support::source_toml(&self.server.url, &["noble", "noble-updates"], &["main"], "archive.gpg")
+        )
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn compose(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_compose"))
+            .current_dir(&self.dir)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Build `manifest` into `out` with the cache `cache`; stdout's last line.
+    fn build(&self, manifest: &str, out: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            manifest.to_string(),
+            "--output".into(),
+            self.dir.join(out).display().to_string(),
+            "--cache".into(),
+            self.dir.join("cache").display().to_string(),
+            "--quiet".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.compose(&refs)
+    }
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "compose failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn failed(out: &Output, code: i32) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    stderr
+}
+
+const APP_A: &str = "[image]\ninclude = [\"base/base.toml\"]\nname = \"app-a\"\n\n[package.libfoo1]\npaths = [\"/usr/lib/*-linux-gnu/libfoo.so.1\"]\n";
+const APP_B: &str = "[image]\ninclude = [\"base/base.toml\"]\nname = \"app-b\"\nenv = { TZ = \"Europe/Paris\" }\n\n[package.libbar1]\npaths = [\"/usr/lib/*-linux-gnu/libbar.so.1\"]\n";
+
+fn sha256_hex(path: &Path) -> String {
+    support::sha256(&std::fs::read(path).unwrap())
+}
+
+#[test]
+fn two_images_share_a_base_and_locked_notices_a_changed_base() {
+    let fx = Fx::new();
+    fx.write("a.toml", APP_A);
+    fx.write("b.toml", APP_B);
+    let a = ok(&fx.build("a.toml", "out-a", &[]));
+    ok(&fx.build("b.toml", "out-b", &[]));
+
+    // The merged manifest describes the same image as the one file it stands for.
+    let flat = fx
+        .base("")
+        .replacen("[image]\n", "[image]\nname = \"app-a\"\n", 1)
+        + "\n[package.libfoo1]\npaths = [\"/usr/lib/*-linux-gnu/libfoo.so.1\"]\n";
+    let flat = flat.replace("\"archive.gpg\"", "\"base/archive.gpg\"");
+    fx.write("flat.toml", &flat);
+    assert_eq!(ok(&fx.build("flat.toml", "out-flat", &[])), a);
+
+    // The lock records the base's hash, after the manifest's.
+    let lock = std::fs::read_to_string(fx.dir.join("a.toml.lock")).unwrap();
+    let base_sha = sha256_hex(&fx.dir.join("base/base.toml"));
+    let line = lock
+        .lines()
+        .position(|l| l.starts_with(&format!("include base/base.toml sha256:{base_sha} ~")))
+        .unwrap_or_else(|| panic!("no include line:\n{lock}"));
+    assert!(lock.lines().nth(line - 1).unwrap().starts_with("manifest "));
+    assert!(!std::fs::read_to_string(fx.dir.join("flat.toml.lock"))
+        .unwrap()
+        .contains("\ninclude "));
+    assert_eq!(ok(&fx.build("a.toml", "out-a", &["--locked"])), a);
+
+    // Only the base changes: --locked names it and the lock's line.
+    fx.write(
+        "base/base.toml",
+        &fx.base("labels = { \"family\" = \"x\" }"),
+    );
+    let e = failed(&fx.build("a.toml", "out-a2", &["--locked"]), 1);
+    assert!(
+        e.contains(&format!(
+            "--locked: the included base/base.toml changed since the lock was written (a.toml.lock:{}: sha256:{}…",
+            line + 1,
+            &base_sha[..12]
+        )),
+        "{e}"
+    );
+    assert!(e.contains("run `compose lock a.toml`"), "{e}");
+    assert!(!fx.dir.join("out-a2").exists());
+    // Without --locked the build takes the change and the lock follows it.
+    let changed = ok(&fx.build("a.toml", "out-a2", &[]));
+    assert_ne!(changed, a, "the base's label is in the image");
+    let lock = std::fs::read_to_string(fx.dir.join("a.toml.lock")).unwrap();
+    let new_sha = sha256_hex(&fx.dir.join("base/base.toml"));
+    assert!(
+        lock.contains(&format!("include base/base.toml sha256:{new_sha} ~")),
+        "{lock}"
+    );
+}
+
+#[test]
+fn conflicts_and_cycles_are_errors_at_file_line_column() {
+    let fx = Fx::new();
+    fx.write(
+        "c.toml",
+        "[image]\ninclude = [\"base/base.toml\"]\nname = \"c\"\n\n[[user]]\nname = \"nonroot\"\nuid = 1000\ngid = 1000\n",
+    );
+    let e = failed(&fx.build("c.toml", "out-c", &[]), 2);
+    assert!(
+        e.contains("c.toml:5:1: [[user]] `nonroot` is declared here and differently in "),
+        "{e}"
+    );
+    assert!(e.contains("base/base.toml:19:1: an included"), "{e}");
+    fx.write("x.toml", "[image]\nname = \"x\"\ninclude = [\"y.toml\"]\n");
+    fx.write(
+        "y.toml",
+        "[image]\ninclude = [\"base/base.toml\", \"x.toml\"]\n",
+    );
+    let e = failed(&fx.build("x.toml", "out-x", &[]), 2);
+    assert!(
+        e.contains("y.toml:2:30: include cycle: x.toml includes "),
+        "{e}"
+    );
+    fx.write(
+        "m.toml",
+        "[image]\nname = \"m\"\ninclude = [\"base/nope.toml\"]\n",
+    );
+    let e = failed(&fx.build("m.toml", "out-m", &[]), 2);
+    assert!(
+        e.contains("m.toml:3:12: cannot read the included manifest `base/nope.toml`"),
+        "{e}"
+    );
+    assert!(fx.server.requests().is_empty(), "nothing fetched");
+}

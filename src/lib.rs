@@ -19,6 +19,7 @@ pub mod fetch;
 pub mod interrupt;
 pub mod lock;
 pub mod manifest;
+pub mod many;
 pub mod oci;
 pub mod outdated;
 pub mod output;

@@ -312,15 +312,42 @@ struct VerifiedRelease {
     /// The InRelease (or Release) URL before `--mirror`.
     url: String,
     sha256: Sha256,
+    /// The keyring it was verified with, and whether an expired one was accepted: a
+    /// manifest with another keyring, or that accepts no expired Release, verifies again.
+    keyring: PathBuf,
+    allow_expired: bool,
+}
+
+/// One `Packages` index, verified and read: what resolution chooses from.
+struct ParsedIndex {
+    /// The plain URL the lock records.
+    url: String,
+    lock: lock::IndexLock,
+    /// The newest stanza of each package kept ([`RepoCache::names`] and the manifest's).
+    entries: Vec<PackageEntry>,
+}
+
+/// What a [`Repository`] keeps between resolutions: verified Releases (by `dists/<suite>`
+/// URL), keyrings (by path) and the indexes read (by `dists`, component, architecture
+/// and Release hash). One manifest's architectures share it; the manifests of one run
+/// (`crate::many`) share it too, so each index is fetched and read once per run.
+#[derive(Default)]
+pub struct RepoCache {
+    releases: HashMap<String, Arc<VerifiedRelease>>,
+    keyrings: HashMap<PathBuf, Arc<Keyring>>,
+    indexes: HashMap<String, Arc<ParsedIndex>>,
+    /// Package names an index keeps beyond the manifest's own: every name the run's
+    /// manifests declare, so that an index read for one serves them all.
+    pub names: BTreeSet<String>,
 }
 
 /// The verified repository client over one [`Fetcher`].
 pub struct Repository<'a> {
     fetcher: &'a Arc<Fetcher>,
     allow_expired: bool,
-    /// Verified Release files by `dists/<suite>` URL: several architectures share them.
-    releases: HashMap<String, Arc<VerifiedRelease>>,
-    keyrings: HashMap<PathBuf, Arc<Keyring>>,
+    /// Verified Releases, keyrings and read indexes: several architectures (and the
+    /// manifests of one run) share them.
+    cache: RepoCache,
     /// A declared package no index offers is reported in [`Resolution::missing`] rather
     /// than failing the resolution (what `compose outdated` needs to report removals).
     tolerate_missing: bool,
@@ -340,10 +367,26 @@ impl<'a> Repository<'a> {
         Repository {
             fetcher,
             allow_expired,
-            releases: HashMap::new(),
-            keyrings: HashMap::new(),
+            cache: RepoCache::default(),
             tolerate_missing: false,
         }
+    }
+
+    /// A client that starts from what an earlier one kept ([`Repository::into_cache`]).
+    pub fn with_cache(
+        fetcher: &'a Arc<Fetcher>,
+        allow_expired: bool,
+        cache: RepoCache,
+    ) -> Repository<'a> {
+        Repository {
+            cache,
+            ..Repository::new(fetcher, allow_expired)
+        }
+    }
+
+    /// What this client verified and read, for the next one.
+    pub fn into_cache(self) -> RepoCache {
+        self.cache
     }
 
     /// Report declared packages no index offers instead of failing on them.
@@ -371,7 +414,7 @@ impl<'a> Repository<'a> {
     }
 
     fn keyring(&mut self, source: &Source) -> Result<Arc<Keyring>, RepoError> {
-        if let Some(k) = self.keyrings.get(&source.keyring) {
+        if let Some(k) = self.cache.keyrings.get(&source.keyring) {
             return Ok(k.clone());
         }
         let bytes = std::fs::read(&source.keyring).map_err(|e| RepoError::Keyring {
@@ -383,7 +426,8 @@ impl<'a> Repository<'a> {
             &bytes,
             &source.keyring.display().to_string(),
         )?);
-        self.keyrings
+        self.cache
+            .keyrings
             .insert(source.keyring.clone(), keyring.clone());
         Ok(keyring)
     }
@@ -416,29 +460,37 @@ impl<'a> Repository<'a> {
         }
         let mut missing = Vec::new();
         for (source, _, _, dists) in &suites {
-            if !self.releases.contains_key(dists) && !missing.iter().any(|(d, _, _)| d == dists) {
-                let allow_expired = self.allow_expired || source.snapshot.is_some();
-                missing.push((dists.clone(), self.keyring(source)?, allow_expired));
+            let allow_expired = self.allow_expired || source.snapshot.is_some();
+            let verified = self.cache.releases.get(dists).is_some_and(|r| {
+                r.keyring == source.keyring && (allow_expired || !r.allow_expired)
+            });
+            if !verified && !missing.iter().any(|(d, _, _, _)| d == dists) {
+                let keyring = self.keyring(source)?;
+                missing.push((
+                    dists.clone(),
+                    keyring,
+                    source.keyring.clone(),
+                    allow_expired,
+                ));
             }
         }
         let fetcher: &Fetcher = self.fetcher;
-        let fetched = futures::future::try_join_all(
-            missing
-                .iter()
-                .map(|(dists, keyring, allow)| release(fetcher, dists, keyring, *allow)),
-        )
-        .await?;
-        for ((dists, _, _), r) in missing.iter().zip(fetched) {
-            self.releases.insert(dists.clone(), Arc::new(r));
+        let fetched =
+            futures::future::try_join_all(missing.iter().map(|(dists, keyring, path, allow)| {
+                release(fetcher, dists, keyring, path, *allow)
+            }))
+            .await?;
+        for ((dists, _, _, _), r) in missing.iter().zip(fetched) {
+            self.cache.releases.insert(dists.clone(), Arc::new(r));
         }
         crate::timings::mark(format_args!(
             "{arch}: keyrings read, Release files verified"
         ));
 
-        // 2. Every component's Packages index, fetched concurrently.
-        let mut indexes = Vec::new(); // (base URL, suite, dists, component, candidates)
+        // 2. Every component's Packages index not read before, fetched concurrently.
+        let mut indexes = Vec::new(); // (base URL, suite, dists, component, candidates, key)
         for (source, base, suite, dists) in &suites {
-            let rel = &self.releases[dists];
+            let rel = &self.cache.releases[dists];
             arch_lock.releases.insert(
                 rel.url.clone(),
                 lock::ReleaseLock {
@@ -448,32 +500,54 @@ impl<'a> Repository<'a> {
             );
             for component in &source.components {
                 let candidates = rel.release.packages_indexes(component, arch, dists)?;
-                indexes.push((base, suite, dists, component, candidates));
+                let key = format!("{dists} {component} {arch} {}", rel.sha256);
+                indexes.push((base, suite, dists, component, candidates, key));
             }
         }
-        let releases = &self.releases;
-        let opened = futures::future::try_join_all(indexes.iter().map(
-            |(_, _, dists, component, candidates)| {
-                let rel = &releases[dists.as_str()];
-                packages_index(fetcher, rel, dists, component, arch, candidates)
-            },
-        ))
+        let mut read: Vec<Option<Arc<ParsedIndex>>> = indexes
+            .iter()
+            .map(|i| self.cache.indexes.get(&i.5).cloned())
+            .collect();
+        let unread: Vec<usize> = (0..indexes.len()).filter(|&i| read[i].is_none()).collect();
+        let releases = &self.cache.releases;
+        let opened = futures::future::try_join_all(unread.iter().map(|&i| {
+            let (_, _, dists, component, candidates, _) = &indexes[i];
+            let rel = &releases[dists.as_str()];
+            packages_index(fetcher, rel, dists, component, arch, candidates)
+        }))
         .await?;
         crate::timings::mark(format_args!(
             "{arch}: Packages indexes fetched and verified"
         ));
 
-        // 3. Read them in manifest order (ties between equal versions go to the first),
-        //    one at a time as each decompresses.
-        let mut candidates: Vec<(PackageEntry, String, String)> = Vec::new();
-        for ((base, suite, dists, component, _), (url, index, compression, file)) in
-            indexes.iter().zip(opened)
-        {
+        // 3. Read them one at a time as each decompresses, keeping the run's names;
+        //    then offer their stanzas in manifest order (ties between equal versions go
+        //    to the first).
+        let names = &self.cache.names;
+        let keep_read = |name: &str| wanted.contains(name) || names.contains(name);
+        let mut parsed = Vec::new();
+        for (&i, (url, index, compression, file)) in unread.iter().zip(opened) {
+            let (_, _, dists, component, _, key) = &indexes[i];
             let what = format!("{dists}/{component}/binary-{arch}/Packages");
-            for entry in read_index(file, compression, &url, &what, arch, &keep)? {
-                candidates.push((entry, base.to_string(), suite.to_string()));
+            let entries = read_index(file, compression, &url, &what, arch, &keep_read)?;
+            let index = Arc::new(ParsedIndex {
+                url,
+                lock: index,
+                entries,
+            });
+            parsed.push((key.clone(), index.clone()));
+            read[i] = Some(index);
+        }
+        self.cache.indexes.extend(parsed);
+        let mut candidates: Vec<(PackageEntry, String, String)> = Vec::new();
+        for ((base, suite, ..), index) in indexes.iter().zip(read) {
+            let index = index.expect("every index is read above");
+            for entry in index.entries.iter().filter(|e| keep(&e.name)) {
+                candidates.push((entry.clone(), base.to_string(), suite.to_string()));
             }
-            arch_lock.indexes.insert(url, index);
+            arch_lock
+                .indexes
+                .insert(index.url.clone(), index.lock.clone());
         }
         crate::timings::mark(format_args!("{arch}: Packages indexes parsed"));
         let searched: Vec<&str> = suites.iter().map(|(_, _, _, d)| d.as_str()).collect();
@@ -545,6 +619,7 @@ async fn release(
     fetcher: &Fetcher,
     dists: &str,
     keyring: &Keyring,
+    keyring_path: &std::path::Path,
     allow_expired: bool,
 ) -> Result<VerifiedRelease, RepoError> {
     let in_release = format!("{dists}/InRelease");
@@ -574,6 +649,8 @@ async fn release(
         release,
         sha256: Sha256::of(&signed),
         url: what,
+        keyring: keyring_path.to_path_buf(),
+        allow_expired,
     })
 }
 

@@ -216,3 +216,126 @@ fn conflicts_and_cycles_are_errors_at_file_line_column() {
     );
     assert!(fx.server.requests().is_empty(), "nothing fetched");
 }
+
+const APP_C: &str = "[image]\ninclude = [\"base/base.toml\"]\nname = \"app-c\"\n\n[package.libbaz1]\npaths = [\"/usr/lib/*-linux-gnu/libbaz.so.1\"]\n";
+
+/// The requests for InRelease files and for Packages indexes (any form, by hash or not).
+fn index_requests(server: &Server) -> (Vec<String>, Vec<String>) {
+    let all = server.requests();
+    let releases = all
+        .iter()
+        .filter(|p| p.ends_with("/InRelease"))
+        .cloned()
+        .collect();
+    let indexes = all
+        .iter()
+        .filter(|p| p.contains("/binary-"))
+        .cloned()
+        .collect();
+    (releases, indexes)
+}
+
+#[test]
+fn one_run_builds_three_images_reading_each_index_once() {
+    let fx = Fx::new();
+    fx.write("a.toml", APP_A);
+    fx.write("b.toml", APP_B);
+    fx.write("c.toml", APP_C);
+    // One after the other, each in its own run and cache: every run reads every index.
+    let mut separate = Vec::new();
+    for m in ["a", "b", "c"] {
+        let cache = fx.dir.join(format!("cache-{m}"));
+        let out = fx.compose(&[
+            &format!("{m}.toml"),
+            "--output",
+            &format!("sep/{m}"),
+            "--cache",
+            cache.to_str().unwrap(),
+            "-q",
+        ]);
+        separate.push(ok(&out));
+    }
+    let (releases, indexes) = index_requests(&fx.server);
+    assert_eq!(
+        (releases.len(), indexes.len()),
+        (6, 6),
+        "{releases:?} {indexes:?}"
+    );
+    for m in ["a", "b", "c"] {
+        std::fs::remove_file(fx.dir.join(format!("{m}.toml.lock"))).unwrap();
+    }
+
+    // One run: each InRelease and each index once, three images, the same ones.
+    fx.server.clear_requests();
+    let out = fx.compose(&[
+        "a.toml",
+        "b.toml",
+        "c.toml",
+        "--output",
+        "one/{name}",
+        "--cache",
+        "cache-one",
+        "-q",
+    ]);
+    let stdout = ok(&out);
+    let (releases, indexes) = index_requests(&fx.server);
+    assert_eq!(releases.len(), 2, "{releases:?}");
+    assert_eq!(indexes.len(), 2, "{indexes:?}");
+    let lines: Vec<String> = String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(stdout, lines[2]);
+    for ((line, m), digest) in lines.iter().zip(["a", "b", "c"]).zip(&separate) {
+        assert!(
+            line.starts_with(&format!("{m}.toml: {digest} one/app-{m} (amd64, ")),
+            "{line}"
+        );
+    }
+    // The locks are those of separate runs.
+    let lock = std::fs::read_to_string(fx.dir.join("c.toml.lock")).unwrap();
+    assert!(
+        lock.contains("amd64 package libbaz1 1.0-1 amd64 noble-updates "),
+        "{lock}"
+    );
+
+    // A failure does not hide the others: exit 1, a line for each.
+    fx.write("b.toml", &APP_B.replace("libbar1", "libnope1"));
+    let out = fx.compose(&["a.toml", "b.toml", "c.toml", "--cache", "cache-one", "-q"]);
+    let stderr = failed(&out, 1);
+    assert!(stderr.contains("error: b.toml: "), "{stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0].starts_with(&format!("a.toml: {} out/app-a ", separate[0])),
+        "{stdout}"
+    );
+    assert!(lines[1].starts_with("b.toml: failed: "), "{stdout}");
+    assert!(lines[1].contains("libnope1"), "{stdout}");
+    assert!(
+        lines[2].starts_with(&format!("c.toml: {} out/app-c ", separate[2])),
+        "{stdout}"
+    );
+    assert!(fx.dir.join("out/app-c/index.json").exists());
+
+    // A quoted glob names the same manifests; an option naming one output is refused.
+    let out = fx.compose(&["*.toml", "--output", "x", "--cache", "cache-one", "-q"]);
+    let stderr = failed(&out, 2);
+    assert!(
+        stderr.contains("--output with several manifests: put {name} in it"),
+        "{stderr}"
+    );
+    fx.write("b.toml", APP_B);
+    let out = fx.compose(&["[abc].toml", "--cache", "cache-one", "-q"]);
+    assert_eq!(
+        String::from_utf8(out.stdout.clone())
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
+    ok(&out);
+}

@@ -1,5 +1,5 @@
 //! Several manifests in one run (`compose A.toml B.toml …`, or a quoted glob such as
-//! `'manifests/noble-*.toml'`): each image is built in turn by [`build::build_in`] in
+//! `'manifests/*.toml'`, less the bases the others include): each image is built in turn by [`build::build_in`] in
 //! one [`Session`], so the runtime, the HTTP client and the download cache are shared,
 //! and so are the verified Releases and the read `Packages` indexes (each index is
 //! fetched and read once per suite, component and architecture for the whole run,
@@ -181,10 +181,18 @@ pub fn build_many(
     mut done: impl FnMut(&Built),
 ) -> Result<Vec<Built>> {
     check_options(opts)?;
-    let loaded: Vec<(PathBuf, Result<Manifest>)> = manifests
+    let mut loaded: Vec<(PathBuf, Result<Manifest>)> = manifests
         .iter()
         .map(|m| (m.clone(), Manifest::load(m).map_err(Error::from)))
         .collect();
+    // A base the others include (`'manifests/*.toml'` matches them) is no image: skip it.
+    let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let bases: BTreeSet<PathBuf> = loaded
+        .iter()
+        .filter_map(|(_, m)| m.as_ref().ok())
+        .flat_map(|m| m.includes.iter().map(|i| canonical(&i.path)))
+        .collect();
+    loaded.retain(|(path, m)| m.is_ok() || !bases.contains(&canonical(path)));
     let mut names: BTreeMap<&str, &Path> = BTreeMap::new();
     for (path, manifest) in &loaded {
         if let Ok(m) = manifest {

@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -338,4 +339,135 @@ fn one_run_builds_three_images_reading_each_index_once() {
         3
     );
     ok(&out);
+}
+
+/// The bytes the server sent for the requests logged (each answered 200 with the file).
+fn bytes_served(server: &Server, root: &Path) -> u64 {
+    server
+        .log()
+        .iter()
+        .filter(|s| s.status == 200)
+        .filter_map(|s| std::fs::metadata(root.join(s.path.trim_start_matches('/'))).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Three images of the shipped noble family (noble-tiny-grpc, noble-static and a glibc
+/// image on the same noble-base.toml), from the real noble `.deb`s: one after the other
+/// (each its own cache, as separate CI jobs), one after the other sharing a cache, and
+/// in one run. Prints the wall time, requests and bytes of each (the README's table);
+/// checks that the one run reads each InRelease and each index once and builds the same
+/// images. Skipped without ../shared/data.
+#[test]
+fn the_noble_family_in_one_run_versus_one_after_the_other() {
+    use support::noble;
+    let Some(shared) = noble::shared_ubuntu() else {
+        println!("SKIPPED: ../shared/data/ubuntu/debs not present");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let key = TestKey::generate("compose noble family <family@example.invalid>");
+    let mirror = noble::build(&shared, &dir.join("mirror"), &key);
+    let server = Server::serve_dir(&mirror.root);
+    let keyring = support::write_keyring(dir, "noble-test.gpg", &key);
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");
+    std::fs::write(
+        dir.join("noble-glibc.toml"),
+        format!(
+            "[image]\ninclude = [{:?}]\nname = \"noble-glibc\"\nuser = \"nonroot\"\n\n[package.libc6]\npaths = [\"/usr/lib/*-linux-gnu/ld-linux-*.so.*\", \"/usr/lib*/ld-linux-*.so.*\", \"/usr/lib/*-linux-gnu/libc.so.6\"]\n\n[[user]]\nname = \"nonroot\"\nuid = 65532\ngid = 65532\n",
+            shipped.join("noble-base.toml")
+        ),
+    )
+    .unwrap();
+    let manifests = [
+        shipped.join("noble-tiny-grpc.toml"),
+        shipped.join("noble-static.toml"),
+        dir.join("noble-glibc.toml"),
+    ];
+    let run = |manifests: &[&Path], cache: &str, output: &str| {
+        let start = std::time::Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_compose"))
+            .args(manifests)
+            .args(["--arch", "amd64", "--exclude-package", "tzdata", "-q"])
+            .arg("--mirror")
+            .arg(format!("http://archive.ubuntu.com={}", server.url))
+            .arg("--keyring")
+            .arg(format!(
+                "http://archive.ubuntu.com/ubuntu={}",
+                keyring.display()
+            ))
+            .arg("--cache")
+            .arg(dir.join(cache))
+            .arg("--output")
+            .arg(dir.join(output))
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        let elapsed = start.elapsed().as_secs_f64();
+        (ok(&out), String::from_utf8(out.stdout).unwrap(), elapsed)
+    };
+    let remove_locks = || {
+        for m in &manifests {
+            let _ = std::fs::remove_file(format!("{}.lock", m.display()));
+        }
+    };
+    remove_locks();
+    let mut report = Vec::new();
+    let mut digests = Vec::new();
+    for (mode, shared_cache) in [
+        ("one after the other, own caches", false),
+        ("one after the other, one cache", true),
+    ] {
+        server.clear_requests();
+        let mut seconds = 0.0;
+        let mut these = Vec::new();
+        for (i, m) in manifests.iter().enumerate() {
+            let cache = if shared_cache {
+                "cache-shared".to_string()
+            } else {
+                format!("cache-{i}")
+            };
+            let (digest, _, s) = run(&[m], &cache, &format!("sep-{i}"));
+            these.push(digest);
+            seconds += s;
+        }
+        remove_locks();
+        let (releases, indexes) = index_requests(&server);
+        report.push(format!(
+            "{mode}: {seconds:.1} s, {} requests ({} InRelease, {} Packages), {} bytes",
+            server.log().len(),
+            releases.len(),
+            indexes.len(),
+            bytes_served(&server, &mirror.root)
+        ));
+        digests.push(these);
+    }
+    server.clear_requests();
+    let refs: Vec<&Path> = manifests.iter().map(PathBuf::as_path).collect();
+    let (_, stdout, seconds) = run(&refs, "cache-one", "one-{name}");
+    remove_locks();
+    let (releases, indexes) = index_requests(&server);
+    report.push(format!(
+        "one run: {seconds:.1} s, {} requests ({} InRelease, {} Packages), {} bytes",
+        server.log().len(),
+        releases.len(),
+        indexes.len(),
+        bytes_served(&server, &mirror.root)
+    ));
+    println!("{}", report.join("\n"));
+    // Each suite's InRelease and each index once; the same images.
+    assert_eq!(releases.len(), noble::SUITES.len(), "{releases:?}");
+    let unique: BTreeSet<&String> = indexes.iter().collect();
+    assert_eq!(
+        unique.len(),
+        indexes.len(),
+        "an index asked for twice: {indexes:?}"
+    );
+    assert_eq!(digests[0], digests[1]);
+    let one: Vec<String> = stdout
+        .lines()
+        .map(|l| l.split(' ').nth(1).unwrap().to_string())
+        .collect();
+    assert_eq!(one, digests[0], "{stdout}");
 }

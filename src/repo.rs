@@ -312,7 +312,7 @@ struct VerifiedRelease {
     /// The InRelease (or Release) URL before `--mirror`.
     url: String,
     sha256: Sha256,
-    /// The keyring it was verified with, and whether an expired one was accepted: a
+    /// The keyring it was verified with (canonical), and whether an expired one was accepted: a
     /// manifest with another keyring, or that accepts no expired Release, verifies again.
     keyring: PathBuf,
     allow_expired: bool,
@@ -461,17 +461,15 @@ impl<'a> Repository<'a> {
         let mut missing = Vec::new();
         for (source, _, _, dists) in &suites {
             let allow_expired = self.allow_expired || source.snapshot.is_some();
-            let verified = self.cache.releases.get(dists).is_some_and(|r| {
-                r.keyring == source.keyring && (allow_expired || !r.allow_expired)
-            });
+            let path = canonical(&source.keyring);
+            let verified = self
+                .cache
+                .releases
+                .get(dists)
+                .is_some_and(|r| r.keyring == path && (allow_expired || !r.allow_expired));
             if !verified && !missing.iter().any(|(d, _, _, _)| d == dists) {
                 let keyring = self.keyring(source)?;
-                missing.push((
-                    dists.clone(),
-                    keyring,
-                    source.keyring.clone(),
-                    allow_expired,
-                ));
+                missing.push((dists.clone(), keyring, path, allow_expired));
             }
         }
         let fetcher: &Fetcher = self.fetcher;
@@ -612,6 +610,12 @@ impl<'a> Repository<'a> {
             missing,
         })
     }
+}
+
+/// The keyring path a verified Release is remembered with: two manifests that reach one
+/// keyring by different relative paths share the Release.
+fn canonical(path: &std::path::Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Fetch and verify `dists/<suite>/InRelease` (or `Release` + `Release.gpg`).

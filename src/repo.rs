@@ -325,6 +325,8 @@ struct ParsedIndex {
     lock: lock::IndexLock,
     /// The newest stanza of each package kept ([`RepoCache::names`] and the manifest's).
     entries: Vec<PackageEntry>,
+    /// The names it was read for: a later resolution wanting another reads it again.
+    kept: BTreeSet<String>,
 }
 
 /// What a [`Repository`] keeps between resolutions: verified Releases (by `dists/<suite>`
@@ -505,6 +507,7 @@ impl<'a> Repository<'a> {
         let mut read: Vec<Option<Arc<ParsedIndex>>> = indexes
             .iter()
             .map(|i| self.cache.indexes.get(&i.5).cloned())
+            .map(|read| read.filter(|r| wanted.iter().all(|n| r.kept.contains(*n))))
             .collect();
         let unread: Vec<usize> = (0..indexes.len()).filter(|&i| read[i].is_none()).collect();
         let releases = &self.cache.releases;
@@ -523,6 +526,9 @@ impl<'a> Repository<'a> {
         //    to the first).
         let names = &self.cache.names;
         let keep_read = |name: &str| wanted.contains(name) || names.contains(name);
+        let kept: BTreeSet<String> = (names.iter().cloned())
+            .chain(wanted.iter().map(|n| n.to_string()))
+            .collect();
         let mut parsed = Vec::new();
         for (&i, (url, index, compression, file)) in unread.iter().zip(opened) {
             let (_, _, dists, component, _, key) = &indexes[i];
@@ -532,6 +538,7 @@ impl<'a> Repository<'a> {
                 url,
                 lock: index,
                 entries,
+                kept: kept.clone(),
             });
             parsed.push((key.clone(), index.clone()));
             read[i] = Some(index);

@@ -6,8 +6,10 @@
 The variant is SRC's text, comments kept, with these edits (each must apply exactly once,
 and the result is parsed back to check it):
 
-  * every host path (`keyring`, `[[file]] source`) is made absolute, so OUT may live
-    anywhere (docs/manifest.md: host paths are relative to the manifest file);
+  * every host path (`keyring`, `[[file]] source`) and every `[image] include` is made
+    absolute, so OUT may live anywhere (docs/manifest.md: host paths and includes are
+    relative to the file that writes them; an included base keeps its own relative
+    paths, which compose resolves against the base's directory);
   * --program: `[[file]] path = "/usr/local/bin/check"`, `source = HOSTFILE`, mode 0755 is
     appended (HOSTFILE may contain `{arch}`: then HOSTFILE for each of [image].architectures
     must exist); `[image] entrypoint` becomes ["/usr/local/bin/check"] and `cmd` becomes
@@ -56,6 +58,14 @@ def main():
 
     text, n = re.subn(r'^(keyring|source) = "([^"]+)"', absolutize, text, flags=re.M)
     print(f"  {n} host path(s) made absolute (relative to {src_dir})")
+
+    def absolutize_includes(m):
+        paths = re.findall(r'"([^"]+)"', m.group(1))
+        paths = [p if os.path.isabs(p) else os.path.normpath(os.path.join(src_dir, p)) for p in paths]
+        return "include = [" + ", ".join(f'"{p}"' for p in paths) + "]"
+
+    text, n = re.subn(r'^include = \[([^\]]*)\]', absolutize_includes, text, flags=re.M)
+    print(f"  {n} include list(s) made absolute")
 
     for name in a.drop_package:
         header = re.escape(name) if re.fullmatch(r"[A-Za-z0-9_-]+", name) else '"' + re.escape(name) + '"'

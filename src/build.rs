@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::arch::Arch;
 use crate::error::{Error, Result};
@@ -25,7 +25,7 @@ use crate::lock::{self, Lock, Sha256};
 use crate::manifest::Manifest;
 use crate::oci::{ImageConfig, LayerInfo};
 use crate::output::{Format, Outputs, Request, Staging};
-use crate::repo::{Repository, Resolved};
+use crate::repo::{RepoCache, Repository, Resolved};
 use crate::rootfs::compose::compose_tree;
 use crate::rootfs::export::ExportSummary;
 use crate::rootfs::generate::Generators;
@@ -158,14 +158,79 @@ pub(crate) struct Plan {
     pub(crate) lock_path: PathBuf,
     /// The lock on disk, if any.
     pub(crate) existing: Option<Lock>,
-    pub(crate) runtime: tokio::runtime::Runtime,
+    pub(crate) runtime: Arc<tokio::runtime::Runtime>,
     pub(crate) fetcher: Arc<Fetcher>,
     /// HTTP timeouts, also for `--push`.
     timeouts: Timeouts,
+    /// What resolutions keep for the next ([`Session`]).
+    repo_cache: Arc<Mutex<RepoCache>>,
+}
+
+/// What the builds of one run share (`crate::many`): the async runtime, the HTTP client
+/// with its download cache, and the repository's verified Releases and read indexes.
+#[derive(Clone)]
+pub struct Session {
+    runtime: Arc<tokio::runtime::Runtime>,
+    fetcher: Arc<Fetcher>,
+    timeouts: Timeouts,
+    repo_cache: Arc<Mutex<RepoCache>>,
+}
+
+impl Session {
+    /// The runtime and client for `opts` (their manifest aside), with an empty
+    /// repository cache.
+    pub fn new(opts: &BuildOptions) -> Result<Session> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|source| Error::Io {
+                context: "cannot start the async runtime".into(),
+                source,
+            })?;
+        let timeouts = match opts.http_timeout {
+            Some(d) => Timeouts::both(d),
+            None => Timeouts::from_env()
+                .map_err(Error::Usage)?
+                .unwrap_or_default(),
+        }
+        .with_env_min_rate()
+        .map_err(Error::Usage)?;
+        let fetcher = Arc::new(Fetcher::new(FetchOptions {
+            cache_dir: opts
+                .cache
+                .clone()
+                .unwrap_or_else(crate::fetch::Cache::default_dir),
+            mirrors: opts.mirrors.clone(),
+            quiet: opts.quiet,
+            jobs: if opts.jobs == 0 { 8 } else { opts.jobs },
+            offline: opts.offline,
+            strict_cache: opts.audit,
+            timeouts,
+        })?);
+        Ok(Session {
+            runtime: Arc::new(runtime),
+            fetcher,
+            timeouts,
+            repo_cache: Arc::default(),
+        })
+    }
+
+    /// Keep these package names in every index read from now on (each manifest's of
+    /// the run), so that one read serves every manifest.
+    pub fn keep_names(&self, names: impl IntoIterator<Item = String>) {
+        let mut cache = self.repo_cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.names.extend(names);
+    }
 }
 
 /// Stage 1: read the manifest and the lock, choose the architectures, start the client.
 pub(crate) fn plan(opts: &BuildOptions) -> Result<Plan> {
+    plan_in(opts, None)
+}
+
+/// [`plan`] in a run's [`Session`] (a new one when `None`).
+fn plan_in(opts: &BuildOptions, session: Option<&Session>) -> Result<Plan> {
     crate::timings::start();
     let mut manifest = Manifest::load(&opts.manifest)?;
     manifest
@@ -183,34 +248,15 @@ pub(crate) fn plan(opts: &BuildOptions) -> Result<Plan> {
         .clone()
         .unwrap_or_else(|| lock::lock_path(&opts.manifest));
     let existing = Lock::load(&lock_path)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Io {
-            context: "cannot start the async runtime".into(),
-            source,
-        })?;
-    let timeouts = match opts.http_timeout {
-        Some(d) => Timeouts::both(d),
-        None => Timeouts::from_env()
-            .map_err(Error::Usage)?
-            .unwrap_or_default(),
-    }
-    .with_env_min_rate()
-    .map_err(Error::Usage)?;
-    let fetcher = Arc::new(Fetcher::new(FetchOptions {
-        cache_dir: opts
-            .cache
-            .clone()
-            .unwrap_or_else(crate::fetch::Cache::default_dir),
-        mirrors: opts.mirrors.clone(),
-        quiet: opts.quiet,
-        jobs: if opts.jobs == 0 { 8 } else { opts.jobs },
-        offline: opts.offline,
-        strict_cache: opts.audit,
+    let Session {
+        runtime,
+        fetcher,
         timeouts,
-    })?);
+        repo_cache,
+    } = match session {
+        Some(shared) => shared.clone(),
+        None => Session::new(opts)?,
+    };
     crate::timings::mark("plan: manifest, lock, runtime, HTTP client");
     Ok(Plan {
         manifest,
@@ -222,6 +268,7 @@ pub(crate) fn plan(opts: &BuildOptions) -> Result<Plan> {
         runtime,
         fetcher,
         timeouts,
+        repo_cache,
     })
 }
 
@@ -230,11 +277,49 @@ impl Plan {
         Sha256::of(self.manifest.text.as_bytes())
     }
 
+    /// The SHA256 of each file the manifest includes, by name: the lock's `include` lines.
+    pub(crate) fn includes_sha(&self) -> BTreeMap<String, Sha256> {
+        self.manifest
+            .includes
+            .iter()
+            .map(|i| (i.name.clone(), Sha256::of(i.text.as_bytes())))
+            .collect()
+    }
+
+    /// Why the lock's `include` lines do not describe the files the manifest includes
+    /// now (one sentence naming the first difference and its lock line), or `None`.
+    pub(crate) fn includes_changed(&self, existing: &Lock) -> Option<String> {
+        let now = self.includes_sha();
+        let names: BTreeSet<&String> = now.keys().chain(existing.includes.keys()).collect();
+        let why = names.into_iter().find_map(|name| {
+            let fact = lock::Fact::Include { name: name.clone() };
+            match (existing.includes.get(name), now.get(name)) {
+                (Some(a), Some(b)) if a == b => None,
+                (Some(a), Some(b)) => Some(format!(
+                    "the included {name} changed since the lock was written ({}: {}, now {})",
+                    existing.locate(&self.lock_path, &fact),
+                    a.short(),
+                    b.short()
+                )),
+                (Some(_), None) => Some(format!(
+                    "the manifest no longer includes {name} ({})",
+                    existing.locate(&self.lock_path, &fact)
+                )),
+                _ => Some(format!(
+                    "the manifest includes {name}, which the lock {} does not record",
+                    self.lock_path.display()
+                )),
+            }
+        });
+        why
+    }
+
     /// The lock on disk if it pins exactly this manifest, these architectures and epoch,
     /// with the same packages left out.
     fn matching_lock(&self, epoch: u64) -> Option<&Lock> {
         self.existing.as_ref().filter(|l| {
             l.manifest == self.manifest_sha()
+                && l.includes == self.includes_sha()
                 && l.excluded == self.excluded
                 && l.epoch == epoch
                 && l.archs
@@ -254,20 +339,28 @@ impl Plan {
         opts: &BuildOptions,
     ) -> Result<(Lock, BTreeMap<Arch, Vec<Resolved>>)> {
         let mut lock = Lock::new(self.manifest_sha(), opts.epoch, self.tag.clone());
+        lock.includes = self.includes_sha();
         lock.excluded = self.excluded.clone();
         let mut pinned = BTreeMap::new();
-        let mut repo = Repository::new(&self.fetcher, opts.allow_expired);
+        let cache = std::mem::take(&mut *self.repo_cache.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut repo = Repository::with_cache(&self.fetcher, opts.allow_expired, cache);
         // Each unmet dependency once, with the architectures it applies to.
         let mut unmet: BTreeMap<(String, String), Vec<Arch>> = BTreeMap::new();
-        for &arch in &self.archs {
-            let _phase = self.phase(format!("{arch}: verifying indexes, resolving"));
-            let resolution = self.runtime.block_on(repo.resolve(&self.manifest, arch))?;
-            for dependency in resolution.unmet {
-                unmet.entry(dependency).or_default().push(arch);
+        let mut resolve = || -> Result<()> {
+            for &arch in &self.archs {
+                let _phase = self.phase(format!("{arch}: verifying indexes, resolving"));
+                let resolution = self.runtime.block_on(repo.resolve(&self.manifest, arch))?;
+                for dependency in resolution.unmet {
+                    unmet.entry(dependency).or_default().push(arch);
+                }
+                lock.archs.insert(arch, resolution.lock);
+                pinned.insert(arch, resolution.packages);
             }
-            lock.archs.insert(arch, resolution.lock);
-            pinned.insert(arch, resolution.packages);
-        }
+            Ok(())
+        };
+        let resolved = resolve();
+        *self.repo_cache.lock().unwrap_or_else(|e| e.into_inner()) = repo.into_cache();
+        resolved?;
         if !opts.quiet {
             for ((package, group), archs) in &unmet {
                 eprintln!(
@@ -326,6 +419,12 @@ fn pin(plan: &Plan, opts: &BuildOptions) -> Result<Pins> {
                 existing.locate(&plan.lock_path, &lock::Fact::Manifest),
                 existing.manifest.short(),
                 plan.manifest_sha().short(),
+                opts.manifest.display()
+            )));
+        }
+        if let Some(why) = plan.includes_changed(existing) {
+            return Err(Error::Lock(format!(
+                "--locked: {why}; run `compose lock {}` to accept the change",
                 opts.manifest.display()
             )));
         }
@@ -686,7 +785,12 @@ fn suggestions(
 
 /// Compose the image a manifest describes; write (or, with `--locked`, check) its lock.
 pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
-    let plan = plan(opts)?;
+    build_in(opts, None)
+}
+
+/// [`build`] in a run's [`Session`] (`crate::many`; a new one when `None`).
+pub fn build_in(opts: &BuildOptions, session: Option<&Session>) -> Result<BuildResult> {
+    let plan = plan_in(opts, session)?;
     if !opts.quiet && !plan.excluded.is_empty() {
         eprintln!(
             "note: left out of this build by {}: {} (the lock records it)",

@@ -22,6 +22,7 @@ pub mod image_ref;
 pub mod interrupt;
 pub mod lock;
 pub mod manifest;
+pub mod many;
 pub mod oci;
 pub mod outdated;
 pub mod output;

@@ -17,9 +17,10 @@ use compose::text::for_terminal;
     subcommand_negates_reqs = true
 )]
 struct Cli {
-    /// The manifest (TOML, see manifests/)
-    #[arg(required = true)]
-    manifest: Option<PathBuf>,
+    /// The manifest (TOML, see manifests/); several (or a quoted glob) build each image
+    /// in one run, sharing indexes and downloads
+    #[arg(required = true, value_name = "MANIFEST")]
+    manifests: Vec<PathBuf>,
     #[command(flatten)]
     build: BuildArgs,
     #[command(subcommand)]
@@ -373,13 +374,12 @@ fn main() -> ExitCode {
             arch,
         }) => check(&image, &binary, arch.as_deref()),
         None => {
+            let manifests = match compose::many::expand(&cli.manifests) {
+                Ok(m) => m,
+                Err(e) => return fail(e),
+            };
             let b = cli.build;
-            let mut opts = options(
-                cli.manifest.expect("clap requires MANIFEST"),
-                b.arch,
-                b.source,
-                epoch,
-            );
+            let mut opts = options(manifests[0].clone(), b.arch, b.source, epoch);
             opts.output = b.output;
             opts.tag = b.tag;
             opts.locked = b.locked;
@@ -391,6 +391,9 @@ fn main() -> ExitCode {
             opts.push = b
                 .push
                 .map(|r| compose::push::PushOptions::new(r, b.insecure));
+            if manifests.len() > 1 {
+                return build_many(&opts, &manifests);
+            }
             let built = if b.fix {
                 build::build_fixing(&opts)
             } else {
@@ -446,6 +449,38 @@ fn suggest(opts: &BuildOptions, binaries: &[PathBuf], fix: bool) -> ExitCode {
         Ok(report) => {
             print!("{}", for_terminal(&report.text()));
             ExitCode::from(u8::from(!report.would_start()))
+        }
+        Err(e) => fail(e),
+    }
+}
+
+// ---- several manifests (src/many.rs) -------------------------------------------------
+
+/// `compose A.toml B.toml …`: each image's summary (stderr) or error as it finishes,
+/// then one line per image on stdout; 1 when any failed, 2 for a refused option.
+fn build_many(opts: &BuildOptions, manifests: &[PathBuf]) -> ExitCode {
+    let done = |b: &compose::many::Built| match &b.result {
+        Ok(result) if !opts.quiet => {
+            eprintln!("{}:", b.manifest.display());
+            eprint!("{}", for_terminal(&compose::summary::summary(result)));
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "error: {}: {}",
+            b.manifest.display(),
+            for_terminal(&e.to_string())
+        ),
+    };
+    match compose::many::build_many(opts, manifests, done) {
+        Ok(all) => {
+            for b in &all {
+                println!("{}", for_terminal(&b.line()));
+            }
+            if all.iter().all(|b| b.result.is_ok()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
         Err(e) => fail(e),
     }

@@ -312,15 +312,44 @@ struct VerifiedRelease {
     /// The InRelease (or Release) URL before `--mirror`.
     url: String,
     sha256: Sha256,
+    /// The keyring it was verified with (canonical), and whether an expired one was accepted: a
+    /// manifest with another keyring, or that accepts no expired Release, verifies again.
+    keyring: PathBuf,
+    allow_expired: bool,
+}
+
+/// One `Packages` index, verified and read: what resolution chooses from.
+struct ParsedIndex {
+    /// The plain URL the lock records.
+    url: String,
+    lock: lock::IndexLock,
+    /// The newest stanza of each package kept ([`RepoCache::names`] and the manifest's).
+    entries: Vec<PackageEntry>,
+    /// The names it was read for: a later resolution wanting another reads it again.
+    kept: BTreeSet<String>,
+}
+
+/// What a [`Repository`] keeps between resolutions: verified Releases (by `dists/<suite>`
+/// URL), keyrings (by path) and the indexes read (by `dists`, component, architecture
+/// and Release hash). One manifest's architectures share it; the manifests of one run
+/// (`crate::many`) share it too, so each index is fetched and read once per run.
+#[derive(Default)]
+pub struct RepoCache {
+    releases: HashMap<String, Arc<VerifiedRelease>>,
+    keyrings: HashMap<PathBuf, Arc<Keyring>>,
+    indexes: HashMap<String, Arc<ParsedIndex>>,
+    /// Package names an index keeps beyond the manifest's own: every name the run's
+    /// manifests declare, so that an index read for one serves them all.
+    pub names: BTreeSet<String>,
 }
 
 /// The verified repository client over one [`Fetcher`].
 pub struct Repository<'a> {
     fetcher: &'a Arc<Fetcher>,
     allow_expired: bool,
-    /// Verified Release files by `dists/<suite>` URL: several architectures share them.
-    releases: HashMap<String, Arc<VerifiedRelease>>,
-    keyrings: HashMap<PathBuf, Arc<Keyring>>,
+    /// Verified Releases, keyrings and read indexes: several architectures (and the
+    /// manifests of one run) share them.
+    cache: RepoCache,
     /// A declared package no index offers is reported in [`Resolution::missing`] rather
     /// than failing the resolution (what `compose outdated` needs to report removals).
     tolerate_missing: bool,
@@ -340,10 +369,26 @@ impl<'a> Repository<'a> {
         Repository {
             fetcher,
             allow_expired,
-            releases: HashMap::new(),
-            keyrings: HashMap::new(),
+            cache: RepoCache::default(),
             tolerate_missing: false,
         }
+    }
+
+    /// A client that starts from what an earlier one kept ([`Repository::into_cache`]).
+    pub fn with_cache(
+        fetcher: &'a Arc<Fetcher>,
+        allow_expired: bool,
+        cache: RepoCache,
+    ) -> Repository<'a> {
+        Repository {
+            cache,
+            ..Repository::new(fetcher, allow_expired)
+        }
+    }
+
+    /// What this client verified and read, for the next one.
+    pub fn into_cache(self) -> RepoCache {
+        self.cache
     }
 
     /// Report declared packages no index offers instead of failing on them.
@@ -371,7 +416,7 @@ impl<'a> Repository<'a> {
     }
 
     fn keyring(&mut self, source: &Source) -> Result<Arc<Keyring>, RepoError> {
-        if let Some(k) = self.keyrings.get(&source.keyring) {
+        if let Some(k) = self.cache.keyrings.get(&source.keyring) {
             return Ok(k.clone());
         }
         let bytes = std::fs::read(&source.keyring).map_err(|e| RepoError::Keyring {
@@ -383,7 +428,8 @@ impl<'a> Repository<'a> {
             &bytes,
             &source.keyring.display().to_string(),
         )?);
-        self.keyrings
+        self.cache
+            .keyrings
             .insert(source.keyring.clone(), keyring.clone());
         Ok(keyring)
     }
@@ -403,17 +449,87 @@ impl<'a> Repository<'a> {
             .collect();
         let keep = |name: &str| wanted.contains(name);
         let mut arch_lock = ArchLock::default();
-        let (opened, searched) = self.open_indexes(manifest, arch, &mut arch_lock).await?;
 
-        // 3. Read them in manifest order (ties between equal versions go to the first),
-        //    one at a time as each decompresses.
-        let mut candidates: Vec<(PackageEntry, String, String)> = Vec::new();
-        for index in opened {
-            let accept = |_: &PackageEntry| true;
-            for entry in read_index(&index, arch, &keep, &accept)? {
-                candidates.push((entry, index.base.clone(), index.suite.clone()));
+        // 1. Every suite's Release, fetched and verified concurrently (once per URL for
+        //    all architectures).
+        let suites = self.verify_releases(manifest, arch).await?;
+        let fetcher: &Fetcher = self.fetcher;
+        let searched: Vec<&str> = suites.iter().map(|(_, _, _, d)| d.as_str()).collect();
+
+        // 2. Every component's Packages index not read before, fetched concurrently.
+        let mut indexes = Vec::new(); // (base URL, suite, dists, component, candidates, key)
+        for (source, base, suite, dists) in &suites {
+            let rel = &self.cache.releases[dists];
+            arch_lock.releases.insert(
+                rel.url.clone(),
+                lock::ReleaseLock {
+                    sha256: rel.sha256.clone(),
+                    date: rel.release.date.clone(),
+                },
+            );
+            for component in &source.components {
+                let candidates = rel.release.packages_indexes(component, arch, dists)?;
+                let key = format!("{dists} {component} {arch} {}", rel.sha256);
+                indexes.push((base, suite, dists, component, candidates, key));
             }
-            arch_lock.indexes.insert(index.url, index.lock);
+        }
+        let mut read: Vec<Option<Arc<ParsedIndex>>> = indexes
+            .iter()
+            .map(|i| self.cache.indexes.get(&i.5).cloned())
+            .map(|read| read.filter(|r| wanted.iter().all(|n| r.kept.contains(*n))))
+            .collect();
+        let unread: Vec<usize> = (0..indexes.len()).filter(|&i| read[i].is_none()).collect();
+        let releases = &self.cache.releases;
+        let opened = futures::future::try_join_all(unread.iter().map(|&i| {
+            let (_, _, dists, component, candidates, _) = &indexes[i];
+            let rel = &releases[dists.as_str()];
+            packages_index(fetcher, rel, dists, component, arch, candidates)
+        }))
+        .await?;
+        crate::timings::mark(format_args!(
+            "{arch}: Packages indexes fetched and verified"
+        ));
+
+        // 3. Read them one at a time as each decompresses, keeping the run's names;
+        //    then offer their stanzas in manifest order (ties between equal versions go
+        //    to the first).
+        let names = &self.cache.names;
+        let keep_read = |name: &str| wanted.contains(name) || names.contains(name);
+        let kept: BTreeSet<String> = (names.iter().cloned())
+            .chain(wanted.iter().map(|n| n.to_string()))
+            .collect();
+        let mut parsed = Vec::new();
+        for (&i, (url, index, compression, file)) in unread.iter().zip(opened) {
+            let (base, suite, dists, component, _, key) = &indexes[i];
+            let open = OpenIndex {
+                base: base.to_string(),
+                suite: suite.to_string(),
+                what: format!("{dists}/{component}/binary-{arch}/Packages"),
+                url,
+                lock: index,
+                compression,
+                file,
+            };
+            let entries = read_index(&open, arch, &keep_read, &|_| true)?;
+            let index = Arc::new(ParsedIndex {
+                url: open.url,
+                lock: open.lock,
+                entries,
+                kept: kept.clone(),
+            });
+            parsed.push((key.clone(), index.clone()));
+            read[i] = Some(index);
+        }
+        self.cache.indexes.extend(parsed);
+        let mut candidates: Vec<(PackageEntry, String, String)> = Vec::new();
+        for ((base, suite, ..), index) in indexes.iter().zip(read) {
+            let index = index.expect("every index is read above");
+            for entry in index.entries.iter().filter(|e| keep(&e.name)) {
+                candidates.push((entry.clone(), base.to_string(), suite.to_string()));
+            }
+            arch_lock
+                .indexes
+                .insert(index.url.clone(), index.lock.clone());
         }
         crate::timings::mark(format_args!("{arch}: Packages indexes parsed"));
         let mut chosen: Vec<&(PackageEntry, String, String)> = Vec::new();
@@ -478,16 +594,14 @@ impl<'a> Repository<'a> {
         })
     }
 
-    /// Steps 1 and 2 of a resolution: every suite's Release fetched and verified
-    /// concurrently (once per URL for all architectures; recorded in `arch_lock`), then
-    /// every component's Packages index fetched and verified concurrently, in manifest
-    /// order; with the `dists/` URLs searched.
-    async fn open_indexes(
+    /// Every suite of `manifest` for `arch` — (source, base URL, suite, dists URL), in
+    /// manifest order — with its Release fetched and verified into the cache, concurrently
+    /// (once per URL and keyring for all architectures and manifests of a session).
+    async fn verify_releases<'m>(
         &mut self,
-        manifest: &Manifest,
+        manifest: &'m Manifest,
         arch: Arch,
-        arch_lock: &mut ArchLock,
-    ) -> Result<(Vec<OpenIndex>, Vec<String>), RepoError> {
+    ) -> Result<Vec<(&'m Source, String, String, String)>, RepoError> {
         let mut suites = Vec::new(); // (source, base URL, suite, dists URL), in manifest order
         for source in &manifest.sources {
             let base = source.base_url(arch).to_string();
@@ -498,28 +612,49 @@ impl<'a> Repository<'a> {
         }
         let mut missing = Vec::new();
         for (source, _, _, dists) in &suites {
-            if !self.releases.contains_key(dists) && !missing.iter().any(|(d, _, _)| d == dists) {
-                let allow_expired = self.allow_expired || source.snapshot.is_some();
-                missing.push((dists.clone(), self.keyring(source)?, allow_expired));
+            let allow_expired = self.allow_expired || source.snapshot.is_some();
+            let path = canonical(&source.keyring);
+            let verified = self
+                .cache
+                .releases
+                .get(dists)
+                .is_some_and(|r| r.keyring == path && (allow_expired || !r.allow_expired));
+            if !verified && !missing.iter().any(|(d, _, _, _)| d == dists) {
+                let keyring = self.keyring(source)?;
+                missing.push((dists.clone(), keyring, path, allow_expired));
             }
         }
         let fetcher: &Fetcher = self.fetcher;
-        let fetched = futures::future::try_join_all(
-            missing
-                .iter()
-                .map(|(dists, keyring, allow)| release(fetcher, dists, keyring, *allow)),
-        )
-        .await?;
-        for ((dists, _, _), r) in missing.iter().zip(fetched) {
-            self.releases.insert(dists.clone(), Arc::new(r));
+        let fetched =
+            futures::future::try_join_all(missing.iter().map(|(dists, keyring, path, allow)| {
+                release(fetcher, dists, keyring, path, *allow)
+            }))
+            .await?;
+        for ((dists, _, _, _), r) in missing.iter().zip(fetched) {
+            self.cache.releases.insert(dists.clone(), Arc::new(r));
         }
         crate::timings::mark(format_args!(
             "{arch}: keyrings read, Release files verified"
         ));
+        Ok(suites)
+    }
+
+    /// Steps 1 and 2 of a resolution: every suite's Release fetched and verified
+    /// concurrently (once per URL for all architectures; recorded in `arch_lock`), then
+    /// every component's Packages index fetched and verified concurrently, in manifest
+    /// order; with the `dists/` URLs searched.
+    async fn open_indexes(
+        &mut self,
+        manifest: &Manifest,
+        arch: Arch,
+        arch_lock: &mut ArchLock,
+    ) -> Result<(Vec<OpenIndex>, Vec<String>), RepoError> {
+        let suites = self.verify_releases(manifest, arch).await?;
+        let fetcher: &Fetcher = self.fetcher;
 
         let mut indexes = Vec::new(); // (base URL, suite, dists, component, candidates)
         for (source, base, suite, dists) in &suites {
-            let rel = &self.releases[dists];
+            let rel = &self.cache.releases[dists];
             arch_lock.releases.insert(
                 rel.url.clone(),
                 lock::ReleaseLock {
@@ -532,7 +667,7 @@ impl<'a> Repository<'a> {
                 indexes.push((base, suite, dists, component, candidates));
             }
         }
-        let releases = &self.releases;
+        let releases = &self.cache.releases;
         let opened = futures::future::try_join_all(indexes.iter().map(
             |(_, _, dists, component, candidates)| {
                 let rel = &releases[dists.as_str()];
@@ -621,11 +756,18 @@ struct OpenIndex {
     file: std::fs::File,
 }
 
+/// The keyring path a verified Release is remembered with: two manifests that reach one
+/// keyring by different relative paths share the Release.
+fn canonical(path: &std::path::Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// Fetch and verify `dists/<suite>/InRelease` (or `Release` + `Release.gpg`).
 async fn release(
     fetcher: &Fetcher,
     dists: &str,
     keyring: &Keyring,
+    keyring_path: &std::path::Path,
     allow_expired: bool,
 ) -> Result<VerifiedRelease, RepoError> {
     let in_release = format!("{dists}/InRelease");
@@ -655,6 +797,8 @@ async fn release(
         release,
         sha256: Sha256::of(&signed),
         url: what,
+        keyring: keyring_path.to_path_buf(),
+        allow_expired,
     })
 }
 

@@ -87,6 +87,12 @@ fn rebuild(opts: &BuildOptions) -> Result<Rebuilt> {
             recorded.locate(&lock_path, &lock::Fact::Manifest)
         )));
     }
+    if let Some(why) = plan.includes_changed(&recorded) {
+        return Err(Error::Lock(format!(
+            "verify: {why}; the lock no longer describes {}",
+            opts.manifest.display()
+        )));
+    }
     if recorded.excluded != plan.excluded {
         return Err(Error::Lock(format!(
             "verify: the lock {} was written with {}, this run has {}; give verify the same switches as the build",

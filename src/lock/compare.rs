@@ -74,6 +74,21 @@ impl Lock {
                 ),
             );
         }
+        let names: BTreeSet<&String> = self.includes.keys().chain(other.includes.keys()).collect();
+        for name in names {
+            let fact = Fact::Include { name: name.clone() };
+            match (self.includes.get(name), other.includes.get(name)) {
+                (Some(a), Some(b)) if a == b => {}
+                (Some(a), Some(b)) => out.push(
+                    self.line_of(&fact),
+                    format!("included {name} changed ({} → {})", a.short(), b.short()),
+                ),
+                (Some(_), None) => {
+                    out.push(self.line_of(&fact), format!("{name} is no longer included"))
+                }
+                _ => out.push(None, format!("{name} is now included")),
+            }
+        }
         if self.tool != other.tool {
             out.push(
                 self.line_of(&Fact::Tool),

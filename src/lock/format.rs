@@ -14,6 +14,7 @@
 //! # Each line ends with ~CHECK, a hash of its text, and the last line checksums the file: edits are refused.
 //! format 1 ~…
 //! manifest sha256:<hex> ~…                       SHA256 of the manifest file's bytes
+//! include PATH sha256:<hex> ~…                   one per file it includes ([image] include), by path
 //! tool compose 0.1.0 ~…
 //! epoch 0 ~…                                     SOURCE_DATE_EPOCH
 //! tag noble-tiny-grpc ~…
@@ -173,7 +174,7 @@ impl fmt::Display for LockError {
             LockErrorKind::Io { action, source } => write!(f, "{action}: {source}"),
             LockErrorKind::UnknownKind(what) => write!(
                 f,
-                "unknown line kind `{what}` (expected format, manifest, tool, epoch, tag, exclude-package, index, checksum, or ARCH release/packages/package/layer/config/manifest); {}",
+                "unknown line kind `{what}` (expected format, manifest, include, tool, epoch, tag, exclude-package, index, checksum, or ARCH release/packages/package/layer/config/manifest); {}",
                 self.refresh_hint()
             ),
             LockErrorKind::Malformed(what) => write!(f, "{what}; {}", self.refresh_hint()),
@@ -241,9 +242,10 @@ fn check(content: &str) -> String {
     hex::encode(&sha2::Sha256::digest(content.as_bytes())[..4])
 }
 
-const GLOBALS: [&str; 8] = [
+const GLOBALS: [&str; 9] = [
     "format",
     "manifest",
+    "include",
     "tool",
     "epoch",
     "tag",
@@ -258,10 +260,16 @@ impl Lock {
         let mut out = vec![
             (Fact::Format, format!("format {FORMAT}")),
             (Fact::Manifest, format!("manifest {}", self.manifest)),
+        ];
+        for (name, sha) in &self.includes {
+            let fact = Fact::Include { name: name.clone() };
+            out.push((fact, format!("include {name} {sha}")));
+        }
+        out.extend([
             (Fact::Tool, format!("tool {}", self.tool)),
             (Fact::Epoch, format!("epoch {}", self.epoch)),
             (Fact::Tag, format!("tag {}", self.tag)),
-        ];
+        ]);
         for name in &self.excluded {
             let fact = Fact::ExcludedPackage { name: name.clone() };
             out.push((fact, format!("exclude-package {name}")));
@@ -402,6 +410,7 @@ impl Lock {
 struct Globals {
     format: bool,
     manifest: Option<Sha256>,
+    includes: BTreeMap<String, Sha256>,
     tool: Option<String>,
     epoch: Option<u64>,
     tag: Option<String>,
@@ -488,6 +497,7 @@ impl Reader<'_> {
         match fact {
             Fact::Format
             | Fact::Manifest
+            | Fact::Include { .. }
             | Fact::Tool
             | Fact::Epoch
             | Fact::Tag
@@ -542,7 +552,7 @@ impl Reader<'_> {
         Ok((fact, value))
     }
 
-    /// A global fact: `format`, `manifest`, `tool`, `epoch`, `tag`, `exclude-package` or
+    /// A global fact: `format`, `manifest`, `include`, `tool`, `epoch`, `tag`, `exclude-package` or
     /// `index`.
     fn global(&mut self, n: usize, fact: Fact, value: Value) -> Result<(), LockError> {
         let g = &mut self.globals;
@@ -554,6 +564,9 @@ impl Reader<'_> {
                 g.format = true;
             }
             (Fact::Manifest, Value::Hash(h)) => g.manifest = Some(h),
+            (Fact::Include { name }, Value::Hash(h)) => {
+                g.includes.insert(name, h);
+            }
             (Fact::Tool, Value::Text(t)) => g.tool = Some(t),
             (Fact::Epoch, Value::Number(v)) => g.epoch = Some(v),
             (Fact::Tag, Value::Text(t)) => g.tag = Some(t),
@@ -621,6 +634,7 @@ impl Reader<'_> {
         }
         Ok(Lock {
             manifest,
+            includes: g.includes,
             tool,
             epoch,
             tag,
@@ -805,7 +819,7 @@ fn parse_fact(content: &str) -> Result<(Fact, Value), LockErrorKind> {
     }
 }
 
-/// `format`, `manifest`, `tool`, `epoch`, `tag`, `exclude-package` or `index`.
+/// `format`, `manifest`, `include`, `tool`, `epoch`, `tag`, `exclude-package` or `index`.
 fn parse_global_fact(f: &Fields) -> Result<(Fact, Value), LockErrorKind> {
     match f.kind() {
         "format" => {
@@ -817,6 +831,12 @@ fn parse_global_fact(f: &Fields) -> Result<(Fact, Value), LockErrorKind> {
             f.arity(2, "manifest SHA256")?;
             let h = hash(f.get(1), "the manifest")?;
             Ok((Fact::Manifest, Value::Hash(h)))
+        }
+        "include" => {
+            f.arity(3, "include PATH SHA256")?;
+            let name = f.get(1).to_string();
+            let h = hash(f.get(2), &format!("the included {name}"))?;
+            Ok((Fact::Include { name }, Value::Hash(h)))
         }
         "tool" => Ok((Fact::Tool, Value::Text(f.rest(1)?))),
         "epoch" => {
@@ -971,6 +991,50 @@ mod tests {
         assert!(!text.contains(" layer ") && !text.contains("\nindex "));
         assert_eq!(parse(&text).unwrap(), inputs_only);
         assert_eq!(parse(&text).unwrap().to_text(), text);
+    }
+
+    #[test]
+    fn included_files_are_one_line_each_after_the_manifest_and_checked() {
+        let mut lock = sample();
+        lock.includes.insert("noble-base.toml".into(), h('a'));
+        lock.includes.insert("../common/users.toml".into(), h('b'));
+        let text = lock.to_text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[3].starts_with("manifest "), "{text}");
+        assert!(
+            lines[4].starts_with("include ../common/users.toml sha256:bbbb"),
+            "{text}"
+        );
+        assert!(
+            lines[5].starts_with("include noble-base.toml sha256:aaaa"),
+            "{text}"
+        );
+        assert!(lines[6].starts_with("tool "), "{text}");
+        let back = parse(&text).unwrap();
+        assert_eq!(back, lock);
+        assert_eq!(back.to_text(), text);
+        let fact = Fact::Include {
+            name: "noble-base.toml".into(),
+        };
+        assert_eq!(lock.line_of(&fact), Some(6));
+        // A base's hash changed by hand is refused at its line.
+        let tampered = edit(&text, 6, |l| l.replacen("sha256:aaaa", "sha256:aaab", 1));
+        let e = error(&tampered);
+        assert_eq!(e.line, Some(6));
+        assert!(e.is_edited(), "{e}");
+        assert!(e.to_string().contains("(include noble-base.toml)"), "{e}");
+        // A line deleted: the checksum sees it.
+        let deleted: String = text
+            .lines()
+            .filter(|l| !l.starts_with("include noble"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(matches!(
+            error(&deleted).kind,
+            LockErrorKind::ChecksumMismatch
+        ));
+        let e = error(&edit(&text, 6, |_| checked("include noble-base.toml")));
+        assert!(e.to_string().contains("include PATH SHA256"), "{e}");
     }
 
     #[test]

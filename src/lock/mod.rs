@@ -120,6 +120,9 @@ impl fmt::Debug for Sha256 {
 pub struct Lock {
     /// SHA256 of the manifest file's bytes.
     pub manifest: Sha256,
+    /// SHA256 of each file the manifest includes (`[image] include`), by its name
+    /// ([`crate::manifest::Included::name`]): a changed base changes the lock.
+    pub includes: BTreeMap<String, Sha256>,
     /// `compose <version>` ([`tool_version`]).
     pub tool: String,
     /// `SOURCE_DATE_EPOCH` of the build.
@@ -261,6 +264,11 @@ pub enum Fact {
     Format,
     /// The `manifest` line.
     Manifest,
+    /// An `include` line for a file the manifest includes.
+    Include {
+        /// the included file's name, from the manifest's directory
+        name: String,
+    },
     /// The `tool` line.
     Tool,
     /// The `epoch` line.
@@ -317,6 +325,7 @@ impl fmt::Display for Fact {
         match self {
             Fact::Format => f.write_str("format"),
             Fact::Manifest => f.write_str("manifest"),
+            Fact::Include { name } => write!(f, "include {name}"),
             Fact::Tool => f.write_str("tool"),
             Fact::Epoch => f.write_str("epoch"),
             Fact::Tag => f.write_str("tag"),
@@ -337,6 +346,7 @@ impl Lock {
     pub fn new(manifest: Sha256, epoch: u64, tag: impl Into<String>) -> Lock {
         Lock {
             manifest,
+            includes: BTreeMap::new(),
             tool: tool_version(),
             epoch,
             tag: tag.into(),

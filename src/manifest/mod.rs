@@ -12,6 +12,7 @@
 //! Nothing here touches the network; the file system only in [`Manifest::load`] (and
 //! validation's check that a keyring exists).
 
+mod include;
 mod overrides;
 mod schema;
 mod validate;
@@ -28,7 +29,6 @@ use globset::GlobMatcher;
 use crate::arch::Arch;
 use serde::Deserialize;
 
-use schema::RawManifest;
 use validate::Cx;
 
 /// A manifest error: where, what, and what to do.
@@ -91,6 +91,9 @@ pub struct Manifest {
     pub path: PathBuf,
     /// Its bytes (the lock ties itself to their hash).
     pub text: String,
+    /// The files it includes (`[image] include`, and theirs), each once, in the order
+    /// they were reached.
+    pub includes: Vec<Included>,
     /// The `[image]` table.
     pub image: Image,
     /// `[[source]]` tables, in manifest order (at least one).
@@ -109,6 +112,18 @@ pub struct Manifest {
     pub dirs: Vec<DirSpec>,
     /// `[[symlink]]` tables, in manifest order.
     pub symlinks: Vec<SymlinkSpec>,
+}
+
+/// A base manifest a manifest includes (`[image] include`).
+#[derive(Debug, Clone)]
+pub struct Included {
+    /// How the lock names it: its path from the including manifest's directory,
+    /// `/`-separated and normalised (`noble-base.toml`, `../common/base.toml`).
+    pub name: String,
+    /// The file as read.
+    pub path: PathBuf,
+    /// Its bytes (the lock records their hash, so a changed base is noticed).
+    pub text: String,
 }
 
 /// `[image]`: the image's name and configuration (docs/manifest.md has each key).
@@ -371,15 +386,11 @@ impl Manifest {
         Manifest::parse(path, &text)
     }
 
-    /// Parse and validate manifest text; `path` names it in errors and anchors host paths.
+    /// Parse and validate manifest text; `path` names it in errors and anchors host
+    /// paths and includes. The files it includes are read from the file system.
     pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
-        let cx = Cx::new(path, text);
-        let raw: RawManifest = toml::from_str(text).map_err(|e| {
-            let span = e.span().unwrap_or(0..0);
-            let message = e.message().trim().to_string();
-            let hint = toml_hint(&message);
-            cx.error(span, message, hint)
-        })?;
+        let mut cx = Cx::new(path, text);
+        let raw = cx.read_merged(0)?;
         cx.validate(raw)
     }
 

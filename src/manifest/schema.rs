@@ -3,26 +3,29 @@
 //! that a later check may complain about keep their span ([`Spanned`]).
 //!
 //! Only the shape lives here: no value is checked (that is `super::validate`), and
-//! nothing here touches the file system. `[generate]` is read straight into
-//! [`Generate`], whose fields are the switches.
+//! nothing here touches the file system. Every key is optional at this level, so that a
+//! base manifest (`[image] include`) may hold only part of an image; `super::include`
+//! merges the files and `super::validate` requires what an image needs. `[generate]` is
+//! read as its written switches, which `super::validate` checks against [`Generate`].
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
-use super::Generate;
-
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawManifest {
+    #[serde(default)]
     pub(super) image: RawImage,
     #[serde(default)]
     pub(super) source: Vec<Spanned<RawSource>>,
     #[serde(default)]
     pub(super) package: BTreeMap<Spanned<String>, RawPackage>,
+    /// The switches as written; a key left out takes its value from an included file,
+    /// else from [`super::Generate::default`].
     #[serde(default)]
-    pub(super) generate: Generate,
+    pub(super) generate: BTreeMap<Spanned<String>, Spanned<bool>>,
     #[serde(default)]
     pub(super) user: Vec<Spanned<RawUser>>,
     #[serde(default)]
@@ -35,14 +38,15 @@ pub(super) struct RawManifest {
     pub(super) symlink: Vec<Spanned<RawSymlink>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawImage {
-    pub(super) name: Spanned<String>,
+    /// Base manifests merged under this one, relative to this file.
     #[serde(default)]
-    pub(super) architectures: Vec<Spanned<String>>,
-    #[serde(default = "yes")]
-    pub(super) merged_usr: bool,
+    pub(super) include: Vec<Spanned<String>>,
+    pub(super) name: Option<Spanned<String>>,
+    pub(super) architectures: Option<Vec<Spanned<String>>>,
+    pub(super) merged_usr: Option<bool>,
     pub(super) user: Option<Spanned<String>>,
     pub(super) workdir: Option<Spanned<String>>,
     pub(super) entrypoint: Option<Vec<String>>,
@@ -53,15 +57,10 @@ pub(super) struct RawImage {
     pub(super) labels: BTreeMap<String, String>,
     #[serde(default)]
     pub(super) annotations: BTreeMap<String, String>,
-    #[serde(default = "yes")]
-    pub(super) copyright: bool,
+    pub(super) copyright: Option<bool>,
 }
 
-fn yes() -> bool {
-    true
-}
-
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawSource {
     pub(super) url: Spanned<String>,
@@ -76,7 +75,7 @@ pub(super) struct RawSource {
     pub(super) snapshot_fallback: Option<Spanned<bool>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct RawPackage {
     #[serde(default)]
@@ -88,7 +87,7 @@ pub(super) struct RawPackage {
     pub(super) arch: Option<Vec<Spanned<String>>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawUser {
     pub(super) name: Spanned<String>,
@@ -99,7 +98,7 @@ pub(super) struct RawUser {
     pub(super) gecos: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawGroup {
     pub(super) name: Spanned<String>,
@@ -108,7 +107,7 @@ pub(super) struct RawGroup {
     pub(super) members: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawFile {
     pub(super) path: Spanned<String>,
@@ -120,7 +119,7 @@ pub(super) struct RawFile {
     pub(super) arch: Option<Vec<Spanned<String>>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDir {
     pub(super) path: Spanned<String>,
@@ -130,7 +129,7 @@ pub(super) struct RawDir {
     pub(super) arch: Option<Vec<Spanned<String>>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSymlink {
     pub(super) path: Spanned<String>,

@@ -11,7 +11,7 @@ use super::Cx;
 use crate::manifest::schema::{RawGroup, RawUser};
 use crate::manifest::{Group, ManifestError, User};
 
-impl Cx<'_> {
+impl Cx {
     /// The groups, then the users, then the image's user against them.
     pub(super) fn accounts(
         &self,

@@ -37,7 +37,7 @@ impl Claims {
         if let Some(first) = self.0.get(&key) {
             return Err(cx.error(
                 span,
-                format!("`{path}` is declared twice (first at line {})", first.line),
+                format!("`{path}` is declared twice (first at {first})"),
                 "declare each path once, or give the two different `arch` lists",
             ));
         }
@@ -46,7 +46,7 @@ impl Claims {
     }
 }
 
-impl Cx<'_> {
+impl Cx {
     /// The files, then the dirs, then the symlinks.
     pub(super) fn entries(
         &self,
@@ -88,7 +88,7 @@ impl Cx<'_> {
         claims.claim(self, &path, &arch, fr.path.span())?;
         let content = match (&fr.text, &fr.source) {
             (Some(t), None) => FileContent::Text(t.clone()),
-            (None, Some(s)) => FileContent::Source(self.host_path(s.get_ref())),
+            (None, Some(s)) => FileContent::Source(self.host_path(s.span(), s.get_ref())),
             _ => {
                 return Err(self.error(
                     span,

@@ -10,10 +10,17 @@ use super::Cx;
 use crate::manifest::schema::RawImage;
 use crate::manifest::{Image, ManifestError};
 
-impl Cx<'_> {
+impl Cx {
     pub(super) fn image(&self, raw: RawImage) -> Result<Image, ManifestError> {
-        let merged_usr = raw.merged_usr;
-        let name = raw.name.get_ref();
+        let merged_usr = raw.merged_usr.unwrap_or(true);
+        let Some(raw_name) = &raw.name else {
+            return Err(self.error(
+                0..0,
+                "the manifest names no image: [image] has no `name` (nor has a file it includes)",
+                "add name = \"my-image\" under [image]",
+            ));
+        };
+        let name = raw_name.get_ref();
         let valid_tag = !name.is_empty()
             && name.len() <= 128
             && name
@@ -22,13 +29,13 @@ impl Cx<'_> {
             && !name.starts_with(['.', '-']);
         if !valid_tag {
             return Err(self.error(
-                raw.name.span(),
+                raw_name.span(),
                 format!("image name `{name}` is not usable as a tag"),
                 "use letters, digits, `.`, `_` and `-` (at most 128, not starting with `.` or `-`)",
             ));
         }
         let mut architectures = Vec::new();
-        for a in &raw.architectures {
+        for a in raw.architectures.iter().flatten() {
             let a2 = self.arch(a)?;
             if architectures.contains(&a2) {
                 return Err(self.error(
@@ -55,7 +62,7 @@ impl Cx<'_> {
             env,
             labels: raw.labels,
             annotations: raw.annotations,
-            copyright: raw.copyright,
+            copyright: raw.copyright.unwrap_or(true),
         })
     }
 

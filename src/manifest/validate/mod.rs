@@ -18,36 +18,68 @@ mod image;
 mod packages;
 mod sources;
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde_spanned::Spanned;
 
 use super::schema::RawManifest;
-use super::{Location, Manifest, ManifestError};
+use super::{Generate, Included, Location, Manifest, ManifestError};
 use crate::arch::Arch;
 use crate::rootfs::merged_usr::merged_usr_path;
 
-/// The manifest being validated: its file and text, for turning spans into
-/// `line:column` and for resolving host paths.
-pub(super) struct Cx<'a> {
-    pub(super) path: &'a Path,
-    pub(super) text: &'a str,
+/// One file of a manifest: the manifest itself first, then each file it includes
+/// (`[image] include`), each once.
+pub(super) struct ManifestFile {
+    /// The file as given, or as reached from the including file.
+    pub(super) path: PathBuf,
+    /// How the lock names an included file: its path from the manifest's directory,
+    /// `/`-separated and without `.` or `a/..` (empty for the manifest itself).
+    pub(super) name: String,
+    pub(super) text: String,
+    /// Where the file starts in the spans of the merged raw manifest: every file is
+    /// parsed at its own offset (`super::include`), so a span names its file.
+    pub(super) base: usize,
     /// Byte offsets where the lines of `text` start, in order (the first is 0).
     line_starts: Vec<usize>,
 }
 
-impl<'a> Cx<'a> {
+/// The manifest being validated: its files, for turning spans into
+/// `file:line:column` and for resolving host paths.
+pub(super) struct Cx {
+    /// In span order; the manifest itself is the first, at offset 0.
+    pub(super) files: Vec<ManifestFile>,
+}
+
+impl Cx {
     /// The context of `text`, read from `path`.
-    pub(super) fn new(path: &'a Path, text: &'a str) -> Cx<'a> {
+    pub(super) fn new(path: &Path, text: &str) -> Cx {
+        let mut cx = Cx { files: Vec::new() };
+        cx.add(path.to_path_buf(), String::new(), text.to_string());
+        cx
+    }
+
+    /// Add a file after the others; its index.
+    pub(super) fn add(&mut self, path: PathBuf, name: String, text: String) -> usize {
+        let base = self.files.last().map_or(0, |f| f.base + f.text.len() + 1);
         let line_starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
-        Cx {
+        self.files.push(ManifestFile {
             path,
+            name,
             text,
+            base,
             line_starts,
-        }
+        });
+        self.files.len() - 1
+    }
+
+    /// The file a span offset falls in.
+    fn file_at(&self, offset: usize) -> &ManifestFile {
+        let i = self.files.partition_point(|f| f.base <= offset);
+        &self.files[i.saturating_sub(1)]
     }
 
     /// Check every section, in order, and assemble the manifest.
@@ -63,16 +95,26 @@ impl<'a> Cx<'a> {
             dir,
             symlink,
         } = raw;
-        let merged_usr = image.merged_usr;
+        let merged_usr = image.merged_usr.unwrap_or(true);
         let image_user = image.user.clone();
         let image = self.image(image)?;
         let sources = self.sources(&source)?;
         let packages = self.packages(&package, merged_usr)?;
+        let generate = self.generate(&generate)?;
         let (groups, users) = self.accounts(&group, &user, image_user.as_ref(), merged_usr)?;
         let entries = self.entries(&file, &dir, &symlink, merged_usr)?;
+        let root = &self.files[0];
         Ok(Manifest {
-            path: self.path.to_path_buf(),
-            text: self.text.to_string(),
+            path: root.path.clone(),
+            text: root.text.clone(),
+            includes: self.files[1..]
+                .iter()
+                .map(|f| Included {
+                    name: f.name.clone(),
+                    path: f.path.clone(),
+                    text: f.text.clone(),
+                })
+                .collect(),
             image,
             sources,
             packages,
@@ -85,16 +127,47 @@ impl<'a> Cx<'a> {
         })
     }
 
-    /// `file:line:column` of the start of `span`: a binary search of the line starts,
-    /// so that locating every entry of a long manifest stays n·log n.
+    /// `[generate]`: each written switch must be one of [`Generate`]'s (checked one by
+    /// one, so that an unknown key is named at its place); the others keep their default.
+    fn generate(
+        &self,
+        raw: &BTreeMap<Spanned<String>, Spanned<bool>>,
+    ) -> Result<Generate, ManifestError> {
+        let read = |table: toml::Table, span: Range<usize>| {
+            toml::Value::Table(table)
+                .try_into::<Generate>()
+                .map_err(|e| {
+                    let message = e.message().trim().to_string();
+                    let hint = super::toml_hint(&message);
+                    self.error(span, message, hint)
+                })
+        };
+        let mut all = toml::Table::new();
+        for (key, value) in raw {
+            let one = toml::Table::from_iter([(
+                key.get_ref().clone(),
+                toml::Value::Boolean(*value.get_ref()),
+            )]);
+            read(one, key.span())?;
+            all.insert(
+                key.get_ref().clone(),
+                toml::Value::Boolean(*value.get_ref()),
+            );
+        }
+        read(all, 0..0)
+    }
+
+    /// `file:line:column` of the start of `span`: a binary search of the files and of
+    /// the line starts, so that locating every entry of a long manifest stays n·log n.
     pub(super) fn location(&self, span: Range<usize>) -> Location {
-        let start = span.start.min(self.text.len());
+        let f = self.file_at(span.start);
+        let start = (span.start - f.base).min(f.text.len());
         // The last line starting at or before `start`.
-        let line = self.line_starts.partition_point(|&s| s <= start);
-        let line_start = self.line_starts[line - 1];
-        let column = self.text[line_start..start].chars().count() + 1;
+        let line = f.line_starts.partition_point(|&s| s <= start);
+        let line_start = f.line_starts[line - 1];
+        let column = f.text[line_start..start].chars().count() + 1;
         Location {
-            file: self.path.to_path_buf(),
+            file: f.path.clone(),
             line,
             column,
         }
@@ -116,9 +189,14 @@ impl<'a> Cx<'a> {
         }
     }
 
-    /// A host path written in the manifest, resolved against the manifest's directory.
-    fn host_path(&self, rel: &str) -> PathBuf {
-        let base = self.path.parent().unwrap_or(Path::new(""));
+    /// A host path written in the manifest (at `span`), resolved against the directory
+    /// of the file it is written in.
+    fn host_path(&self, span: Range<usize>, rel: &str) -> PathBuf {
+        let base = self
+            .file_at(span.start)
+            .path
+            .parent()
+            .unwrap_or(Path::new(""));
         base.join(rel)
     }
 

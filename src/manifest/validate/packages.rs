@@ -12,7 +12,7 @@ use crate::manifest::schema::RawPackage;
 use crate::manifest::{ManifestError, Package, Pattern};
 use crate::rootfs::merged_usr::is_merged_top;
 
-impl Cx<'_> {
+impl Cx {
     /// At least one package; sorted by name (the TOML table's order).
     pub(super) fn packages(
         &self,

@@ -13,7 +13,7 @@ use crate::arch::Arch;
 use crate::manifest::schema::RawSource;
 use crate::manifest::{snapshot_url, ManifestError, Source};
 
-impl Cx<'_> {
+impl Cx {
     pub(super) fn sources(&self, raw: &[Spanned<RawSource>]) -> Result<Vec<Source>, ManifestError> {
         if raw.is_empty() {
             return Err(self.error(
@@ -41,7 +41,7 @@ impl Cx<'_> {
         if components.is_empty() {
             components.push("main".to_string());
         }
-        let keyring = self.host_path(s.keyring.get_ref());
+        let keyring = self.host_path(s.keyring.span(), s.keyring.get_ref());
         if !keyring.is_file() {
             return Err(self.error(
                 s.keyring.span(),

@@ -80,7 +80,8 @@ read -r TAG _ _ _ PKGS < <(manifest_info "$MANIFEST") || fail "cannot read $MANI
 read -r CC_TAG CC_USER CC_UID CC_GID CC_PKGS < <(manifest_info "$CC_MANIFEST") || fail "cannot read $CC_MANIFEST"
 echo "manifest $MANIFEST: image $TAG, packages: $PKGS"
 echo "manifest $CC_MANIFEST: image $CC_TAG, user $CC_USER ($CC_UID:$CC_GID), packages: $CC_PKGS"
-ALL_PKGS=$(printf '%s\n' $PKGS $CC_PKGS | sort -u | tr '\n' ' ')
+# libssl3 too: step (5) has compose suggest find it for a binary that needs libssl.so.3.
+ALL_PKGS=$(printf '%s\n' $PKGS $CC_PKGS libssl3 | sort -u | tr '\n' ' ')
 
 step "mirror (packages of both manifests)"
 export DEB_CACHE=${DEB_CACHE:-$TMP/debs-cache}
@@ -243,6 +244,25 @@ for p in packages:
         sys.exit(f"{name}: compose says {p['cves']}, the changelog says {cves}")
 print(f"  {len(packages)} packages moved; every CVE list equals the changelogs'")
 PY
+
+step "compose (5): suggest names Debian's libssl3 for a binary that needs libssl.so.3"
+# The host's own openssl program (Debian 12: libssl.so.3, libcrypto.so.3, libc.so.6) on the
+# minimal image: compose searches the real signed bookworm indexes of the mirror, confirms
+# the candidate by its .deb's file list and prints its block.
+if [ -x /usr/bin/openssl ]; then
+    RC=0
+    "$COMPOSE" suggest "$MANIFEST" --binary /usr/bin/openssl --arch amd64 \
+        --mirror "http://deb.debian.org=$SERVE_URL" --cache "$TMP/cache" \
+        >"$TMP/suggest.out" 2>"$TMP/suggest.err" || RC=$?
+    sed 's/^/  /' "$TMP/suggest.out"
+    [ "$RC" = 1 ] || fail "compose suggest exited $RC (want 1: blocks to add): $(cat "$TMP/suggest.err")"
+    grep -q '^  \[package.libssl3\]' "$TMP/suggest.out" \
+        || fail "compose suggest did not name [package.libssl3] for /usr/bin/openssl"
+    grep -q 'libcrypto.so.3' "$TMP/suggest.out" \
+        || fail "compose suggest's libssl3 block does not ship libcrypto.so.3"
+else
+    echo "  SKIPPED: /usr/bin/openssl not installed"
+fi
 
 echo "A OK: $TAG $D1"
 

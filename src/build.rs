@@ -82,6 +82,8 @@ pub struct BuildOptions {
     pub http_timeout: Option<std::time::Duration>,
     /// `--push REGISTRY/REPO[:TAG]` and `--insecure`.
     pub push: Option<crate::push::PushOptions>,
+    /// `--compression`: overrides the manifest's `[image] compression`.
+    pub compression: Option<crate::oci::Compressor>,
 }
 
 impl BuildOptions {
@@ -93,6 +95,7 @@ impl BuildOptions {
             sbom: self.sbom.clone(),
             push: self.push.clone(),
             lock: None,
+            compression: Default::default(),
         }
     }
 }
@@ -487,6 +490,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let name = &plan.manifest.image.name;
     let mut request = opts.outputs();
     request.lock = Some(plan.lock_path.clone());
+    request.compression = opts
+        .compression
+        .or(plan.manifest.image.compression)
+        .unwrap_or_default();
     let outputs = Outputs::plan(
         &request,
         name,
@@ -529,6 +536,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     }
     let digest = staging.finish()?;
     lock.index = Some(Sha256::from_digest(&digest).map_err(Error::Internal)?);
+    lock.compression = Some(request.compression);
     if opts.locked {
         // The hash audit: what was built must be what the lock recorded.
         let existing = plan.existing.as_ref().expect("checked by pin");

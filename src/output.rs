@@ -22,7 +22,9 @@ use crate::error::{Error, Result};
 use crate::interrupt::{self, Cleanup};
 use crate::lock::Lock;
 use crate::oci::archive::{self, DockerImage};
-use crate::oci::{CommittedLayout, ImageConfig, LayerCache, LayerInfo, LayoutWriter, WrittenImage};
+use crate::oci::{
+    CommittedLayout, Compressor, ImageConfig, LayerCache, LayerInfo, LayoutWriter, WrittenImage,
+};
 use crate::push::{PushOptions, PushReport};
 use crate::repo::Resolved;
 use crate::rootfs::export::{self, ExportSummary, Staged};
@@ -94,6 +96,8 @@ pub struct Request {
     pub sbom: Option<PathBuf>,
     /// `--push REGISTRY/REPO[:TAG]`, `--insecure`.
     pub push: Option<PushOptions>,
+    /// How the layers are compressed (`--compression`, `[image] compression`).
+    pub compression: Compressor,
 }
 
 /// The outputs of one build, checked before any work.
@@ -105,6 +109,7 @@ pub struct Outputs {
     rootfs: Option<PathBuf>,
     sbom: Option<PathBuf>,
     push: Option<PushOptions>,
+    compression: Compressor,
     name: String,
     tag: String,
     epoch: u64,
@@ -149,6 +154,14 @@ impl Outputs {
                 ));
             }
         }
+        if request.format == Format::DockerArchive {
+            if let Compressor::Zstd(_) = request.compression {
+                return Err(Error::Usage(format!(
+                    "--format docker-archive holds gzip layers only: Docker before 23 cannot load a zstd layer ({} asked for); use --format oci or oci-archive, or --compression gzip",
+                    request.compression
+                )));
+            }
+        }
         if request.rootfs.is_some() && archs.len() > 1 {
             return Err(too_many(
                 "--rootfs writes one root filesystem",
@@ -167,6 +180,7 @@ impl Outputs {
             rootfs: request.rootfs.clone(),
             sbom: request.sbom.clone(),
             push: request.push.clone(),
+            compression: request.compression,
             name: name.to_string(),
             tag: tag.to_string(),
             epoch,
@@ -183,7 +197,7 @@ impl Outputs {
         let layer_cache = if self.audit {
             None
         } else {
-            LayerCache::under(cache_root)
+            LayerCache::under(cache_root, self.compression)
         };
         Ok(Staging {
             outputs: self,
@@ -234,9 +248,12 @@ impl Staging<'_> {
         annotations: &BTreeMap<String, String>,
     ) -> Result<StagedImage> {
         let epoch = self.outputs.epoch;
-        let layer = self
-            .layout
-            .write_layer_cached(tree, epoch, self.layer_cache.as_ref())?;
+        let layer = self.layout.write_layer_cached(
+            tree,
+            epoch,
+            self.outputs.compression,
+            self.layer_cache.as_ref(),
+        )?;
         crate::timings::mark(format_args!("{arch}: layer written ({} bytes)", layer.size));
         if self.outputs.sbom.is_some() {
             self.sbom_archs

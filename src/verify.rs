@@ -48,6 +48,8 @@ pub fn verify(opts: &BuildOptions) -> Result<Vec<AuditLine>> {
         .map(|a| a.name().to_string())
         .collect();
     o.epoch = recorded.epoch;
+    // The layers are compressed as the recorded build compressed them.
+    o.compression = recorded.layer_compressor();
     o.tag = Some(recorded.tag.clone());
     o.output = Some(tmp.path().join("out"));
     // The rebuilt lock goes to the temp dir: verify never rewrites the recorded one.

@@ -55,6 +55,7 @@ pub(super) struct RawImage {
     pub(super) annotations: BTreeMap<String, String>,
     #[serde(default = "yes")]
     pub(super) copyright: bool,
+    pub(super) compression: Option<Spanned<String>>,
 }
 
 fn yes() -> bool {

@@ -10,8 +10,9 @@
 //! (before `--mirror`) with its SHA256 and `Date`, each `Packages` index used (URL,
 //! size, SHA256), each package (name, version, architecture, suite, URL, size, SHA256);
 //! and the resulting digests (layer diff_id, digest and size, config, image manifest),
-//! plus what `index.json` points to. Outputs are optional (all of an architecture's or
-//! none): `compose lock` resolves without building.
+//! plus what `index.json` points to and how the layers were compressed
+//! (`compression`). Outputs are optional (all of an architecture's or none): `compose
+//! lock` resolves without building.
 //!
 //! This module owns the lock's types and its file: [`Lock::load`] and [`Lock::write`]
 //! are the only functions here that touch the file system, and nothing here touches the

@@ -61,20 +61,8 @@ done
 [ "$(id -u)" = 0 ] || fail "run as root (chroot, runc and mmdebstrap need it)"
 
 # Image name (= default tag), package names, [image].user and its uid/gid, from a manifest.
-manifest_info() { # manifest -> "tag user uid gid pkg..."
-    python3 - "$1" <<'PY'
-import sys, tomllib
-m = tomllib.load(open(sys.argv[1], "rb"))
-user = m["image"].get("user", "0:0")
-uid = gid = None
-if ":" in user:
-    uid, gid = user.split(":")
-else:
-    for u in m.get("user", []):
-        if u["name"] == user:
-            uid, gid = u["uid"], u["gid"]
-print(m["image"]["name"], user, uid, gid, " ".join(m.get("package", {})))
-PY
+manifest_info() { # manifest -> "tag user uid gid pkg..." (its bases included)
+    scripts/manifest_view.py "$1"
 }
 read -r TAG _ _ _ PKGS < <(manifest_info "$MANIFEST") || fail "cannot read $MANIFEST"
 read -r CC_TAG CC_USER CC_UID CC_GID CC_PKGS < <(manifest_info "$CC_MANIFEST") || fail "cannot read $CC_MANIFEST"

@@ -67,13 +67,13 @@ done
 [ "$(dpkg --print-architecture)" = amd64 ] || fail "this test runs on an amd64 host (arm64 under qemu, amd64 natively)"
 
 # Image name, [image].user and its uid/gid, architectures, package names, from the manifest.
-read -r TAG USER_NAME USER_UID USER_GID MANIFEST_ARCHS PKGS < <(python3 - "$CC_MANIFEST" <<'PY'
-import sys, tomllib
-m = tomllib.load(open(sys.argv[1], "rb"))
+read -r TAG USER_NAME USER_UID USER_GID MANIFEST_ARCHS PKGS < <(PYTHONPATH=scripts python3 - "$CC_MANIFEST" <<'PY'
+import sys, manifest_view
+m = manifest_view.load(sys.argv[1])
 user = m["image"]["user"]
-u = next(u for u in m.get("user", []) if u["name"] == user)
+u = next(u for u in m["user"] if u["name"] == user)
 print(m["image"]["name"], user, u["uid"], u["gid"], ",".join(m["image"].get("architectures", [])),
-      " ".join(m.get("package", {})))
+      " ".join(m["package"]))
 PY
 ) || fail "cannot read $CC_MANIFEST (needs [image] user = a [[user]] name)"
 echo "manifest $CC_MANIFEST: image $TAG, architectures $MANIFEST_ARCHS, user $USER_NAME ($USER_UID:$USER_GID)"

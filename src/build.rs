@@ -84,6 +84,8 @@ pub struct BuildOptions {
     pub push: Option<crate::push::PushOptions>,
     /// `--attach-record`: the layout lists the build record (and the SBOM) as referrers.
     pub attach_record: bool,
+    /// `--compression`: overrides the manifest's `[image] compression`.
+    pub compression: Option<crate::oci::Compressor>,
 }
 
 impl BuildOptions {
@@ -96,6 +98,7 @@ impl BuildOptions {
             push: self.push.clone(),
             attach_record: self.attach_record,
             lock: None,
+            compression: Default::default(),
         }
     }
 }
@@ -805,6 +808,10 @@ pub fn build_in(opts: &BuildOptions, session: Option<&Session>) -> Result<BuildR
     let name = &plan.manifest.image.name;
     let mut request = opts.outputs();
     request.lock = Some(plan.lock_path.clone());
+    request.compression = opts
+        .compression
+        .or(plan.manifest.image.compression)
+        .unwrap_or_default();
     let outputs = Outputs::plan(
         &request,
         name,
@@ -853,6 +860,7 @@ pub fn build_in(opts: &BuildOptions, session: Option<&Session>) -> Result<BuildR
     }
     let digest = staging.finish()?;
     lock.index = Some(Sha256::from_digest(&digest).map_err(Error::Internal)?);
+    lock.compression = Some(request.compression);
     if opts.locked {
         // The hash audit: what was built must be what the lock recorded.
         let existing = plan.existing.as_ref().expect("checked by pin");

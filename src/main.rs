@@ -83,6 +83,10 @@ struct BuildArgs {
     /// Also write an SPDX 2.3 JSON SBOM of the image to FILE
     #[arg(long, value_name = "FILE")]
     sbom: Option<PathBuf>,
+    /// Layer compression: gzip[:LEVEL] (default gzip:6) or zstd[:LEVEL] (zstd = zstd:3);
+    /// overrides the manifest's [image] compression
+    #[arg(long, value_name = "gzip[:LEVEL]|zstd[:LEVEL]", value_parser = compose::oci::Compressor::parse)]
+    compression: Option<compose::oci::Compressor>,
     /// Push the image to an OCI registry: REGISTRY/REPO[:TAG] (default tag: --tag).
     /// Credentials: COMPOSE_REGISTRY_USER/COMPOSE_REGISTRY_PASSWORD, else ~/.docker/config.json
     #[arg(long, value_name = "REGISTRY/REPO:TAG", value_parser = parse_push)]
@@ -388,6 +392,7 @@ fn main() -> ExitCode {
             opts.format = b.format;
             opts.sbom = b.sbom;
             opts.attach_record = b.attach_record;
+            opts.compression = b.compression;
             opts.push = b
                 .push
                 .map(|r| compose::push::PushOptions::new(r, b.insecure));

@@ -23,7 +23,9 @@ use crate::interrupt::{self, Cleanup};
 use crate::lock::Lock;
 use crate::oci::archive::{self, DockerImage};
 use crate::oci::referrers;
-use crate::oci::{CommittedLayout, ImageConfig, LayerCache, LayerInfo, LayoutWriter, WrittenImage};
+use crate::oci::{
+    CommittedLayout, Compressor, ImageConfig, LayerCache, LayerInfo, LayoutWriter, WrittenImage,
+};
 use crate::push::{PushOptions, PushReport};
 use crate::repo::Resolved;
 use crate::rootfs::export::{self, ExportSummary, Staged};
@@ -98,6 +100,8 @@ pub struct Request {
     /// `--attach-record`: the layout lists the build record and the SBOM as referrers
     /// of the image (a push attaches them always).
     pub attach_record: bool,
+    /// How the layers are compressed (`--compression`, `[image] compression`).
+    pub compression: Compressor,
 }
 
 /// The outputs of one build, checked before any work.
@@ -110,6 +114,7 @@ pub struct Outputs {
     sbom: Option<PathBuf>,
     push: Option<PushOptions>,
     attach_record: bool,
+    compression: Compressor,
     name: String,
     tag: String,
     epoch: u64,
@@ -154,6 +159,14 @@ impl Outputs {
                 ));
             }
         }
+        if request.format == Format::DockerArchive {
+            if let Compressor::Zstd(_) = request.compression {
+                return Err(Error::Usage(format!(
+                    "--format docker-archive holds gzip layers only: Docker before 23 cannot load a zstd layer ({} asked for); use --format oci or oci-archive, or --compression gzip",
+                    request.compression
+                )));
+            }
+        }
         if request.rootfs.is_some() && archs.len() > 1 {
             return Err(too_many(
                 "--rootfs writes one root filesystem",
@@ -173,6 +186,7 @@ impl Outputs {
             sbom: request.sbom.clone(),
             push: request.push.clone(),
             attach_record: request.attach_record,
+            compression: request.compression,
             name: name.to_string(),
             tag: tag.to_string(),
             epoch,
@@ -189,7 +203,7 @@ impl Outputs {
         let layer_cache = if self.audit {
             None
         } else {
-            LayerCache::under(cache_root)
+            LayerCache::under(cache_root, self.compression)
         };
         Ok(Staging {
             outputs: self,
@@ -244,9 +258,12 @@ impl Staging<'_> {
         annotations: &BTreeMap<String, String>,
     ) -> Result<StagedImage> {
         let epoch = self.outputs.epoch;
-        let layer = self
-            .layout
-            .write_layer_cached(tree, epoch, self.layer_cache.as_ref())?;
+        let layer = self.layout.write_layer_cached(
+            tree,
+            epoch,
+            self.outputs.compression,
+            self.layer_cache.as_ref(),
+        )?;
         crate::timings::mark(format_args!("{arch}: layer written ({} bytes)", layer.size));
         if self.outputs.sbom.is_some() {
             self.sbom_archs

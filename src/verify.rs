@@ -68,6 +68,8 @@ fn rebuild(opts: &BuildOptions) -> Result<Rebuilt> {
         .map(|a| a.name().to_string())
         .collect();
     o.epoch = recorded.epoch;
+    // The layers are compressed as the recorded build compressed them.
+    o.compression = recorded.layer_compressor();
     o.tag = Some(recorded.tag.clone());
     o.output = Some(tmp.path().join("out"));
     // The rebuilt lock goes to the temp dir: verify never rewrites the recorded one.

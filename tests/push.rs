@@ -1418,3 +1418,79 @@ fn attach_record_puts_the_record_in_the_layout_and_the_oci_archive() {
         assert_eq!(sha256(&out.stdout), plain.digest);
     }
 }
+
+/// A zstd image (`--compression zstd`) to the real registry and back: the registry keeps
+/// the layer's media type and bytes, and skopeo, pulling it, decodes the layer to the
+/// tar the config's diff_id names.
+#[test]
+fn a_zstd_image_goes_to_a_real_registry_and_back() {
+    let Some(reg) = Registry::start(None) else {
+        return;
+    };
+    if !have("skopeo") {
+        println!("SKIPPED: skopeo not installed; the pushed zstd image not read back");
+        return;
+    }
+    let f = Fixture::new();
+    let image = format!("{}/compose/zpush:v1", reg.host);
+    let out = f.cli(
+        "layout",
+        &["--push", &image, "--insecure", "--compression", "zstd"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let layout = f.dir.join("layout");
+    let digest = index_digest(&layout);
+    assert_eq!(sha256(&skopeo_raw(&image, None)), digest);
+    for arch in ARCHS {
+        // Back into a layout as it is, and into a directory with the layer decoded.
+        let back = f.dir.join(format!("back-{arch}"));
+        let plain = f.dir.join(format!("plain-{arch}"));
+        for (dest, extra) in [
+            (format!("oci:{}:z", back.display()), None),
+            (
+                format!("dir:{}", plain.display()),
+                Some("--dest-decompress"),
+            ),
+        ] {
+            let mut c = Command::new("skopeo");
+            c.args(["--override-arch", arch, "copy", "--src-tls-verify=false"]);
+            c.args(extra);
+            let run = c
+                .arg(format!("docker://{image}"))
+                .arg(&dest)
+                .output()
+                .unwrap();
+            assert!(
+                run.status.success(),
+                "skopeo copy to {dest}: {}",
+                stderr(&run)
+            );
+        }
+        let blob =
+            |dir: &Path, d: &str| std::fs::read(dir.join("blobs/sha256").join(&d[7..])).unwrap();
+        let json = |b: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&b).unwrap();
+        let index = json(std::fs::read(back.join("index.json")).unwrap());
+        let manifest = json(blob(
+            &back,
+            index["manifests"][0]["digest"].as_str().unwrap(),
+        ));
+        let layer = &manifest["layers"][0];
+        assert_eq!(
+            layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd",
+            "{manifest}"
+        );
+        let layer_digest = layer["digest"].as_str().unwrap();
+        assert_eq!(
+            blob(&back, layer_digest),
+            blob(&layout, layer_digest),
+            "the registry returns the very zstd blob compose wrote"
+        );
+        let config = json(blob(&back, manifest["config"]["digest"].as_str().unwrap()));
+        assert_eq!(config["architecture"], arch);
+        let diff_id = config["rootfs"]["diff_ids"][0].as_str().unwrap();
+        let tar = std::fs::read(plain.join(&diff_id[7..]))
+            .expect("skopeo names the decoded layer by its SHA-256");
+        assert_eq!(sha256(&tar), diff_id);
+    }
+}

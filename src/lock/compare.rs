@@ -210,6 +210,14 @@ impl Lock {
             };
             self.arch_output_changes(*arch, o, n, &mut out);
         }
+        if let (Some(o), Some(n)) = (self.layer_compressor(), other.layer_compressor()) {
+            if o != n {
+                out.push(
+                    self.line_of(&Fact::Compression),
+                    format!("layer compression differs ({o} → {n})"),
+                );
+            }
+        }
         if let (Some(o), Some(n)) = (&self.index, &other.index) {
             if o != n {
                 out.push(

@@ -20,6 +20,7 @@
 //! tag noble-tiny-grpc ~…
 //! exclude-package tzdata ~…                      one per package left out with --exclude-package
 //! index sha256:<hex> ~…                          what index.json points to (if built)
+//! compression gzip:6 ~…                          how the layers were compressed (if built)
 //! amd64 release URL sha256:<hex> DATE… ~…         DATE is the rest of the line, `-` if none
 //! amd64 packages URL SIZE sha256:<hex> ~…
 //! amd64 package NAME VERSION ARCH SUITE URL SIZE sha256:<hex> ~…
@@ -174,7 +175,7 @@ impl fmt::Display for LockError {
             LockErrorKind::Io { action, source } => write!(f, "{action}: {source}"),
             LockErrorKind::UnknownKind(what) => write!(
                 f,
-                "unknown line kind `{what}` (expected format, manifest, include, tool, epoch, tag, exclude-package, index, checksum, or ARCH release/packages/package/layer/config/manifest); {}",
+                "unknown line kind `{what}` (expected format, manifest, include, tool, epoch, tag, exclude-package, index, compression, checksum, or ARCH release/packages/package/layer/config/manifest); {}",
                 self.refresh_hint()
             ),
             LockErrorKind::Malformed(what) => write!(f, "{what}; {}", self.refresh_hint()),
@@ -242,7 +243,7 @@ fn check(content: &str) -> String {
     hex::encode(&sha2::Sha256::digest(content.as_bytes())[..4])
 }
 
-const GLOBALS: [&str; 9] = [
+const GLOBALS: [&str; 10] = [
     "format",
     "manifest",
     "include",
@@ -251,6 +252,7 @@ const GLOBALS: [&str; 9] = [
     "tag",
     "exclude-package",
     "index",
+    "compression",
     "checksum",
 ];
 
@@ -276,6 +278,9 @@ impl Lock {
         }
         if let Some(index) = &self.index {
             out.push((Fact::Index, format!("index {index}")));
+        }
+        if let Some(c) = &self.compression {
+            out.push((Fact::Compression, format!("compression {c}")));
         }
         for (arch, a) in &self.archs {
             arch_facts(*arch, a, &mut out);
@@ -416,6 +421,7 @@ struct Globals {
     tag: Option<String>,
     excluded: BTreeSet<String>,
     index: Option<Sha256>,
+    compression: Option<crate::oci::Compressor>,
 }
 
 /// One architecture's layer, config and manifest lines read so far, assembled into its
@@ -502,7 +508,8 @@ impl Reader<'_> {
             | Fact::Epoch
             | Fact::Tag
             | Fact::ExcludedPackage { .. }
-            | Fact::Index => self.global(n, fact, value),
+            | Fact::Index
+            | Fact::Compression => self.global(n, fact, value),
             _ => {
                 self.arch_fact(fact, value);
                 Ok(())
@@ -574,6 +581,7 @@ impl Reader<'_> {
                 g.excluded.insert(name);
             }
             (Fact::Index, Value::Hash(h)) => g.index = Some(h),
+            (Fact::Compression, Value::Compressor(c)) => g.compression = Some(c),
             (fact, _) => unreachable!("parse_fact pairs {fact} with its value"),
         }
         Ok(())
@@ -640,6 +648,7 @@ impl Reader<'_> {
             tag,
             excluded: g.excluded,
             index: g.index,
+            compression: g.compression,
             archs: self.archs,
         })
     }
@@ -737,6 +746,7 @@ enum Value {
     Index(IndexLock),
     Package(PackageLock),
     Layer(Sha256, Sha256, u64),
+    Compressor(crate::oci::Compressor),
 }
 
 /// The text of a fact line (before ` ~CHECK`), split into its fields.
@@ -855,6 +865,11 @@ fn parse_global_fact(f: &Fields) -> Result<(Fact, Value), LockErrorKind> {
         "index" => {
             f.arity(2, "index SHA256")?;
             Ok((Fact::Index, Value::Hash(hash(f.get(1), "the index")?)))
+        }
+        "compression" => {
+            f.arity(2, "compression NAME:LEVEL")?;
+            let c = crate::oci::Compressor::parse(f.get(1)).map_err(LockErrorKind::Malformed)?;
+            Ok((Fact::Compression, Value::Compressor(c)))
         }
         // A word that reads like an architecture compose does not know: name it with
         // the kind that follows, as for a known architecture.

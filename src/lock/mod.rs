@@ -10,8 +10,9 @@
 //! (before `--mirror`) with its SHA256 and `Date`, each `Packages` index used (URL,
 //! size, SHA256), each package (name, version, architecture, suite, URL, size, SHA256);
 //! and the resulting digests (layer diff_id, digest and size, config, image manifest),
-//! plus what `index.json` points to. Outputs are optional (all of an architecture's or
-//! none): `compose lock` resolves without building.
+//! plus what `index.json` points to and how the layers were compressed
+//! (`compression`). Outputs are optional (all of an architecture's or none): `compose
+//! lock` resolves without building.
 //!
 //! This module owns the lock's types and its file: [`Lock::load`] and [`Lock::write`]
 //! are the only functions here that touch the file system, and nothing here touches the
@@ -136,6 +137,10 @@ pub struct Lock {
     /// What `index.json` points to; `None` when nothing was built. Present exactly when
     /// every architecture has its [`Outputs`].
     pub index: Option<Sha256>,
+    /// How the layers were compressed (`compression gzip:6`, written with the outputs).
+    /// `None` in a lock without outputs, and in one written before compose recorded it,
+    /// whose layers are gzip at level 6 ([`Lock::layer_compressor`]).
+    pub compression: Option<crate::oci::Compressor>,
     /// By Debian architecture name.
     pub archs: BTreeMap<Arch, ArchLock>,
 }
@@ -282,6 +287,8 @@ pub enum Fact {
     },
     /// The `index` line.
     Index,
+    /// The `compression` line.
+    Compression,
     /// An architecture's `release` line for an InRelease (or Release) URL.
     Release {
         /// the architecture
@@ -331,6 +338,7 @@ impl fmt::Display for Fact {
             Fact::Tag => f.write_str("tag"),
             Fact::ExcludedPackage { name } => write!(f, "exclude-package {name}"),
             Fact::Index => f.write_str("index"),
+            Fact::Compression => f.write_str("compression"),
             Fact::Release { arch, url } => write!(f, "{arch} release {url}"),
             Fact::Packages { arch, url } => write!(f, "{arch} packages {url}"),
             Fact::Package { arch, name } => write!(f, "{arch} package {name}"),
@@ -352,6 +360,7 @@ impl Lock {
             tag: tag.into(),
             excluded: BTreeSet::new(),
             index: None,
+            compression: None,
             archs: BTreeMap::new(),
         }
     }
@@ -360,6 +369,13 @@ impl Lock {
     /// `compose lock` alone).
     pub fn has_outputs(&self) -> bool {
         self.index.is_some()
+    }
+
+    /// How the recorded layers were compressed: the `compression` line, or gzip at
+    /// level 6 for a lock written before compose recorded it. `None` without outputs.
+    pub fn layer_compressor(&self) -> Option<crate::oci::Compressor> {
+        self.has_outputs()
+            .then(|| self.compression.unwrap_or_default())
     }
 
     /// Read `path`; `Ok(None)` if it does not exist.
@@ -587,6 +603,7 @@ mod tests {
             digest: h('1').digest(),
             diff_id: h('2').digest(),
             size: 7,
+            compressor: crate::oci::Compressor::default(),
         };
         let o = Outputs::new(&layer, &h('3').digest(), &h('4').digest()).unwrap();
         assert_eq!(

@@ -5,7 +5,7 @@
 //! tabulates ("Base manifests"):
 //!
 //! - scalar keys of `[image]` (`name`, `architectures`, `merged-usr`, `user`, `workdir`,
-//!   `entrypoint`, `cmd`, `copyright`) and each key of `env`, `labels`, `annotations`
+//!   `entrypoint`, `cmd`, `copyright`, `compression`) and each key of `env`, `labels`, `annotations`
 //!   and `[generate]`: the including file wins, and a later include over an earlier one;
 //! - declarations (`[[source]]` by `url`, `[package.NAME]` by name, `[[user]]` and
 //!   `[[group]]` by name, `[[file]]`, `[[dir]]`, `[[symlink]]` by `path`): merged, the
@@ -216,6 +216,7 @@ fn merge_image(base: &mut RawImage, over: RawImage) {
         labels,
         annotations,
         copyright,
+        compression,
     } = over;
     fn set<T>(base: &mut Option<T>, over: Option<T>) {
         if over.is_some() {
@@ -230,6 +231,7 @@ fn merge_image(base: &mut RawImage, over: RawImage) {
     set(&mut base.entrypoint, entrypoint);
     set(&mut base.cmd, cmd);
     set(&mut base.copyright, copyright);
+    set(&mut base.compression, compression);
     for (k, v) in env {
         // Remove first: an insert keeps the old key, and its span must be the winner's.
         base.env.remove(&k);

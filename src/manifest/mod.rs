@@ -154,6 +154,9 @@ pub struct Image {
     /// Keep every contributing package's `/usr/share/doc/<pkg>/copyright` whatever its
     /// patterns say (default true).
     pub copyright: bool,
+    /// How layers are compressed, `gzip[:LEVEL]` or `zstd[:LEVEL]`; None: the default
+    /// (gzip:6), unless `--compression` says otherwise.
+    pub compression: Option<crate::oci::Compressor>,
 }
 
 /// `[[source]]`: an apt repository, its suites and components, and the keyring that signs it.

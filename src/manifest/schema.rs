@@ -58,6 +58,7 @@ pub(super) struct RawImage {
     #[serde(default)]
     pub(super) annotations: BTreeMap<String, String>,
     pub(super) copyright: Option<bool>,
+    pub(super) compression: Option<Spanned<String>>,
 }
 
 #[derive(Debug, PartialEq, Deserialize)]

@@ -1,4 +1,5 @@
-//! The layer: the whole tree as one deterministic tar, gzipped, hashed while written.
+//! The layer: the whole tree as one deterministic tar, compressed ([`Compressor`]),
+//! hashed while written.
 //!
 //! Owns the layer's tar format ([`write_layer`]) and its `diff_id`. It reads the tree and
 //! writes only to the writer it is given: no files of its own, and it never changes the
@@ -9,17 +10,13 @@ use std::io::{self, BufReader, Read, Write};
 
 use sha2::{Digest, Sha256};
 
-use super::gzip::GzWriter;
-use super::{LayerInfo, OciError};
+use super::compressor::GZIP_DEFAULT_LEVEL;
+use super::{Compressor, LayerInfo, OciError};
 use crate::rootfs::tree::{Node, NodeKind, Tree};
 
-/// gzip level of every layer. Part of the digest: changing it changes every image.
-///
-/// Measured with miniz_oxide on 200 MB of real shared libraries (2 cores): level 1
-/// 168 MB/s at ratio 0.431, level 3 53 MB/s at 0.370, level 6 20 MB/s at 0.360,
-/// level 9 10 MB/s at 0.359. 6 is zlib's default: nearly level 9's size at twice its
-/// speed; a distroless run image of some tens of MB takes a second or two.
-pub const GZIP_LEVEL: u32 = 6;
+/// gzip level of a layer unless `--compression` or `[image] compression` says otherwise
+/// ([`GZIP_DEFAULT_LEVEL`]). Part of the digest: changing it changes every image.
+pub const GZIP_LEVEL: u32 = GZIP_DEFAULT_LEVEL;
 
 /// Largest value of an 8-byte octal ustar field (mode, uid, gid) plus one.
 const OCTAL8_LIMIT: u64 = 1 << 21;
@@ -36,9 +33,21 @@ const OCTAL12_LIMIT: u64 = 1 << 33;
 /// relative path; the first path of a hard-link group (in archive order) carries the
 /// content, so a link never precedes its target, as tar requires.
 pub fn write_layer(tree: &Tree, epoch: u64, out: &mut dyn Write) -> Result<LayerInfo, OciError> {
+    write_layer_as(tree, epoch, Compressor::default(), out)
+}
+
+/// [`write_layer`] with `compressor` (deterministic on any number of cores:
+/// src/oci/gzip.rs, src/oci/zstd.rs).
+pub fn write_layer_as(
+    tree: &Tree,
+    epoch: u64,
+    compressor: Compressor,
+    out: &mut dyn Write,
+) -> Result<LayerInfo, OciError> {
     let blob = HashingWriter::new(out);
-    // Deterministic parallel gzip (src/oci/gzip.rs): same bytes on any number of cores.
-    let gz = GzWriter::new(blob, GZIP_LEVEL);
+    let gz = compressor
+        .writer(blob)
+        .map_err(OciError::io("cannot start the layer's compressor"))?;
     let mut tar = HashingWriter::new(gz);
     write_tar(tree, epoch, &mut tar)?;
     let (gz, diff_id, _) = tar.finish();
@@ -52,6 +61,7 @@ pub fn write_layer(tree: &Tree, epoch: u64, out: &mut dyn Write) -> Result<Layer
         digest: format!("sha256:{}", hex::encode(digest)),
         diff_id: format!("sha256:{}", hex::encode(diff_id)),
         size,
+        compressor,
     })
 }
 

@@ -1,12 +1,14 @@
 //! Compressed layers kept by their `diff_id`, so that rebuilding an unchanged tree does
-//! not gzip it again (the dominant cost of a warm rebuild).
+//! not compress it again (the dominant cost of a warm rebuild).
 //!
-//! An entry is `<cache>/layers/<FORMAT>/<hex of diff_id>`: the gzip blob exactly as
-//! [`super::write_layer`] made it. The directory name carries everything the bytes
-//! depend on besides the tar (the gzip level and block size), so a compose with another
+//! An entry is `<cache>/layers/<FORMAT>/<hex of diff_id>`: the blob exactly as
+//! [`super::write_layer_as`] made it. The directory name carries everything the bytes
+//! depend on besides the tar ([`Compressor::cache_format`]: the compressor, its level,
+//! block or job size, and for zstd the libzstd release), so another compressor, level or
 //! layout never reads it. An entry is used only after it has been checked against the
-//! tree being built: it must decompress, as one gzip member with nothing after it, to a
-//! tar whose SHA-256 is the `diff_id` just computed from the tree. The bytes that were
+//! tree being built: it must decompress (gzip: as one member with nothing after it; zstd:
+//! every frame, each with its checksum) to a tar whose SHA-256 is the `diff_id` just
+//! computed from the tree. The bytes that were
 //! checked are the bytes written to the image. A damaged entry is removed and the layer
 //! compressed again. `compose verify` (the hash audit) never uses the cache.
 
@@ -16,8 +18,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::gzip::BLOCK;
-use super::{LayerInfo, OciError, GZIP_LEVEL};
+use super::{Compressor, LayerInfo, OciError};
+use crate::compression::{Compression, DecodeOptions};
 
 /// The start of the names of layers being copied into the cache (the PID and random
 /// characters follow, [`crate::temporary`]).
@@ -26,23 +28,24 @@ const KEEP_PREFIX: &str = ".keep-";
 /// Turns the cache off when set to `0`.
 pub const ENV: &str = "COMPOSE_LAYER_CACHE";
 
-/// The cache directory for the current gzip format: `<cache>/layers/<FORMAT>`.
+/// The cache directory of one compressor: `<cache>/layers/<FORMAT>`.
 #[derive(Debug, Clone)]
 pub struct LayerCache {
     dir: PathBuf,
+    compressor: Compressor,
 }
 
 impl LayerCache {
-    /// The layer cache under a download cache root, unless `COMPOSE_LAYER_CACHE=0`.
-    pub fn under(cache_root: &Path) -> Option<LayerCache> {
+    /// The layer cache of `compressor` under a download cache root, unless
+    /// `COMPOSE_LAYER_CACHE=0`.
+    pub fn under(cache_root: &Path, compressor: Compressor) -> Option<LayerCache> {
         if std::env::var_os(ENV).is_some_and(|v| v == "0") {
             return None;
         }
-        let format = format!("gzip{GZIP_LEVEL}-block{}k", BLOCK >> 10);
-        let dir = cache_root.join("layers").join(format);
+        let dir = cache_root.join("layers").join(compressor.cache_format());
         // Copies of runs that were killed while keeping a layer (crate::temporary).
         crate::temporary::sweep(&dir, &[(KEEP_PREFIX, crate::temporary::Stale::Remove)]);
-        Some(LayerCache { dir })
+        Some(LayerCache { dir, compressor })
     }
 
     /// Holds no layer at all (a first build): no need to compute a diff_id to look one up.
@@ -80,7 +83,7 @@ impl LayerCache {
             len: 0,
             write_error: None,
         };
-        let checked = check(&mut tee, diff_id);
+        let checked = check(&mut tee, diff_id, self.compressor);
         // A failure to write the output is the build's error, not a damaged entry.
         if let Some(e) = tee.write_error.take() {
             return Err(OciError::io("cannot write the layer")(e));
@@ -92,6 +95,7 @@ impl LayerCache {
                 digest: format!("sha256:{}", hex::encode(tee.hasher.finalize())),
                 diff_id: diff_id.to_string(),
                 size: tee.len,
+                compressor: self.compressor,
             })),
             Err(why) => {
                 eprintln!(
@@ -132,9 +136,38 @@ impl LayerCache {
     }
 }
 
-/// Does what `tee` reads decompress, as one gzip member ending the file, to a tar with
-/// SHA-256 `diff_id`? The reason when not.
-fn check(tee: &mut Tee<'_>, diff_id: &str) -> Result<(), String> {
+/// Does what `tee` reads decompress to a tar with SHA-256 `diff_id`? The reason when not.
+fn check(tee: &mut Tee<'_>, diff_id: &str, compressor: Compressor) -> Result<(), String> {
+    match compressor {
+        Compressor::Gzip(_) => check_gzip(tee, diff_id),
+        Compressor::Zstd(_) => check_zstd(tee, diff_id),
+    }
+}
+
+/// Every zstd frame of `tee`, each checked against its content checksum.
+fn check_zstd(tee: &mut Tee<'_>, diff_id: &str) -> Result<(), String> {
+    let mut tar = Sha256::new();
+    let reader = BufReader::with_capacity(256 * 1024, tee);
+    let mut z = crate::compression::decoder(reader, Compression::Zstd, &DecodeOptions::CHECKED)
+        .map_err(|e| format!("not a zstd stream: {e}"))?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match z.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => tar.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("not a zstd stream: {e}")),
+        }
+    }
+    let actual = format!("sha256:{}", hex::encode(tar.finalize()));
+    if actual != diff_id {
+        return Err(format!("it holds a tar with {actual}"));
+    }
+    Ok(())
+}
+
+/// One gzip member ending the file.
+fn check_gzip(tee: &mut Tee<'_>, diff_id: &str) -> Result<(), String> {
     let mut gz = flate2::bufread::GzDecoder::new(BufReader::with_capacity(256 * 1024, tee));
     let mut tar = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];

@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 use super::layer_cache::LayerCache;
 use super::referrers::{sort_descriptors, Artifact};
 use super::{
-    Descriptor, ImageConfig, LayerInfo, OciError, WrittenImage, ANNOTATION_REF_NAME,
-    MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX, MEDIA_TYPE_LAYER, MEDIA_TYPE_MANIFEST,
+    Compressor, Descriptor, ImageConfig, LayerInfo, OciError, WrittenImage, ANNOTATION_REF_NAME,
+    MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST,
 };
 use crate::rootfs::tree::Tree;
 
@@ -94,15 +94,17 @@ impl LayoutWriter {
     /// Write the layer of `tree` as a blob: streamed into a temporary file in
     /// `blobs/sha256`, renamed to its digest.
     pub fn write_layer(&mut self, tree: &Tree, epoch: u64) -> Result<LayerInfo, OciError> {
-        self.write_layer_cached(tree, epoch, None)
+        self.write_layer_cached(tree, epoch, Compressor::default(), None)
     }
 
-    /// [`LayoutWriter::write_layer`], taking the compressed layer from `cache` when it
-    /// holds an intact one for this tree, and keeping it there otherwise.
+    /// [`LayoutWriter::write_layer`] with `compressor`, taking the compressed layer from
+    /// `cache` (which must be `compressor`'s, [`LayerCache::under`]) when it holds an
+    /// intact one for this tree, and keeping it there otherwise.
     pub fn write_layer_cached(
         &mut self,
         tree: &Tree,
         epoch: u64,
+        compressor: Compressor,
         cache: Option<&LayerCache>,
     ) -> Result<LayerInfo, OciError> {
         let blobs = self.blobs();
@@ -139,7 +141,8 @@ impl LayoutWriter {
             None => {
                 // Through the plain File: NamedTempFile's own writes append the path to errors.
                 let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file());
-                let info = super::write_layer(tree, epoch, &mut out).map_err(located)?;
+                let info =
+                    super::write_layer_as(tree, epoch, compressor, &mut out).map_err(located)?;
                 out.into_inner()
                     .map_err(|e| located(OciError::io("cannot write the layer")(e.into_error())))?;
                 info
@@ -227,7 +230,7 @@ impl LayoutWriter {
             "mediaType": MEDIA_TYPE_MANIFEST,
             "config": descriptor_json(&config_desc),
             "layers": [{
-                "mediaType": MEDIA_TYPE_LAYER,
+                "mediaType": layer.compressor.media_type(),
                 "digest": layer.digest,
                 "size": layer.size,
             }],

@@ -1,4 +1,5 @@
-//! OCI images (docs/architecture.md, "The image"): the output (one deterministic layer per architecture ([`write_layer`]),
+//! OCI images (docs/architecture.md, "The image"): the output (one deterministic layer per
+//! architecture ([`write_layer`]), gzip or zstd ([`Compressor`]),
 //! image config, manifest and index as canonical JSON, written as an OCI image layout
 //! that appears at its destination atomically ([`LayoutWriter`]), or as an archive),
 //! and the one reader of images ([`read`]).
@@ -11,22 +12,26 @@ use std::io;
 use std::path::PathBuf;
 
 pub mod archive;
+pub mod compressor;
 pub mod gzip;
 mod layer;
 pub mod layer_cache;
 mod layout;
 pub mod read;
 pub mod referrers;
+pub mod zstd;
 
-pub use layer::{diff_id, write_layer, GZIP_LEVEL};
+pub use compressor::Compressor;
+pub use layer::{diff_id, write_layer, write_layer_as, GZIP_LEVEL};
 pub use layer_cache::LayerCache;
 pub use layout::{
     rfc3339, temp_prefix as layout_temp_prefix, CommittedLayout, LayoutWriter,
     ASIDE_PREFIX as LAYOUT_ASIDE_PREFIX,
 };
 
-/// Media type of a layer blob: a gzipped tar.
-pub const MEDIA_TYPE_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// Media type of a layer blob: a gzipped tar (the default compressor's,
+/// [`Compressor::media_type`]).
+pub const MEDIA_TYPE_LAYER: &str = compressor::MEDIA_TYPE_LAYER_GZIP;
 /// Media type of an image config blob.
 pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// Media type of an image manifest blob.
@@ -88,12 +93,14 @@ impl OciError {
 /// The result of writing one layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerInfo {
-    /// `sha256:<hex>` of the gzip blob.
+    /// `sha256:<hex>` of the compressed blob.
     pub digest: String,
     /// `sha256:<hex>` of the uncompressed tar.
     pub diff_id: String,
-    /// Bytes of the gzip blob.
+    /// Bytes of the compressed blob.
     pub size: u64,
+    /// How the blob is compressed (its media type).
+    pub compressor: Compressor,
 }
 
 /// What goes into the image config's `config` object (and its platform).

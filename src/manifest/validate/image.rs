@@ -1,5 +1,5 @@
-//! `[image]`: the tag, the architectures, the working directory and the environment
-//! are checked here; the rest of the table is taken as written. (`user` is checked with
+//! `[image]`: the tag, the architectures, the working directory, the environment and
+//! the layer compression are checked here; the rest of the table is taken as written. (`user` is checked with
 //! the accounts, which it may name.) Nothing here touches the file system.
 
 use std::collections::BTreeMap;
@@ -51,6 +51,16 @@ impl Cx {
             None => None,
         };
         let env = self.env(raw.env)?;
+        let compression = match &raw.compression {
+            Some(c) => Some(crate::oci::Compressor::parse(c.get_ref()).map_err(|e| {
+                self.error(
+                    c.span(),
+                    e,
+                    "write compression = \"gzip\", \"zstd\" or one with a level, e.g. \"zstd:9\"",
+                )
+            })?),
+            None => None,
+        };
         Ok(Image {
             name: name.clone(),
             architectures,
@@ -63,6 +73,7 @@ impl Cx {
             labels: raw.labels,
             annotations: raw.annotations,
             copyright: raw.copyright.unwrap_or(true),
+            compression,
         })
     }
 

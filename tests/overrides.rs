@@ -142,8 +142,8 @@ fn a_keyring_override_verifies_a_re_signing_mirror_and_the_lock_records_what_it_
     let keyring = fx.keyring_arg();
     let digest = succeeded(&fx.run(false, &["--keyring", &keyring]));
     assert!(digest.starts_with("sha256:"), "{digest}");
-    // The lock records what it always records: the URLs as the manifest writes them, no
-    // keyring and no new kind of line.
+    // The lock records what it always records (the layers' compression among it): the
+    // URLs as the manifest writes them, no keyring and no new kind of line.
     let lock = fx.lock();
     assert_eq!(
         line_kinds(&lock),
@@ -154,6 +154,7 @@ fn a_keyring_override_verifies_a_re_signing_mirror_and_the_lock_records_what_it_
             "epoch",
             "tag",
             "index",
+            "compression",
             "arm64 release",
             "arm64 packages",
             "arm64 package",

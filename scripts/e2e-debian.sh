@@ -176,14 +176,19 @@ step "compose (4): outdated: locked against the point release, then offered the 
 # pins. `compose outdated` of the whole manifest against that lock then reports what the
 # security pocket moved, with the CVE ids of the newer changelogs; an independent reader
 # (dpkg --compare-versions, zcat, a regex) must find the same ids in the same .debs.
-python3 - "$MANIFEST" "$TMP/point.toml" "$(pwd)" <<'PY' || fail "cannot write $TMP/point.toml"
-import re, sys, os
-text = open(sys.argv[1]).read()
-# Cut before every table header: a [[source]] block ends where the next table begins.
-blocks = re.split(r'(?m)^(?=\[)', text)
-kept = [b for b in blocks if not (b.startswith('[[source]]') and 'debian-security' in b)]
-out = ''.join(kept).replace('"../keys/', '"' + os.path.join(sys.argv[3], 'keys') + '/')
-open(sys.argv[2], 'w').write(out)
+python3 - "$MANIFEST" "$TMP" "$(pwd)" <<'PY' || fail "cannot write $TMP/point.toml"
+# The manifest and every base it includes, copied into TMP under their own names (the
+# image's as point.toml) without the debian-security [[source]] and with keyrings absolute.
+import re, sys, os, tomllib
+def copy(src, out, repo):
+    text = open(src).read()
+    # Cut before every table header: a [[source]] block ends where the next table begins.
+    blocks = re.split(r'(?m)^(?=\[)', text)
+    kept = [b for b in blocks if not (b.startswith('[[source]]') and 'debian-security' in b)]
+    open(out, 'w').write(''.join(kept).replace('"../keys/', '"' + os.path.join(repo, 'keys') + '/'))
+    for inc in tomllib.loads(text).get('image', {}).get('include', []):
+        copy(os.path.join(os.path.dirname(src), inc), os.path.join(os.path.dirname(out), inc), repo)
+copy(sys.argv[1], os.path.join(sys.argv[2], 'point.toml'), sys.argv[3])
 PY
 "$COMPOSE" lock "$TMP/point.toml" --mirror "http://deb.debian.org=$SERVE_URL" \
     --cache "$TMP/cache" --lock "$TMP/point.lock" --quiet >/dev/null \

@@ -19,38 +19,15 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::noble::{self, NobleMirror};
-use support::{Server, TestKey};
+use support::noble;
 
 const UPSTREAM: &str = "http://archive.ubuntu.com/ubuntu";
 
 /// The loopback noble repository, served, and a work directory.
-struct Noble {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    _mirror: NobleMirror,
-    server: Server,
-    keyring: PathBuf,
-}
+type Noble = noble::Served;
 
 fn noble() -> Option<Noble> {
-    let Some(shared) = noble::shared_ubuntu() else {
-        println!("SKIPPED: ../shared/data/ubuntu/debs not present; the real noble packages are not there");
-        return None;
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
-    let key = TestKey::generate("compose noble loopback mirror <noble@example.invalid>");
-    let mirror = noble::build(&shared, &dir.join("mirror"), &key);
-    let server = Server::serve_dir(&mirror.root);
-    let keyring = support::write_keyring(&dir, "noble-test.gpg", &key);
-    Some(Noble {
-        _tmp: tmp,
-        dir,
-        _mirror: mirror,
-        server,
-        keyring,
-    })
+    noble::served()
 }
 
 fn compose() -> Command {

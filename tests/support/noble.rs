@@ -281,3 +281,40 @@ pub fn build_with(shared: &Path, root: &Path, key: &TestKey, updates: bool) -> N
         packages,
     }
 }
+
+/// A loopback noble repository built from `../shared/data/ubuntu`, signed with a key made
+/// for the run and served on 127.0.0.1, with a work directory beside it.
+pub struct Served {
+    /// Holds the work directory (removed on drop).
+    pub _tmp: tempfile::TempDir,
+    /// The work directory (the mirror is `dir/mirror`).
+    pub dir: PathBuf,
+    /// What was built.
+    pub mirror: NobleMirror,
+    /// The server of `mirror.root`.
+    pub server: super::Server,
+    /// The keyring holding the run's key.
+    pub keyring: PathBuf,
+}
+
+/// [`build`] a repository into a new temporary directory and serve it; `None` (saying
+/// SKIPPED) when `../shared/data/ubuntu` is absent.
+pub fn served() -> Option<Served> {
+    let Some(shared) = shared_ubuntu() else {
+        println!("SKIPPED: ../shared/data/ubuntu/debs not present; the real noble packages are not there to build from");
+        return None;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let key = TestKey::generate("compose noble loopback mirror <noble@example.invalid>");
+    let mirror = build(&shared, &dir.join("mirror"), &key);
+    let server = super::Server::serve_dir(&mirror.root);
+    let keyring = super::write_keyring(&dir, "noble-test.gpg", &key);
+    Some(Served {
+        _tmp: tmp,
+        dir,
+        mirror,
+        server,
+        keyring,
+    })
+}

@@ -451,44 +451,17 @@ impl<'a> Repository<'a> {
         let mut arch_lock = ArchLock::default();
 
         // 1. Every suite's Release, fetched and verified concurrently (once per URL for
-        //    all architectures).
-        let suites = self.verify_releases(manifest, arch).await?;
-        let fetcher: &Fetcher = self.fetcher;
-        let searched: Vec<&str> = suites.iter().map(|(_, _, _, d)| d.as_str()).collect();
+        //    all architectures), and the Packages indexes it lists.
+        let (listed, searched) = self.list_indexes(manifest, arch, &mut arch_lock).await?;
 
         // 2. Every component's Packages index not read before, fetched concurrently.
-        let mut indexes = Vec::new(); // (base URL, suite, dists, component, candidates, key)
-        for (source, base, suite, dists) in &suites {
-            let rel = &self.cache.releases[dists];
-            arch_lock.releases.insert(
-                rel.url.clone(),
-                lock::ReleaseLock {
-                    sha256: rel.sha256.clone(),
-                    date: rel.release.date.clone(),
-                },
-            );
-            for component in &source.components {
-                let candidates = rel.release.packages_indexes(component, arch, dists)?;
-                let key = format!("{dists} {component} {arch} {}", rel.sha256);
-                indexes.push((base, suite, dists, component, candidates, key));
-            }
-        }
-        let mut read: Vec<Option<Arc<ParsedIndex>>> = indexes
+        let mut read: Vec<Option<Arc<ParsedIndex>>> = listed
             .iter()
-            .map(|i| self.cache.indexes.get(&i.5).cloned())
+            .map(|i| self.cache.indexes.get(&i.key).cloned())
             .map(|read| read.filter(|r| wanted.iter().all(|n| r.kept.contains(*n))))
             .collect();
-        let unread: Vec<usize> = (0..indexes.len()).filter(|&i| read[i].is_none()).collect();
-        let releases = &self.cache.releases;
-        let opened = futures::future::try_join_all(unread.iter().map(|&i| {
-            let (_, _, dists, component, candidates, _) = &indexes[i];
-            let rel = &releases[dists.as_str()];
-            packages_index(fetcher, rel, dists, component, arch, candidates)
-        }))
-        .await?;
-        crate::timings::mark(format_args!(
-            "{arch}: Packages indexes fetched and verified"
-        ));
+        let unread: Vec<usize> = (0..listed.len()).filter(|&i| read[i].is_none()).collect();
+        let opened = self.open(unread.iter().map(|&i| &listed[i]), arch).await?;
 
         // 3. Read them one at a time as each decompresses, keeping the run's names;
         //    then offer their stanzas in manifest order (ties between equal versions go
@@ -499,17 +472,7 @@ impl<'a> Repository<'a> {
             .chain(wanted.iter().map(|n| n.to_string()))
             .collect();
         let mut parsed = Vec::new();
-        for (&i, (url, index, compression, file)) in unread.iter().zip(opened) {
-            let (base, suite, dists, component, _, key) = &indexes[i];
-            let open = OpenIndex {
-                base: base.to_string(),
-                suite: suite.to_string(),
-                what: format!("{dists}/{component}/binary-{arch}/Packages"),
-                url,
-                lock: index,
-                compression,
-                file,
-            };
+        for (&i, open) in unread.iter().zip(opened) {
             let entries = read_index(&open, arch, &keep_read, &|_| true)?;
             let index = Arc::new(ParsedIndex {
                 url: open.url,
@@ -517,15 +480,15 @@ impl<'a> Repository<'a> {
                 entries,
                 kept: kept.clone(),
             });
-            parsed.push((key.clone(), index.clone()));
+            parsed.push((listed[i].key.clone(), index.clone()));
             read[i] = Some(index);
         }
         self.cache.indexes.extend(parsed);
         let mut candidates: Vec<(PackageEntry, String, String)> = Vec::new();
-        for ((base, suite, ..), index) in indexes.iter().zip(read) {
+        for (listed, index) in listed.iter().zip(read) {
             let index = index.expect("every index is read above");
             for entry in index.entries.iter().filter(|e| keep(&e.name)) {
-                candidates.push((entry.clone(), base.to_string(), suite.to_string()));
+                candidates.push((entry.clone(), listed.base.clone(), listed.suite.clone()));
             }
             arch_lock
                 .indexes
@@ -649,10 +612,22 @@ impl<'a> Repository<'a> {
         arch: Arch,
         arch_lock: &mut ArchLock,
     ) -> Result<(Vec<OpenIndex>, Vec<String>), RepoError> {
-        let suites = self.verify_releases(manifest, arch).await?;
-        let fetcher: &Fetcher = self.fetcher;
+        let (listed, searched) = self.list_indexes(manifest, arch, arch_lock).await?;
+        let opened = self.open(listed.iter(), arch).await?;
+        Ok((opened, searched))
+    }
 
-        let mut indexes = Vec::new(); // (base URL, suite, dists, component, candidates)
+    /// Every suite's Release verified ([`Repository::verify_releases`], recorded in
+    /// `arch_lock`) and the Packages indexes each lists for `arch`, in manifest order;
+    /// with the `dists/` URLs searched.
+    async fn list_indexes(
+        &mut self,
+        manifest: &Manifest,
+        arch: Arch,
+        arch_lock: &mut ArchLock,
+    ) -> Result<(Vec<ListedIndex>, Vec<String>), RepoError> {
+        let suites = self.verify_releases(manifest, arch).await?;
+        let mut listed = Vec::new();
         for (source, base, suite, dists) in &suites {
             let rel = &self.cache.releases[dists];
             arch_lock.releases.insert(
@@ -663,38 +638,57 @@ impl<'a> Repository<'a> {
                 },
             );
             for component in &source.components {
-                let candidates = rel.release.packages_indexes(component, arch, dists)?;
-                indexes.push((base, suite, dists, component, candidates));
+                listed.push(ListedIndex {
+                    base: base.clone(),
+                    suite: suite.clone(),
+                    dists: dists.clone(),
+                    component: component.clone(),
+                    candidates: rel.release.packages_indexes(component, arch, dists)?,
+                    key: format!("{dists} {component} {arch} {}", rel.sha256),
+                });
             }
         }
+        let searched = suites.into_iter().map(|(_, _, _, d)| d).collect();
+        Ok((listed, searched))
+    }
+
+    /// The first variant of each of `listed` the server has, fetched concurrently and
+    /// verified against its Release ([`packages_index`]), open for reading.
+    async fn open(
+        &self,
+        listed: impl Iterator<Item = &ListedIndex>,
+        arch: Arch,
+    ) -> Result<Vec<OpenIndex>, RepoError> {
+        let listed: Vec<&ListedIndex> = listed.collect();
         let releases = &self.cache.releases;
-        let opened = futures::future::try_join_all(indexes.iter().map(
-            |(_, _, dists, component, candidates)| {
-                let rel = &releases[dists.as_str()];
-                packages_index(fetcher, rel, dists, component, arch, candidates)
-            },
-        ))
+        let fetched = futures::future::try_join_all(listed.iter().map(|l| {
+            let rel = &releases[l.dists.as_str()];
+            packages_index(
+                self.fetcher,
+                rel,
+                &l.dists,
+                &l.component,
+                arch,
+                &l.candidates,
+            )
+        }))
         .await?;
         crate::timings::mark(format_args!(
             "{arch}: Packages indexes fetched and verified"
         ));
-        let opened = indexes
+        Ok(listed
             .iter()
-            .zip(opened)
-            .map(
-                |((base, suite, dists, component, _), (url, lock, compression, file))| OpenIndex {
-                    base: base.to_string(),
-                    suite: suite.to_string(),
-                    what: format!("{dists}/{component}/binary-{arch}/Packages"),
-                    url,
-                    lock,
-                    compression,
-                    file,
-                },
-            )
-            .collect();
-        let searched = suites.into_iter().map(|(_, _, _, d)| d).collect();
-        Ok((opened, searched))
+            .zip(fetched)
+            .map(|(l, (url, lock, compression, file))| OpenIndex {
+                base: l.base.clone(),
+                suite: l.suite.clone(),
+                what: format!("{}/{}/binary-{arch}/Packages", l.dists, l.component),
+                url,
+                lock,
+                compression,
+                file,
+            })
+            .collect())
     }
 
     /// A second pass over the verified indexes of the manifest's sources for `arch`
@@ -741,6 +735,18 @@ impl<'a> Repository<'a> {
         }
         Ok(out)
     }
+}
+
+/// A Packages index a verified Release lists: where it is and its cache key in the
+/// session (`dists component arch` and the Release's hash).
+struct ListedIndex {
+    base: String,
+    suite: String,
+    dists: String,
+    component: String,
+    /// Its variants (`.xz`, `.gz`, plain) as Release lists them.
+    candidates: Vec<apt::IndexFile>,
+    key: String,
 }
 
 /// One verified Packages index, open in the cache, with where it came from.

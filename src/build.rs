@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::fetch::{FetchOptions, Fetcher, Timeouts};
 use crate::lock::{self, Lock, Sha256};
 use crate::manifest::Manifest;
-use crate::oci::{ImageConfig, LayerInfo};
+use crate::oci::{Compressor, ImageConfig, LayerInfo};
 use crate::output::{Format, Outputs, Request, Staging};
 use crate::repo::{RepoCache, Repository, Resolved};
 use crate::rootfs::compose::compose_tree;
@@ -85,7 +85,7 @@ pub struct BuildOptions {
     /// `--attach-record`: the layout lists the build record (and the SBOM) as referrers.
     pub attach_record: bool,
     /// `--compression`: overrides the manifest's `[image] compression`.
-    pub compression: Option<crate::oci::Compressor>,
+    pub compression: Option<Compressor>,
 }
 
 impl BuildOptions {
@@ -791,6 +791,20 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     build_in(opts, None)
 }
 
+/// The compressor of this build's layers: the one asked for (`--compression`, else the
+/// manifest's), else the default; with `--locked`, what the lock recorded when nothing
+/// is asked for, and its miniz gzip when gzip at the same level is asked for (a lock of
+/// format 1 says `gzip` and means it, `crate::lock::FORMAT`), so that the hash audit
+/// compares like with like.
+fn layer_compressor(asked: Option<Compressor>, recorded: Option<Compressor>) -> Compressor {
+    match (asked, recorded) {
+        (Some(Compressor::Gzip(a)), Some(r @ Compressor::GzipMiniz(l))) if a == l => r,
+        (Some(asked), _) => asked,
+        (None, Some(recorded)) => recorded,
+        (None, None) => Compressor::default(),
+    }
+}
+
 /// [`build`] in a run's [`Session`] (`crate::many`; a new one when `None`).
 pub fn build_in(opts: &BuildOptions, session: Option<&Session>) -> Result<BuildResult> {
     let plan = plan_in(opts, session)?;
@@ -808,10 +822,14 @@ pub fn build_in(opts: &BuildOptions, session: Option<&Session>) -> Result<BuildR
     let name = &plan.manifest.image.name;
     let mut request = opts.outputs();
     request.lock = Some(plan.lock_path.clone());
-    request.compression = opts
-        .compression
-        .or(plan.manifest.image.compression)
-        .unwrap_or_default();
+    let recorded = match (&plan.existing, opts.locked) {
+        (Some(existing), true) => existing.layer_compressor(),
+        _ => None,
+    };
+    request.compression = layer_compressor(
+        opts.compression.or(plan.manifest.image.compression),
+        recorded,
+    );
     let outputs = Outputs::plan(
         &request,
         name,

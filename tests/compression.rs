@@ -177,7 +177,7 @@ fn zstd_layers_hold_the_gzip_layers_tar_with_golden_digests() {
     assert_eq!(
         [gzip.as_str(), zstd.as_str(), zstd9.as_str()],
         [
-            "sha256:d41792da58b03df4ad028a558a5cebd10a966970cf01c1f912d93e9a70b3377a",
+            "sha256:e85d4c31e22eaa697297f4636fb46a3d6217b5ca5ca259219e8674f148439d17",
             "sha256:0c373553bc001d3a97deda17222ceaaa06fba1bd0a4bdacdadd049d3f84b1e1c",
             "sha256:a780a48029841f9fa97d7e2ce97cc6e1d3b2d8026e29c02f1e4fd0c800d32d26",
         ]
@@ -244,26 +244,112 @@ fn the_manifest_chooses_the_lock_records_and_verify_and_locked_compare_like_with
     assert!(run.status.success(), "verify: {}", stderr(&run));
 }
 
+/// `text` with each fact line's content mapped by `edit` (`None` drops the line), its
+/// `~CHECK` and the final checksum recomputed as compose writes them
+/// (`compose::lock` documents the format).
+fn relock(text: &str, edit: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.starts_with('#') {
+            out.push_str(line);
+        } else if line.starts_with("checksum ") {
+            break;
+        } else {
+            let (content, _) = line.rsplit_once(" ~").unwrap();
+            let Some(content) = edit(content) else {
+                continue;
+            };
+            let check = &hex::encode(sha2::Sha256::digest(content.as_bytes()))[..8];
+            out.push_str(&format!("{content} ~{check}"));
+        }
+        out.push('\n');
+    }
+    let sum = hex::encode(sha2::Sha256::digest(out.as_bytes()));
+    out + &format!("checksum sha256:{sum}\n")
+}
+
+/// A lock of format 1 was written when compose's gzip was miniz_oxide's single member:
+/// it says `gzip` (or nothing, before the `compression` line) and means that. `--locked`
+/// and `compose verify` rebuild its images to the bytes it recorded, while a new lock
+/// gets libdeflate's gzip.
 #[test]
-fn a_lock_without_a_compression_line_means_gzip_level_6() {
+fn a_format_1_lock_rebuilds_its_images_with_miniz_gzip() {
+    let f = Fixture::new();
+    let old = f.build("old", &["--compression", "gzip-miniz"]);
+    // The digest compose's gzip gave this fixture before libdeflate.
+    assert_eq!(
+        old,
+        "sha256:d41792da58b03df4ad028a558a5cebd10a966970cf01c1f912d93e9a70b3377a"
+    );
+    let path = compose::lock::lock_path(&f.manifest);
+    let text = f.lock_text();
+    assert!(text.contains("\ncompression gzip-miniz:6 ~"), "{text}");
+    for compression in [None, Some("compression gzip:6")] {
+        // As the compose before format 2 wrote it: with or without the line.
+        let format_1 = relock(&text, |l| match l {
+            "format 2" => Some("format 1".into()),
+            l if l.starts_with("compression ") => compression.map(String::from),
+            l => Some(l.to_string()),
+        });
+        std::fs::write(&path, &format_1).unwrap();
+        assert_eq!(f.build("again", &["--locked"]), old, "{compression:?}");
+        assert_eq!(
+            f.build("again", &["--locked", "--compression", "gzip:6"]),
+            old,
+            "gzip at the lock's level means the lock's gzip"
+        );
+        assert_eq!(f.lock_text(), format_1, "--locked leaves the lock as it is");
+        let run = Command::new(env!("CARGO_BIN_EXE_compose"))
+            .arg("verify")
+            .arg(&f.manifest)
+            .arg("--cache")
+            .arg(f.dir.join("cache"))
+            .args(["--mirror", &f.ws.mirror_arg(UPSTREAM)])
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "verify: {}", stderr(&run));
+        let run = f.compose("z", &["--locked", "--compression", "zstd"]);
+        assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+        assert!(
+            stderr(&run).contains("layer compression differs (gzip-miniz:6 → zstd:3)"),
+            "{}",
+            stderr(&run)
+        );
+    }
+    // Without --locked, the lock is written anew: this format, libdeflate's gzip.
+    let new = f.build("new", &[]);
+    assert_ne!(new, old);
+    let text = f.lock_text();
+    assert!(
+        text.contains("\nformat 2 ~") && text.contains("\ncompression gzip:6 ~"),
+        "{text}"
+    );
+}
+
+/// A lock of a format this compose does not read (a later compose's) is refused before
+/// any work, naming the formats it reads: its lines may mean other bytes.
+#[test]
+fn a_lock_of_a_later_format_is_refused() {
     let f = Fixture::new();
     f.build("out", &[]);
-    let lock = f.lock_text();
-    assert!(lock.contains("\ncompression gzip:6 ~"), "{lock}");
     let path = compose::lock::lock_path(&f.manifest);
-    let mut parsed = compose::lock::Lock::load(&path).unwrap().unwrap();
-    parsed.compression = None;
-    parsed.write(&path).unwrap();
-    assert!(!f.lock_text().contains("compression"));
-    // What compose before the compression line recorded: --locked accepts gzip.
-    f.build("again", &["--locked"]);
-    let run = f.compose("z", &["--locked", "--compression", "zstd"]);
+    let later = relock(&f.lock_text(), |l| match l {
+        "format 2" => Some("format 3".into()),
+        l => Some(l.to_string()),
+    });
+    std::fs::write(&path, &later).unwrap();
+    let run = f.compose("again", &["--locked"]);
     assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let e = stderr(&run);
     assert!(
-        stderr(&run).contains("layer compression differs (gzip:6 → zstd:3)"),
-        "{}",
-        stderr(&run)
+        e.contains("compose.toml.lock:3: lock format 3 is not supported by compose ")
+            && e.contains(
+                "(it reads formats 1 to 2); use the compose that wrote it, or refresh the lock"
+            ),
+        "{e}"
     );
+    assert!(!f.dir.join("again").exists());
+    assert_eq!(f.lock_text(), later);
 }
 
 #[test]
@@ -308,7 +394,13 @@ fn each_compressor_keeps_its_own_layer_cache() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     dirs.sort();
-    assert_eq!(dirs, ["gzip6-block1024k", "zstd3-job4096k-libzstd10507"]);
+    assert_eq!(
+        dirs,
+        [
+            "gzip6-members1024k-libdeflate1.26",
+            "zstd3-job4096k-libzstd10507"
+        ]
+    );
     for d in &dirs {
         assert_eq!(std::fs::read_dir(layers.join(d)).unwrap().count(), 1, "{d}");
     }

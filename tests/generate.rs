@@ -146,7 +146,7 @@ fn entries(layout: &Path, arch: &str) -> Entries {
     }
     let layer = read(manifest["layers"][0]["digest"].as_str().unwrap());
     let mut tar_bytes = Vec::new();
-    flate2::read::GzDecoder::new(&layer[..])
+    flate2::read::MultiGzDecoder::new(&layer[..])
         .read_to_end(&mut tar_bytes)
         .unwrap();
     let mut out = BTreeMap::new();

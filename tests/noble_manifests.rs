@@ -92,7 +92,7 @@ fn layer_listing(layout: &Path) -> (Vec<String>, u64) {
     assert_eq!(layers.len(), 1);
     let size = layers[0]["size"].as_u64().unwrap();
     let file = std::fs::File::open(blob(layers[0]["digest"].as_str().unwrap())).unwrap();
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut tar = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
     let listing = tar
         .entries()
         .unwrap()

@@ -225,7 +225,7 @@ fn layer_paths(out: &Path) -> Vec<String> {
     .unwrap();
     let layer =
         std::fs::File::open(blob(manifest["layers"][0]["digest"].as_str().unwrap())).unwrap();
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(layer));
+    let mut tar = tar::Archive::new(flate2::read::MultiGzDecoder::new(layer));
     tar.entries()
         .unwrap()
         .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())

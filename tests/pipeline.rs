@@ -209,7 +209,7 @@ fn read_image(
     .unwrap();
     let layer = blob(layout, manifest["layers"][0]["digest"].as_str().unwrap());
     let mut tar_bytes = Vec::new();
-    flate2::read::GzDecoder::new(&layer[..])
+    flate2::read::MultiGzDecoder::new(&layer[..])
         .read_to_end(&mut tar_bytes)
         .unwrap();
     assert_eq!(
@@ -380,6 +380,14 @@ fn golden_digest() {
     let result = f.build().unwrap();
     assert_eq!(
         result.digest,
+        // Changed when gzip layers became one libdeflate member per block
+        // (docs/compression.md); the miniz gzip of before still gives the old digest.
+        "sha256:a6d6e170b405bcd981ef41d49ec44b86e40c1d124cd51a063e25031beb397989"
+    );
+    let mut opts = f.opts("miniz", "cache-miniz");
+    opts.compression = Some(compose::oci::Compressor::GzipMiniz(6));
+    assert_eq!(
+        build(&opts).unwrap().digest,
         // Changed when the empty usr/share/zoneinfo/right left by `exclude` went away.
         "sha256:20b057bf9796b0f29d3067210aec6b8b9d79fec12d47bd91e951ef999274387d"
     );
@@ -719,7 +727,7 @@ fn layers_are_cached_by_diff_id_and_checked_before_use() {
     // Another valid gzip of the same tar passes the check, so it is what a rebuild
     // uses: this is how the test sees that the cache is read at all.
     let mut tar = Vec::new();
-    flate2::read::GzDecoder::new(&original[..])
+    flate2::read::MultiGzDecoder::new(&original[..])
         .read_to_end(&mut tar)
         .unwrap();
     let mut other = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(1));

@@ -371,8 +371,9 @@ impl Lock {
         self.index.is_some()
     }
 
-    /// How the recorded layers were compressed: the `compression` line, or gzip at
-    /// level 6 for a lock written before compose recorded it. `None` without outputs.
+    /// How the recorded layers were compressed: the `compression` line (a lock of
+    /// format 1 without one means miniz gzip at level 6, which its parser fills in).
+    /// `None` without outputs.
     pub fn layer_compressor(&self) -> Option<crate::oci::Compressor> {
         self.has_outputs()
             .then(|| self.compression.unwrap_or_default())

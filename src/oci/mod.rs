@@ -12,6 +12,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub mod archive;
+pub mod blocks;
 pub mod compressor;
 pub mod gzip;
 mod layer;

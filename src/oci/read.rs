@@ -856,7 +856,7 @@ mod tests {
         let layer = layout.blob_path(&manifest.layers[0].digest).unwrap();
         // The same tar, validly re-compressed: only the digest can tell.
         let mut tar = Vec::new();
-        flate2::read::GzDecoder::new(&std::fs::read(&layer).unwrap()[..])
+        flate2::read::MultiGzDecoder::new(&std::fs::read(&layer).unwrap()[..])
             .read_to_end(&mut tar)
             .unwrap();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(1));

@@ -105,6 +105,19 @@ impl Fixture {
         support::digest_of(&run)
     }
 
+    /// `compose verify MANIFEST`, which must find the rebuild equal to the lock.
+    fn verify(&self) {
+        let run = Command::new(env!("CARGO_BIN_EXE_compose"))
+            .arg("verify")
+            .arg(&self.manifest)
+            .arg("--cache")
+            .arg(self.dir.join("cache"))
+            .args(["--mirror", &self.ws.mirror_arg(UPSTREAM)])
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "verify: {}", stderr(&run));
+    }
+
     fn lock_text(&self) -> String {
         std::fs::read_to_string(compose::lock::lock_path(&self.manifest)).unwrap()
     }
@@ -233,15 +246,7 @@ fn the_manifest_chooses_the_lock_records_and_verify_and_locked_compare_like_with
     // The same switches: the same bytes.
     assert_eq!(f.build("again", &["--locked"]), digest);
     // verify rebuilds with the recorded compressor.
-    let run = Command::new(env!("CARGO_BIN_EXE_compose"))
-        .arg("verify")
-        .arg(&f.manifest)
-        .arg("--cache")
-        .arg(f.dir.join("cache"))
-        .args(["--mirror", &f.ws.mirror_arg(UPSTREAM)])
-        .output()
-        .unwrap();
-    assert!(run.status.success(), "verify: {}", stderr(&run));
+    f.verify();
 }
 
 /// `text` with each fact line's content mapped by `edit` (`None` drops the line), its
@@ -299,15 +304,7 @@ fn a_format_1_lock_rebuilds_its_images_with_miniz_gzip() {
             "gzip at the lock's level means the lock's gzip"
         );
         assert_eq!(f.lock_text(), format_1, "--locked leaves the lock as it is");
-        let run = Command::new(env!("CARGO_BIN_EXE_compose"))
-            .arg("verify")
-            .arg(&f.manifest)
-            .arg("--cache")
-            .arg(f.dir.join("cache"))
-            .args(["--mirror", &f.ws.mirror_arg(UPSTREAM)])
-            .output()
-            .unwrap();
-        assert!(run.status.success(), "verify: {}", stderr(&run));
+        f.verify();
         let run = f.compose("z", &["--locked", "--compression", "zstd"]);
         assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
         assert!(

@@ -187,36 +187,32 @@ mod tests {
             .collect()
     }
 
-    fn members(data: &[u8], workers: usize, piece: usize) -> Vec<u8> {
-        let mut w = BlockWriter::with_workers(Vec::new(), Members::new(6), workers);
+    /// `data` compressed at level 6 by `workers` threads, written `piece` bytes at a time.
+    fn compress<C: BlockCodec>(codec: C, data: &[u8], workers: usize, piece: usize) -> Vec<u8> {
+        let mut w = BlockWriter::with_workers(Vec::new(), codec, workers);
         for chunk in data.chunks(piece.max(1)) {
             w.write_all(chunk).unwrap();
         }
         w.finish().unwrap()
+    }
+
+    fn members(data: &[u8], workers: usize, piece: usize) -> Vec<u8> {
+        compress(Members::new(6), data, workers, piece)
     }
 
     fn miniz(data: &[u8], workers: usize, piece: usize) -> Vec<u8> {
-        let mut w = BlockWriter::with_workers(Vec::new(), MinizStream::new(6), workers);
-        for chunk in data.chunks(piece.max(1)) {
-            w.write_all(chunk).unwrap();
-        }
-        w.finish().unwrap()
+        compress(MinizStream::new(6), data, workers, piece)
     }
 
-    fn gunzip_all(gz: &[u8]) -> Vec<u8> {
+    /// Every member (`all`), or the first only.
+    fn gunzip(gz: &[u8], all: bool) -> Vec<u8> {
         let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(gz)
-            .read_to_end(&mut out)
-            .unwrap();
-        out
-    }
-
-    fn gunzip_one(gz: &[u8]) -> Vec<u8> {
-        // GzDecoder reads one member only.
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(gz)
-            .read_to_end(&mut out)
-            .unwrap();
+        let read = if all {
+            flate2::read::MultiGzDecoder::new(gz).read_to_end(&mut out)
+        } else {
+            flate2::read::GzDecoder::new(gz).read_to_end(&mut out)
+        };
+        read.unwrap();
         out
     }
 
@@ -236,7 +232,7 @@ mod tests {
         for len in SIZES {
             let data = sample(len);
             let gz = members(&data, 3, 64 * 1024);
-            assert_eq!(gunzip_all(&gz), data, "length {len}");
+            assert_eq!(gunzip(&gz, true), data, "length {len}");
             // Each member is a whole gzip file of its block: header, deflate, its CRC-32
             // and length.
             let mut rest = &gz[..];
@@ -264,7 +260,7 @@ mod tests {
         for len in SIZES {
             let data = sample(len);
             let gz = miniz(&data, 3, 64 * 1024);
-            assert_eq!(gunzip_one(&gz), data, "length {len}");
+            assert_eq!(gunzip(&gz, false), data, "length {len}");
             // The trailer: CRC-32 and length of the input.
             let t = &gz[gz.len() - 8..];
             assert_eq!(t[..4], crc32fast::hash(&data).to_le_bytes());

@@ -4,9 +4,10 @@
 //! 2. [`Outputs::plan`]: every requested output checked before any work;
 //! 3. `pin`: the packages of each architecture, from a matching lock or resolved from
 //!    verified indexes ([`Repository`]), with the `--locked` checks;
-//! 4. per architecture: fetch the pinned `.deb`s, compose the tree
-//!    ([`rootfs::compose`](crate::rootfs::compose)), check its ELF linkage, stage the
-//!    image ([`Staging::add_image`]);
+//! 4. per architecture: fetch the pinned `.deb`s and compose the tree
+//!    ([`rootfs::compose`](crate::rootfs::compose)), each package selected as soon as its
+//!    `.deb` is verified, check its ELF linkage, stage the image
+//!    ([`Staging::add_image`]);
 //! 5. the index, the `--locked` hash audit, then [`Staging::commit`]: push, every output
 //!    in place or none, the lock.
 //!
@@ -26,7 +27,7 @@ use crate::manifest::Manifest;
 use crate::oci::{Compressor, ImageConfig, LayerInfo};
 use crate::output::{Format, Outputs, Request, Staging};
 use crate::repo::{RepoCache, Repository, Resolved};
-use crate::rootfs::compose::compose_tree;
+use crate::rootfs::compose::{compose_tree, Composed};
 use crate::rootfs::export::ExportSummary;
 use crate::rootfs::generate::Generators;
 use crate::rootfs::linkage::{self, ImageLinkageError};
@@ -529,9 +530,12 @@ fn build_arch(
     staging: Option<&mut Staging>,
 ) -> Result<ArchOutcome> {
     let manifest = &plan.manifest;
-    let repo = Repository::new(&plan.fetcher, opts.allow_expired);
     let snapshots = crate::snapshot::package_urls(manifest, arch, pinned, &packages);
-    let fetched = plan.runtime.block_on(repo.fetch(&packages, &snapshots))?;
+    let phase = plan.phase(format!("{arch}: selecting files"));
+    let generators = Generators::new(manifest, arch, &plan.tag, opts.epoch);
+    let (fetched, composed) =
+        fetch_and_compose(plan, opts, &generators, arch, &packages, &snapshots);
+    let fetched = fetched?;
     let mut from_snapshot = Vec::new();
     for ((p, (_, snapshot)), url) in packages.iter().zip(&fetched).zip(&snapshots) {
         if let (true, Some(url)) = (snapshot, url) {
@@ -542,11 +546,7 @@ fn build_arch(
             from_snapshot.push(p.name.clone());
         }
     }
-    let debs: Vec<PathBuf> = fetched.into_iter().map(|(path, _)| path).collect();
-    crate::timings::mark(format_args!("{arch}: packages fetched and verified"));
-    let phase = plan.phase(format!("{arch}: selecting files"));
-    let generators = Generators::new(manifest, arch, &plan.tag, opts.epoch);
-    let composed = compose_tree(manifest, &generators, arch, &packages, &debs)?;
+    let composed = composed?;
     let tree = &composed.tree;
     crate::timings::mark(format_args!(
         "{arch}: files selected ({} entries)",
@@ -591,6 +591,51 @@ fn build_arch(
             BTreeMap::new()
         },
     }))
+}
+
+/// The cached `.deb` of each package, in package order, with whether the snapshot
+/// service served it.
+type Fetched = Vec<(PathBuf, bool)>;
+
+/// Stage 4's fetch and tree together: the `.deb`s of `packages` fetched and verified
+/// ([`Repository::fetch_each`], from `snapshots[i]` when the archive dropped one),
+/// and each package selected as soon as its `.deb` is verified, while the others still
+/// download ([`compose_tree`]). The fetch's result (the cached paths in package order,
+/// each with whether the snapshot service served it) comes first: when it is an error,
+/// the tree's is not to be reported, so a failed download is reported exactly as when
+/// the tree was composed after every download. `COMPOSE_TIMINGS` marks each `.deb` as it
+/// arrives, then `packages fetched and verified` when the last one has (selection may
+/// still run), and `selected` for each package as its selection ends.
+fn fetch_and_compose(
+    plan: &Plan,
+    opts: &BuildOptions,
+    generators: &Generators,
+    arch: Arch,
+    packages: &[Resolved],
+    snapshots: &[Option<String>],
+) -> (Result<Fetched>, Result<Composed>) {
+    let repo = Repository::new(&plan.fetcher, opts.allow_expired);
+    let (arrived, debs) = std::sync::mpsc::channel::<(usize, PathBuf)>();
+    std::thread::scope(|scope| {
+        let composing = scope
+            .spawn(|| compose_tree(&plan.manifest, generators, arch, packages, debs.into_iter()));
+        let fetch = repo.fetch_each(packages, snapshots, move |i, path, _| {
+            crate::timings::mark(format_args!("{arch}: fetched {}", packages[i].name));
+            // Refused only once the tree stopped on an error: the fetch's result decides.
+            let _ = arrived.send((i, path.to_path_buf()));
+        });
+        // The sender goes with the future: once the fetch has ended, so do the `.deb`s
+        // the tree waits for.
+        let fetched = plan.runtime.block_on(fetch).map_err(Error::from);
+        if fetched.is_ok() {
+            crate::timings::mark(format_args!("{arch}: packages fetched and verified"));
+        }
+        let composed = composing
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            .map_err(Error::from);
+        (fetched, composed)
+    })
 }
 
 /// What `compose suggest` found for each native binary on the image a manifest
@@ -661,11 +706,11 @@ pub fn suggest(opts: &BuildOptions, binaries: &[(String, Vec<u8>)]) -> Result<Su
     let mut report = SuggestReport::default();
     for &arch in &plan.archs {
         let packages = packages.remove(&arch).unwrap_or_default();
-        let repo = Repository::new(&plan.fetcher, opts.allow_expired);
-        let fetched = plan.runtime.block_on(repo.fetch(&packages, &[]))?;
-        let debs: Vec<PathBuf> = fetched.into_iter().map(|(path, _)| path).collect();
         let generators = Generators::new(&plan.manifest, arch, &plan.tag, opts.epoch);
-        let composed = compose_tree(&plan.manifest, &generators, arch, &packages, &debs)?;
+        let (fetched, composed) =
+            fetch_and_compose(&plan, &opts, &generators, arch, &packages, &[]);
+        fetched?;
+        let composed = composed?;
         let mut checked = match linkage::check(&composed.tree, binaries, Some(&composed.shipped)) {
             Ok(checked) => checked,
             Err(failed) => failed.report,

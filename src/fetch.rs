@@ -921,6 +921,23 @@ impl Fetcher {
         self: &Arc<Self>,
         wants: &[(Want, Option<String>)],
     ) -> Result<Vec<(PathBuf, bool)>, FetchError> {
+        self.get_all_or_each(wants, |_, _, _| {}).await
+    }
+
+    /// [`Fetcher::get_all_or`], telling `verified(i, path, second)` as soon as file `i` is
+    /// in the cache, verified (`second`: the second URL served it), while the others
+    /// still download. Downloads start in the order of `wants`, at most
+    /// [`FetchOptions::jobs`] at once. The error is the one of the first failing file in
+    /// that order: once file `i` failed, the files after it are abandoned (their partial
+    /// downloads removed) and those before it run to their end, since one of them may
+    /// fail too.
+    pub async fn get_all_or_each(
+        self: &Arc<Self>,
+        wants: &[(Want, Option<String>)],
+        mut verified: impl FnMut(usize, &Path, bool),
+    ) -> Result<Vec<(PathBuf, bool)>, FetchError> {
+        use futures::future::{AbortHandle, Abortable};
+        use futures::stream::FuturesUnordered;
         let total: u64 = wants.iter().map(|(w, _)| w.size).sum();
         let bar = self.progress.add(ProgressBar::new(total));
         bar.set_style(
@@ -931,36 +948,76 @@ impl Fetcher {
             .progress_chars("=> "),
         );
         bar.set_prefix("packages");
-        type Found = Result<(PathBuf, bool), FetchError>;
-        let results: Vec<Found> = futures::stream::iter(wants.iter())
-            .map(|(w, or)| {
-                let bar = bar.clone();
-                async move {
-                    if let Some(p) = self.get_verified(w, Some(&bar)).await? {
-                        return Ok((p, false));
-                    }
-                    let url = self.rewrite(&w.url);
-                    let Some(or) = or else {
-                        return Err(FetchError::NotFound { url });
-                    };
-                    let second = Want {
-                        url: or.clone(),
-                        ..w.clone()
-                    };
-                    match self.get_verified(&second, Some(&bar)).await? {
-                        Some(p) => Ok((p, true)),
-                        None => Err(FetchError::NotFoundEither {
-                            url,
-                            or: self.rewrite(or),
-                        }),
+        let one = |i: usize| {
+            let (w, or) = &wants[i];
+            let bar = bar.clone();
+            async move {
+                if let Some(p) = self.get_verified(w, Some(&bar)).await? {
+                    return Ok((p, false));
+                }
+                let url = self.rewrite(&w.url);
+                let Some(or) = or else {
+                    return Err(FetchError::NotFound { url });
+                };
+                let second = Want {
+                    url: or.clone(),
+                    ..w.clone()
+                };
+                match self.get_verified(&second, Some(&bar)).await? {
+                    Some(p) => Ok((p, true)),
+                    None => Err(FetchError::NotFoundEither {
+                        url,
+                        or: self.rewrite(or),
+                    }),
+                }
+            }
+        };
+        let mut found: Vec<Option<(PathBuf, bool)>> = vec![None; wants.len()];
+        // The first failure in the order of `wants`, and where it is.
+        let mut failed: Option<(usize, FetchError)> = None;
+        let mut running = FuturesUnordered::new();
+        let mut aborts: std::collections::BTreeMap<usize, AbortHandle> = Default::default();
+        let mut next = 0;
+        loop {
+            let end = failed.as_ref().map_or(wants.len(), |(k, _)| *k);
+            while running.len() < self.jobs && next < end {
+                let (handle, registration) = AbortHandle::new_pair();
+                let i = next;
+                running.push(async move { (i, Abortable::new(one(i), registration).await) });
+                aborts.insert(i, handle);
+                next += 1;
+            }
+            let Some((i, result)) = running.next().await else {
+                break;
+            };
+            aborts.remove(&i);
+            match result {
+                // Abandoned after an earlier file failed.
+                Err(futures::future::Aborted) => {}
+                // Done just as an earlier file failed: not wanted any more.
+                Ok(Ok(_)) if failed.as_ref().is_some_and(|(k, _)| *k < i) => {}
+                Ok(Ok((path, second))) => {
+                    verified(i, &path, second);
+                    found[i] = Some((path, second));
+                }
+                Ok(Err(e)) => {
+                    if failed.as_ref().is_none_or(|(k, _)| i < *k) {
+                        for (_, later) in aborts.split_off(&i) {
+                            later.abort();
+                        }
+                        failed = Some((i, e));
                     }
                 }
-            })
-            .buffered(self.jobs)
-            .collect()
-            .await;
+            }
+        }
         bar.finish_and_clear();
-        results.into_iter().collect()
+        if let Some((_, e)) = failed {
+            return Err(e);
+        }
+        Ok(found
+            .into_iter()
+            .map(|f| f.expect("every file is fetched when none failed"))
+            .collect())
     }
 }
 

@@ -6,14 +6,15 @@
 //! Release offers it) and checks them, and resolves
 //! the manifest's packages to [`Resolved`] pins (with the facts the lock records). It
 //! also fetches the pinned `.deb`s, each against its pinned size and SHA-256, from URLs
-//! checked to stay under their source ([`package_url`]).
+//! checked to stay under their source ([`package_url`]), telling the caller each one as
+//! it is verified ([`Repository::fetch_each`]).
 //!
 //! It owns no format parsing (that is [`crate::apt`]), no HTTP or cache logic (that is
 //! [`crate::fetch`]) and writes nothing but verified blobs into the download cache; it
 //! never prints: warnings are returned to the caller.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -407,12 +408,24 @@ impl<'a> Repository<'a> {
         packages: &[Resolved],
         snapshots: &[Option<String>],
     ) -> Result<Vec<(PathBuf, bool)>, RepoError> {
+        self.fetch_each(packages, snapshots, |_, _, _| {}).await
+    }
+
+    /// [`Repository::fetch`], telling `verified(i, path, from_snapshot)` as soon as the
+    /// `.deb` of `packages[i]` is in the cache, checked, while the others still
+    /// download ([`Fetcher::get_all_or_each`]: on a failure, the same error as `fetch`).
+    pub async fn fetch_each(
+        &self,
+        packages: &[Resolved],
+        snapshots: &[Option<String>],
+        verified: impl FnMut(usize, &Path, bool),
+    ) -> Result<Vec<(PathBuf, bool)>, RepoError> {
         let wants: Vec<(Want, Option<String>)> = packages
             .iter()
             .enumerate()
             .map(|(i, p)| (p.want(), snapshots.get(i).cloned().flatten()))
             .collect();
-        Ok(self.fetcher.get_all_or(&wants).await?)
+        Ok(self.fetcher.get_all_or_each(&wants, verified).await?)
     }
 
     fn keyring(&mut self, source: &Source) -> Result<Arc<Keyring>, RepoError> {

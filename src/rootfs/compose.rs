@@ -1,17 +1,18 @@
 //! One architecture's root filesystem from its verified `.deb`s: each package's
-//! data.tar streamed through its selector into a tree of its own (packages on all cores),
-//! merged in package order into one tree as they come, then the generators and the
-//! merged-usr links.
+//! data.tar streamed through its selector into a tree of its own (packages on all cores,
+//! each as soon as its `.deb` arrives), merged in package order into one tree as they
+//! come, then the generators and the merged-usr links.
 //!
-//! Reads only `.deb`s already in the cache (verified by [`crate::repo`]); never fetches,
-//! never writes outside the trees' unlinked spool files.
+//! Reads only `.deb`s already in the cache (verified by [`crate::repo`]), handed over
+//! one by one by the caller; never fetches and knows nothing of how they came, never
+//! writes outside the trees' unlinked spool files.
 
 use std::path::{Path, PathBuf};
 
 use crate::arch::Arch;
 use crate::deb::{self, DebError};
 use crate::manifest::Manifest;
-use crate::parallel::ordered_parallel;
+use crate::parallel::ordered_parallel_as_ready;
 use crate::repo::Resolved;
 use crate::rootfs::generate::{Captured, GenerateError, Generators};
 use crate::rootfs::linkage::Shipped;
@@ -65,6 +66,15 @@ pub enum ComposeError {
         control: String,
         /// `package version (architecture)` as the pin says.
         pinned: String,
+    },
+    /// The caller's `.deb`s stopped coming before this package's (its download failed:
+    /// the caller reports that failure instead).
+    #[error(
+        "{what}: its verified .deb never came; the download of it or of another package failed"
+    )]
+    NotArrived {
+        /// The package's URL.
+        what: String,
     },
     /// Selection, merging or the merged-usr links failed.
     #[error(transparent)]
@@ -183,24 +193,35 @@ fn check_identity(control: &[u8], pin: &Resolved, what: &str) -> Result<(), Comp
     })
 }
 
-/// The tree of `packages` (with their cached `.deb`s at `debs`, in the same order) for
-/// `arch`: packages read on all cores and merged here in package order, so the first
-/// failure in package order is the one reported, whichever thread saw it; then the
-/// generators, the merged-usr links, and last the embedded SBOM.
+/// The tree of `packages` for `arch`, from their cached, verified `.deb`s as `debs`
+/// yields them: `(i, path)` for `packages[i]`, in any order, as each becomes available
+/// (it may block between them). Each package is selected on a free core as soon as its
+/// `.deb` is there, and merged here in package order, so the tree and the first failure
+/// reported (in package order, whichever thread saw it) depend neither on the order of
+/// arrival nor on the threads; then the generators, the merged-usr links, and last the
+/// embedded SBOM. When `debs` ends before yielding every package (a download failed),
+/// the work stops and [`ComposeError::NotArrived`] names the first package missing
+/// (unless a merge failed first): the caller reports the download's failure. Returns
+/// once `debs` has ended.
 pub fn compose_tree(
     manifest: &Manifest,
     generators: &Generators,
     arch: Arch,
     packages: &[Resolved],
-    debs: &[PathBuf],
+    debs: impl Iterator<Item = (usize, PathBuf)> + Send,
 ) -> Result<Composed, ComposeError> {
     let mut tree = Tree::new().map_err(ComposeError::Spool)?;
     let mut captured = Captured::default();
     let mut setid = Vec::new();
     let mut shipped = Shipped::new(manifest.image.merged_usr);
-    ordered_parallel(
+    ordered_parallel_as_ready(
         packages.len(),
-        |i| select_package(manifest, generators, arch, &packages[i], &debs[i]),
+        debs,
+        |i, deb| {
+            let part = select_package(manifest, generators, arch, &packages[i], &deb);
+            crate::timings::mark(format_args!("{arch}: selected {}", packages[i].name));
+            part
+        },
         |i, part| -> Result<(), ComposeError> {
             let part = part?;
             select::merge(&mut tree, part.tree, &part.contribution)?;
@@ -209,6 +230,9 @@ pub fn compose_tree(
             setid.extend(part.contribution.setid);
             generators.after_package(&mut tree, &packages[i], &part.control)?;
             Ok(())
+        },
+        |i| ComposeError::NotArrived {
+            what: packages[i].url.clone(),
         },
     )?;
     generators.after_packages(&mut tree, packages, &captured)?;

@@ -38,6 +38,11 @@ pub enum Fault {
     Unannounced(Vec<u8>),
     /// The file in `chunk`-byte pieces with `pause` between them.
     Throttle { chunk: usize, pause: Duration },
+    /// Read the request and send nothing until the flag is set, then answer as the
+    /// path's fault is at that time (the file when it is still this one; set another
+    /// fault before the flag to fail instead). Unset after a minute (or when the server
+    /// is dropped): `503`.
+    Hold(Arc<AtomicBool>),
 }
 
 #[derive(Default)]
@@ -208,8 +213,8 @@ fn handle(
 ) -> std::io::Result<()> {
     conn.set_nonblocking(false)?;
     let path = read_request(&mut conn)?;
-    let fault = {
-        shared.log.lock().unwrap().push(path.clone());
+    shared.log.lock().unwrap().push(path.clone());
+    let current = || {
         let mut faults = shared.faults.lock().unwrap();
         match faults.get_mut(&path) {
             Some(Fault::Flaky { status, times }) if *times > 0 => {
@@ -220,6 +225,21 @@ fn handle(
             other => other.cloned(),
         }
     };
+    let mut fault = current();
+    if let Some(Fault::Hold(flag)) = fault {
+        let until = Instant::now() + Duration::from_secs(60);
+        while !flag.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
+            if Instant::now() > until {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        fault = match current() {
+            _ if !flag.load(Ordering::SeqCst) => Some(Fault::Status(503)),
+            Some(Fault::Hold(_)) => None,
+            other => other,
+        };
+    }
     let body = |p: &str| file(root, p);
     let not_found = |conn: &mut TcpStream| conn.write_all(&head(404, Some(0), ""));
     match fault {
@@ -231,7 +251,7 @@ fn handle(
             None => not_found(&mut conn)?,
         },
         Some(Fault::Status(s)) => conn.write_all(&head(s, Some(0), ""))?,
-        Some(Fault::Flaky { .. }) => unreachable!("resolved above"),
+        Some(Fault::Flaky { .. }) | Some(Fault::Hold(_)) => unreachable!("resolved above"),
         Some(Fault::Redirect(to)) => {
             conn.write_all(&head(302, Some(0), &format!("Location: {to}\r\n")))?
         }

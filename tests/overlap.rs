@@ -105,6 +105,23 @@ impl Fixture {
         self.dir.join(format!("cache-{name}"))
     }
 
+    /// The error of a run (`plain`) where the last `.deb` is missing from the start, and
+    /// of one (`held`) where the server holds it back until stderr shows `line`, then
+    /// answers 404: the same failure before and during selection.
+    fn missing_and_missing_once(&self, line: &str) -> (String, String) {
+        self.server.set(&self.last_deb(), Fault::Status(404));
+        let plain = the_error(&self.cmd("plain").output().unwrap());
+        assert!(plain.contains("not found (HTTP 404)"), "{plain}");
+        let release = Arc::new(AtomicBool::new(false));
+        self.server
+            .set(&self.last_deb(), Fault::Hold(release.clone()));
+        let mut run = Watched::spawn(self.cmd("held"));
+        run.wait_for_line(line);
+        self.server.set(&self.last_deb(), Fault::Status(404));
+        release.store(true, Ordering::SeqCst);
+        (plain, the_error(&run.finish()))
+    }
+
     /// Nothing left behind by the run `name`: no partial download, no temporary beside
     /// its output, an empty `TMPDIR`.
     fn assert_nothing_left(&self, name: &str) {
@@ -256,20 +273,8 @@ fn a_package_is_selected_while_a_later_deb_still_downloads() {
 #[test]
 fn a_download_failing_while_packages_are_selected_is_the_error_as_before() {
     let f = Fixture::new(BODY);
-    // Without the overlap's wait: the .deb is missing from the start.
-    f.server.set(&f.last_deb(), Fault::Status(404));
-    let plain = the_error(&f.cmd("plain").output().unwrap());
-    assert!(plain.contains("not found (HTTP 404)"), "{plain}");
-
-    let release = Arc::new(AtomicBool::new(false));
-    f.server.set(&f.last_deb(), Fault::Hold(release.clone()));
-    let mut run = Watched::spawn(f.cmd("held"));
-    run.wait_for_line(&format!("{ARCH}: selected tzdata"));
-    // The server now answers 404, once the earlier packages are selected.
-    f.server.set(&f.last_deb(), Fault::Status(404));
-    release.store(true, Ordering::SeqCst);
-    let held = run.finish();
-    assert_eq!(the_error(&held), plain);
+    let (plain, held) = f.missing_and_missing_once(&format!("{ARCH}: selected tzdata"));
+    assert_eq!(held, plain);
     assert!(!f.dir.join("out-held").exists());
     f.assert_nothing_left("held");
 }
@@ -281,18 +286,8 @@ fn a_download_failure_outranks_a_selection_failure_before_it() {
     // every package was fetched before any was selected.
     let body = BODY.replace("libc.so.6\"]", "libc.so.7\"]");
     let f = Fixture::new(&body);
-    f.server.set(&f.last_deb(), Fault::Status(404));
-    let plain = the_error(&f.cmd("plain").output().unwrap());
-    assert!(plain.contains("not found (HTTP 404)"), "{plain}");
-
-    let release = Arc::new(AtomicBool::new(false));
-    f.server.set(&f.last_deb(), Fault::Hold(release.clone()));
-    let mut run = Watched::spawn(f.cmd("held"));
-    run.wait_for_line(&format!("{ARCH}: selected libc6"));
-    f.server.set(&f.last_deb(), Fault::Status(404));
-    release.store(true, Ordering::SeqCst);
-    let held = run.finish();
-    assert_eq!(the_error(&held), plain);
+    let (plain, held) = f.missing_and_missing_once(&format!("{ARCH}: selected libc6"));
+    assert_eq!(held, plain);
     f.assert_nothing_left("held");
 
     // With the .deb there, the selection's failure is the error.

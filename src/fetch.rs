@@ -906,26 +906,11 @@ impl Fetcher {
         Ok(Some(self.cache.admit(tmp, &want.sha256)?))
     }
 
-    /// Fetch many verified files in parallel (bounded); results in the order of `wants`.
-    /// A missing file is an error.
-    pub async fn get_all(self: &Arc<Self>, wants: &[Want]) -> Result<Vec<PathBuf>, FetchError> {
-        let wants: Vec<(Want, Option<String>)> = wants.iter().map(|w| (w.clone(), None)).collect();
-        let found = self.get_all_or(&wants).await?;
-        Ok(found.into_iter().map(|(path, _)| path).collect())
-    }
-
-    /// Like [`Fetcher::get_all`], with a second URL per file: a file the server does not
-    /// have (404/410) is fetched from it instead (before `--mirror` too), against the
-    /// same size and SHA-256. Each path comes with whether the second URL served it.
-    pub async fn get_all_or(
-        self: &Arc<Self>,
-        wants: &[(Want, Option<String>)],
-    ) -> Result<Vec<(PathBuf, bool)>, FetchError> {
-        self.get_all_or_each(wants, |_, _, _| {}).await
-    }
-
-    /// [`Fetcher::get_all_or`], telling `verified(i, path, second)` as soon as file `i` is
-    /// in the cache, verified (`second`: the second URL served it), while the others
+    /// Many verified files fetched in parallel (bounded), each with an optional second
+    /// URL: a file the server does not have (404/410) is fetched from it instead (before
+    /// `--mirror` too), against the same size and SHA-256. Results in the order of
+    /// `wants`, each path with whether the second URL served it; `verified(i, path,
+    /// second)` is told as soon as file `i` is in the cache, verified, while the others
     /// still download. Downloads start in the order of `wants`, at most
     /// [`FetchOptions::jobs`] at once. The error is the one of the first failing file in
     /// that order: once file `i` failed, the files after it are abandoned (their partial

@@ -83,8 +83,9 @@ struct BuildArgs {
     /// Also write an SPDX 2.3 JSON SBOM of the image to FILE
     #[arg(long, value_name = "FILE")]
     sbom: Option<PathBuf>,
-    /// Layer compression: gzip[:LEVEL] (default gzip:6) or zstd[:LEVEL] (zstd = zstd:3);
-    /// overrides the manifest's [image] compression
+    /// Layer compression: gzip[:LEVEL] (1-12, default gzip:6) or zstd[:LEVEL] (1-19,
+    /// zstd = zstd:3); gzip-miniz[:LEVEL] rebuilds images of locks of format 1. Overrides
+    /// the manifest's [image] compression
     #[arg(long, value_name = "gzip[:LEVEL]|zstd[:LEVEL]", value_parser = compose::oci::Compressor::parse)]
     compression: Option<compose::oci::Compressor>,
     /// Push the image to an OCI registry: REGISTRY/REPO[:TAG] (default tag: --tag).

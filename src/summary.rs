@@ -37,17 +37,6 @@ pub fn summary(result: &BuildResult) -> String {
         },
         result.lock_path.display()
     ));
-    if let Some(r) = &result.rootfs {
-        out.push_str(&format!(
-            "rootfs {}: {} files, {} directories, {} symlinks, {} hard links, {} bytes\n",
-            r.dir.display(),
-            r.files,
-            r.dirs,
-            r.symlinks,
-            r.hardlinks,
-            r.bytes
-        ));
-    }
     out.push_str(&format!(
         "wrote {} tagged {}\n",
         result.output.display(),
@@ -55,12 +44,13 @@ pub fn summary(result: &BuildResult) -> String {
     ));
     if let Some(r) = &result.rootfs {
         out.push_str(&format!(
-            "wrote root filesystem {} ({} directories, {} files, {} symlinks, {} hard links)\n",
+            "wrote root filesystem {} ({} directories, {} files, {} symlinks, {} hard links, {} bytes)\n",
             r.dir.display(),
             r.dirs,
             r.files,
             r.symlinks,
-            r.hardlinks
+            r.hardlinks,
+            r.bytes
         ));
     }
     out

@@ -222,7 +222,17 @@ fn the_rootfs_equals_umoci_unpack_of_the_layout() {
     assert_eq!(summary.dir, rootfs);
     assert_eq!(summary.owners_set, is_root());
     assert_eq!(summary.hardlinks, 2);
-    assert!(compose::summary::summary(&result).contains("wrote root filesystem"));
+    // One line for the root filesystem, with its counts.
+    let text = compose::summary::summary(&result);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(&rootfs.display().to_string()))
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(
+        lines[0].starts_with("wrote root filesystem ") && lines[0].contains(" 2 hard links, "),
+        "{text}"
+    );
 
     let owners = is_root();
     let (ours, our_links) = walk(&rootfs, owners);

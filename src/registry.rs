@@ -378,20 +378,12 @@ fn check_repository(repo: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+/// A tag the OCI distribution spec allows ([`crate::oci::tag_problem`]); the reason as a
+/// phrase naming the tag when not.
 pub(crate) fn check_tag(tag: &str) -> Result<(), String> {
-    let ok = !tag.is_empty()
-        && tag.len() <= 128
-        && !tag.starts_with(['.', '-'])
-        && tag
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "tag `{tag}` is not 1 to 128 of A-Z a-z 0-9 _ . - (not starting with . or -)"
-        ))
+    match crate::oci::tag_problem(tag) {
+        None => Ok(()),
+        Some(reason) => Err(format!("tag `{}`: {reason}", crate::text::shown(tag))),
     }
 }
 
@@ -1404,6 +1396,26 @@ mod tests {
             let e = ImageRef::parse(bad).unwrap_err();
             assert!(e.is_usage(), "{bad}: {e}");
         }
+    }
+
+    /// A pushed tag follows the same rule as a layout's (`crate::oci::tag_problem`),
+    /// and the reason says which part of it is wrong.
+    #[test]
+    fn push_tags_follow_the_layout_rule() {
+        assert!(Reference::parse("127.0.0.1:5000/team/app:v1.2_3").is_ok());
+        for (tag, reason) in [
+            ("-x", "it must start with a letter, digit or `_`"),
+            ("a+b", "only letters, digits, `_`, `.` and `-` are allowed"),
+        ] {
+            let e = Reference::parse(&format!("127.0.0.1:5000/team/app:{tag}")).unwrap_err();
+            assert!(
+                e.to_string().contains(&format!("tag `{tag}`: {reason}")),
+                "{e}"
+            );
+        }
+        let long = "a".repeat(129);
+        let e = Reference::parse(&format!("127.0.0.1:5000/team/app:{long}")).unwrap_err();
+        assert!(e.to_string().contains("longer than 128 characters"), "{e}");
     }
 
     #[test]

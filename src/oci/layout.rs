@@ -481,27 +481,15 @@ fn descriptor_json(d: &Descriptor) -> Value {
     v
 }
 
-/// Tags as the OCI distribution spec allows them (`[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`).
+/// A tag the OCI distribution spec allows ([`super::tag_problem`]).
 fn check_tag(tag: &str) -> Result<(), OciError> {
-    let bad = |reason| OciError::BadTag {
-        tag: tag.to_string(),
-        reason,
-    };
-    let mut chars = tag.chars();
-    match chars.next() {
-        None => return Err(bad("it is empty")),
-        Some(c) if !(c.is_ascii_alphanumeric() || c == '_') => {
-            return Err(bad("it must start with a letter, digit or `_`"))
-        }
-        _ => {}
+    match super::tag_problem(tag) {
+        None => Ok(()),
+        Some(reason) => Err(OciError::BadTag {
+            tag: tag.to_string(),
+            reason,
+        }),
     }
-    if tag.len() > 128 {
-        return Err(bad("it is longer than 128 characters"));
-    }
-    if !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
-        return Err(bad("only letters, digits, `_`, `.` and `-` are allowed"));
-    }
-    Ok(())
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), OciError> {

@@ -42,6 +42,27 @@ pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// Annotation carrying the tag on `index.json`'s descriptor.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
+/// Why `tag` is not a tag as the OCI distribution spec allows them
+/// (`[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`), or `None` when it is: the one rule for the tag
+/// of a layout (`layout.rs`) and of a registry reference (`crate::registry`).
+pub fn tag_problem(tag: &str) -> Option<&'static str> {
+    let mut chars = tag.chars();
+    match chars.next() {
+        None => return Some("it is empty"),
+        Some(c) if !(c.is_ascii_alphanumeric() || c == '_') => {
+            return Some("it must start with a letter, digit or `_`")
+        }
+        _ => {}
+    }
+    if tag.len() > 128 {
+        return Some("it is longer than 128 characters");
+    }
+    if !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
+        return Some("only letters, digits, `_`, `.` and `-` are allowed");
+    }
+    None
+}
+
 /// Why writing an image failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {

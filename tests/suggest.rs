@@ -294,33 +294,7 @@ fn run_in_image(n: &Noble, layout: &Path) {
         "umoci: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let config_path = bundle.join("config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
-    config["process"]["args"] =
-        serde_json::json!(["/usr/local/bin/check", "cnb", "--without", "timezone"]);
-    config["process"]["terminal"] = false.into();
-    config["process"]["user"] = serde_json::json!({"uid": 1002, "gid": 1001});
-    config["root"]["readonly"] = true.into();
-    std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-    let id = format!("compose-suggest-{}", std::process::id());
-    let run = Command::new("timeout")
-        .arg("120")
-        .args(["runc", "run", "--bundle"])
-        .arg(&bundle)
-        .arg(&id)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let _ = Command::new("runc")
-        .args(["delete", "--force", &id])
-        .output();
-    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
-    assert!(
-        run.status.success(),
-        "the program failed under runc: {stdout}{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let stdout = noble::run_check_as_cnb(&bundle, "suggest");
     for want in [
         "ok   exception: caught \"thrown at depth 0\" across 3 frames, 3 destructors run",
         "ok   zlib: zlib 1.3: ",

@@ -318,3 +318,41 @@ pub fn served() -> Option<Served> {
         keyring,
     })
 }
+
+/// Run the C++ check program (tests/e2e-assets/check.cc) at `/usr/local/bin/check` of
+/// `bundle`'s rootfs, in that umoci bundle `bundle` under runc,
+/// as the run image's users run it: as cnb (1002:1001), read-only root, no terminal,
+/// `check cnb --without timezone` (there is no noble tzdata to test with). Fails the
+/// test with the program's output when it fails; returns its stdout. `name` names the
+/// container.
+pub fn run_check_as_cnb(bundle: &Path, name: &str) -> String {
+    use std::process::{Command, Stdio};
+    let config_path = bundle.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    config["process"]["args"] =
+        serde_json::json!(["/usr/local/bin/check", "cnb", "--without", "timezone"]);
+    config["process"]["terminal"] = false.into();
+    config["process"]["user"] = serde_json::json!({"uid": 1002, "gid": 1001});
+    config["root"]["readonly"] = true.into();
+    std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let id = format!("compose-{name}-{}", std::process::id());
+    let run = Command::new("timeout")
+        .arg("120")
+        .args(["runc", "run", "--bundle"])
+        .arg(bundle)
+        .arg(&id)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = Command::new("runc")
+        .args(["delete", "--force", &id])
+        .output();
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success(),
+        "the program failed under runc: {stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    stdout
+}

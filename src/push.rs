@@ -435,22 +435,28 @@ impl Session {
 }
 
 impl Session {
-    /// `GET /v2/<repo>/referrers/<digest>`: does the registry answer with an image
-    /// index (distribution-spec 1.1)? A `404` (or any other answer) says no.
-    async fn has_referrers_api(&self, digest: &str) -> Result<bool, PushError> {
+    /// `GET /v2/<repo>/<path>` accepting an OCI image index (both referrers schemas
+    /// answer with one).
+    fn get_index(&self, path: &str, what: &'static str) -> Req<'static> {
         let mut headers = HeaderMap::new();
         headers.insert(
             reqwest::header::ACCEPT,
             HeaderValue::from_static(crate::oci::MEDIA_TYPE_INDEX),
         );
-        let req = Req {
+        Req {
             method: Method::GET,
-            url: self.url(&format!("referrers/{digest}")),
+            url: self.url(path),
             headers,
             body: None,
             timeout: None,
-            what: "GET referrers",
-        };
+            what,
+        }
+    }
+
+    /// `GET /v2/<repo>/referrers/<digest>`: does the registry answer with an image
+    /// index (distribution-spec 1.1)? A `404` (or any other answer) says no.
+    async fn has_referrers_api(&self, digest: &str) -> Result<bool, PushError> {
+        let req = self.get_index(&format!("referrers/{digest}"), "GET referrers");
         with_retries(|| async {
             let resp = self.send(&req).await?;
             if resp.status() != StatusCode::OK {
@@ -486,19 +492,7 @@ impl Session {
     ) -> Result<String, PushError> {
         use canon_json::CanonJsonSerialize;
         let tag = subject.replacen(':', "-", 1);
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            reqwest::header::ACCEPT,
-            HeaderValue::from_static(crate::oci::MEDIA_TYPE_INDEX),
-        );
-        let req = Req {
-            method: Method::GET,
-            url: self.url(&format!("manifests/{tag}")),
-            headers,
-            body: None,
-            timeout: None,
-            what: "GET referrers tag",
-        };
+        let req = self.get_index(&format!("manifests/{tag}"), "GET referrers tag");
         let existing: Option<Vec<u8>> = with_retries(|| async {
             let resp = self
                 .expect(&req, &[StatusCode::OK, StatusCode::NOT_FOUND])

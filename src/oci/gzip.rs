@@ -172,20 +172,7 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
 
-    /// Not very compressible, not random: text-like bytes with repeats.
-    fn sample(len: usize) -> Vec<u8> {
-        let mut x: u32 = 12345;
-        (0..len)
-            .map(|i| {
-                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                if i % 7 == 0 {
-                    b'a' + (x >> 24) as u8 % 26
-                } else {
-                    b"compose layer "[(i / 3) % 14]
-                }
-            })
-            .collect()
-    }
+    use crate::oci::tests::text_like as sample;
 
     /// `data` compressed at level 6 by `workers` threads, written `piece` bytes at a time.
     fn compress<C: BlockCodec>(codec: C, data: &[u8], workers: usize, piece: usize) -> Vec<u8> {

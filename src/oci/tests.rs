@@ -9,6 +9,22 @@ use sha2::{Digest, Sha256};
 use super::*;
 use crate::rootfs::tree::{Node, NodeKind, Tree};
 
+/// Not very compressible, not random: text-like bytes with repeats. The input of the
+/// compressors' golden digests (`super::gzip`, `super::zstd`): changing it changes them.
+pub(super) fn text_like(len: usize) -> Vec<u8> {
+    let mut x: u32 = 12345;
+    (0..len)
+        .map(|i| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            if i % 7 == 0 {
+                b'a' + (x >> 24) as u8 % 26
+            } else {
+                b"compose layer "[(i / 3) % 14]
+            }
+        })
+        .collect()
+}
+
 fn long_name() -> String {
     // One 180-byte component: no ustar prefix/name split fits, so a PAX path is needed.
     format!("/usr/share/{}", "n".repeat(180))

@@ -81,20 +81,7 @@ mod tests {
     use sha2::{Digest, Sha256};
     use std::io::Read;
 
-    /// Not very compressible, not random: text-like bytes with repeats.
-    fn sample(len: usize) -> Vec<u8> {
-        let mut x: u32 = 12345;
-        (0..len)
-            .map(|i| {
-                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                if i % 7 == 0 {
-                    b'a' + (x >> 24) as u8 % 26
-                } else {
-                    b"compose layer "[(i / 3) % 14]
-                }
-            })
-            .collect()
-    }
+    use crate::oci::tests::text_like as sample;
 
     fn zstd(data: &[u8], level: i32, workers: usize, piece: usize) -> Vec<u8> {
         let mut w = ZstdWriter::with_workers(Vec::new(), level, workers).unwrap();
